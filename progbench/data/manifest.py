@@ -1,0 +1,273 @@
+"""Manifests (one row per image) and tasks (manifest + outcome + positive value).
+
+Validation collects every bad row before failing, so one run of a command shows the user every
+problem in their table, each as file, row, column and value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from progbench.config import TaskConfig, load_task_yaml, task_from_options
+from progbench.errors import ConfigError, ManifestError
+from progbench.provenance import fingerprint
+
+REQUIRED_COLUMNS = ("image_id", "path", "patient_id", "center")
+BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
+ID_COLUMNS = ("image_id", "path", "patient_id", "center")
+MAX_LISTED = 20  # rows listed per problem; the count says how many more there were
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest: the table, the file it came from and the folder paths are relative to."""
+
+    frame: pd.DataFrame
+    source: Path
+
+    @property
+    def root(self) -> Path:
+        return self.source.parent
+
+    @property
+    def has_boxes(self) -> bool:
+        return all(c in self.frame.columns for c in BOX_COLUMNS)
+
+    def image_paths(self) -> list[Path]:
+        return [resolve_path(self.root, p) for p in self.frame["path"]]
+
+    def boxes(self) -> list[tuple[float, float, float, float] | None]:
+        if not self.has_boxes:
+            return [None] * len(self.frame)
+        vals = self.frame[list(BOX_COLUMNS)].to_numpy(dtype=float)
+        return [None if np.isnan(r).any() else tuple(float(x) for x in r) for r in vals]
+
+    def fingerprint(self) -> str:
+        """Identity of the image set: ids, paths, boxes and file sizes (not pixel content)."""
+        sizes = [p.stat().st_size for p in self.image_paths()]
+        cols = ["image_id", "path"] + ([*BOX_COLUMNS] if self.has_boxes else [])
+        rows = self.frame[cols].astype(str).to_numpy().tolist()
+        return fingerprint({"rows": rows, "sizes": sizes})
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task bound to its validated manifest, with binary labels (1 = positive value)."""
+
+    config: TaskConfig
+    manifest: Manifest
+    labels: np.ndarray  # int64 (N,), aligned with manifest.frame
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def resolve_path(root: Path, p: str) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() else root / path
+
+
+def row_label(source: Path, index: int) -> str:
+    """Human row number: CSV line numbers count the header as line 1."""
+    if source.suffix.lower() == ".csv":
+        return f"{source.name} line {index + 2}"
+    return f"{source.name} row {index}"
+
+
+def _bullets(items: list[str]) -> str:
+    shown = items[:MAX_LISTED]
+    more = len(items) - len(shown)
+    text = "\n".join(f"  - {s}" for s in shown)
+    return text + (f"\n  ... and {more} more" if more > 0 else "")
+
+
+def normalise_value(v: object) -> str:
+    """Compare outcome values as text, with 1, 1.0 and '1' all meaning '1'."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    s = str(v).strip()
+    try:
+        f = float(s)
+    except ValueError:
+        return s.lower() if s.lower() in ("true", "false") else s
+    return str(int(f)) if f.is_integer() else s
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(
+            f"manifest not found: {path}", "Give the path to a .csv or .parquet file."
+        )
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            # Everything as text: ids like 007 keep their zeros, and outcomes compare as text.
+            return pd.read_csv(path, dtype=str, keep_default_na=True)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except Exception as err:  # pandas/pyarrow raise many types for a malformed file
+        raise ManifestError(f"cannot read manifest {path}: {err}") from err
+    raise ManifestError(
+        f"manifest {path} has suffix {suffix!r}", "A manifest must be a .csv or .parquet file."
+    )
+
+
+def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
+    """Read and validate a manifest. Raises ManifestError listing every problem found."""
+    path = Path(path).resolve()
+    df = read_table(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ManifestError(
+            f"{path.name}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}",
+            "A manifest needs image_id, path, patient_id and center, plus one column per outcome.",
+        )
+    if len(df) == 0:
+        raise ManifestError(
+            f"{path} is empty: it has a header but no rows", "Add one row per image."
+        )
+    for col in ID_COLUMNS:
+        df[col] = df[col].map(
+            lambda v: (
+                "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+            )
+        )
+
+    problems: list[str] = []
+    for col in ID_COLUMNS:
+        for i in np.flatnonzero(df[col].to_numpy() == ""):
+            problems.append(f"{row_label(path, i)}, column {col!r}: empty value")
+
+    dup = df["image_id"].duplicated(keep=False) & (df["image_id"] != "")
+    for image_id, rows in df[dup].groupby("image_id").groups.items():
+        where = ", ".join(row_label(path, i) for i in rows)
+        problems.append(f"column 'image_id': value {image_id!r} appears more than once ({where})")
+
+    centres = df[df["patient_id"] != ""].groupby("patient_id")["center"].unique()
+    for patient, cs in centres[centres.map(len) > 1].items():
+        rows = df.index[df["patient_id"] == patient]
+        where = ", ".join(row_label(path, i) for i in rows)
+        problems.append(
+            f"column 'center': patient {patient!r} appears in centres {sorted(cs)} ({where})"
+        )
+
+    present_boxes = [c for c in BOX_COLUMNS if c in df.columns]
+    if present_boxes and len(present_boxes) != len(BOX_COLUMNS):
+        problems.append(
+            f"box columns are incomplete: found {present_boxes}, need all of {list(BOX_COLUMNS)}"
+        )
+    elif present_boxes:
+        for col in BOX_COLUMNS:
+            vals = pd.to_numeric(df[col], errors="coerce")
+            bad = vals.isna() & df[col].notna()
+            for i in np.flatnonzero(bad.to_numpy()):
+                problems.append(
+                    f"{row_label(path, i)}, column {col!r}: {df[col].iloc[i]!r} is not a number"
+                )
+            df[col] = vals
+
+    if check_files:
+        for i, p in enumerate(df["path"]):
+            if p == "":
+                continue
+            full = resolve_path(path.parent, p)
+            if not full.is_file():
+                problems.append(f"{row_label(path, i)}, column 'path': file not found: {full}")
+            elif not os.access(full, os.R_OK):
+                problems.append(f"{row_label(path, i)}, column 'path': file not readable: {full}")
+
+    if problems:
+        raise ManifestError(
+            f"{path} has {len(problems)} problem(s):\n{_bullets(problems)}",
+            "Fix or remove these rows; paths are relative to the manifest's folder.",
+        )
+    return Manifest(frame=df.reset_index(drop=True), source=path)
+
+
+def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:
+    """Map the task's outcome column to 0/1, naming every row with a missing or unknown value."""
+    df, path = manifest.frame, manifest.source
+    if task.outcome not in df.columns:
+        outcomes = [c for c in df.columns if c not in (*REQUIRED_COLUMNS, *BOX_COLUMNS)]
+        raise ManifestError(
+            f"{path.name}: outcome column {task.outcome!r} not found",
+            f"Columns that could be outcomes: {', '.join(map(str, outcomes)) or '(none)'}.",
+        )
+    values = df[task.outcome].map(normalise_value)
+    positive = normalise_value(task.positive)
+    negatives = {normalise_value(v) for v in task.negative} if task.negative else None
+    problems = [
+        f"{row_label(path, i)}, column {task.outcome!r}: missing value (NaN/empty)"
+        for i in np.flatnonzero((values == "").to_numpy())
+    ]
+    seen = sorted(set(values) - {""})
+    if positive not in seen:
+        raise ManifestError(
+            f"{path.name}, column {task.outcome!r}: positive value {positive!r} never occurs; values are {seen}",
+            "Set `positive` to one of those values.",
+        )
+    if negatives is None:
+        others = [v for v in seen if v != positive]
+        if len(others) > 1:
+            counts = values[values != ""].value_counts().to_dict()
+            raise ManifestError(
+                f"{path.name}, column {task.outcome!r} has more than two values: {counts}",
+                "A task is binary: list the values counted as negative with `negative:` in the task "
+                "YAML (or --negative), or recode the column.",
+            )
+        negatives = set(others)
+    allowed = negatives | {positive}
+    for i in np.flatnonzero(~values.isin(allowed | {""}).to_numpy()):
+        problems.append(
+            f"{row_label(path, i)}, column {task.outcome!r}: unknown value {values.iloc[i]!r} "
+            f"(expected one of {sorted(allowed)})"
+        )
+    if problems:
+        raise ManifestError(
+            f"{path} has {len(problems)} bad outcome value(s):\n{_bullets(problems)}",
+            "Fill in or drop these rows, or list extra negative values with `negative:`.",
+        )
+    labels = (values == positive).to_numpy().astype(np.int64)
+    if labels.min() == labels.max():
+        raise ManifestError(f"{path.name}, column {task.outcome!r}: every row has the same class")
+    return labels
+
+
+def load_task(
+    spec: str | Path | None = None,
+    *,
+    manifest: str | Path | None = None,
+    outcome: str | None = None,
+    positive: str | None = None,
+    negative: list[str] | None = None,
+    check_files: bool = True,
+) -> Task:
+    """A task from a YAML file (`spec`) or from `manifest` + `outcome` + `positive`."""
+    if spec is not None and manifest is not None:
+        raise ConfigError("give either a task YAML or --manifest/--outcome/--positive, not both")
+    if spec is not None:
+        spec = Path(spec)
+        if spec.suffix.lower() in (".csv", ".parquet", ".pq"):
+            raise ConfigError(
+                f"{spec} is a manifest, not a task",
+                f"Add --outcome COLUMN --positive VALUE, or pass a task YAML such as "
+                f"{spec.parent / 'tasks' / '<outcome>.yaml'}.",
+            )
+        config = load_task_yaml(spec)
+    elif manifest is not None and outcome is not None and positive is not None:
+        config = task_from_options(manifest, outcome, positive, negative)
+    else:
+        raise ConfigError(
+            "no task given",
+            "Pass a task YAML, or --manifest M --outcome COLUMN --positive VALUE.",
+        )
+    m = load_manifest(config.manifest, check_files=check_files)
+    return Task(config=config, manifest=m, labels=binary_labels(m, config))

@@ -1,0 +1,177 @@
+"""Patient-level splits: LOCO, stratified group k-fold and hold-out, each with an inner validation part.
+
+Every split groups by patient, so no patient's images ever sit in two parts of one fold. The
+validation part is drawn from the training part only, grouped by patient and stratified.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from sklearn.model_selection import StratifiedGroupKFold
+
+from progbench.atomic import atomic_write_json
+from progbench.data.manifest import Task
+from progbench.errors import SplitError
+
+Scheme = Literal["loco", "kfold", "holdout"]
+SCHEMES: tuple[str, ...] = ("loco", "kfold", "holdout")
+
+
+class FewShotDraw(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    shots: int
+    repeat: int
+    train: list[str]
+
+
+class Fold(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    fold: int
+    test_center: str | None = None  # LOCO only
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    fewshot: list[FewShotDraw] = []
+
+    def draw(self, shots: int, repeat: int) -> FewShotDraw:
+        for d in self.fewshot:
+            if d.shots == shots and d.repeat == repeat:
+                return d
+        raise SplitError(
+            f"fold {self.fold} has no few-shot draw for shots={shots}, repeat={repeat}",
+            "Write the splits again with --shots and --repeats that include it.",
+        )
+
+
+class Splits(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    scheme: Scheme
+    seed: int
+    val_fraction: float
+    task: str
+    manifest_fingerprint: str
+    fewshot_config: dict[str, Any] | None = None
+    folds: list[Fold]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _inner_split(
+    idx: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split `idx` into (train, held) with about `fraction` of patients held, grouped and stratified."""
+    n_splits = max(2, round(1 / fraction))
+    n_patients = len(np.unique(groups[idx]))
+    if n_patients < n_splits:
+        raise SplitError(
+            f"only {n_patients} patients available to split off a {fraction:.0%} part",
+            "Use fewer folds, a larger cohort or a larger --val-fraction.",
+        )
+    sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    keep, held = next(sgkf.split(idx, y[idx], groups[idx]))
+    return idx[keep], idx[held]
+
+
+def _check_two_classes(part: str, fold: int, idx: np.ndarray, y: np.ndarray, hint: str) -> None:
+    counts = np.bincount(y[idx], minlength=2)
+    if (counts == 0).any():
+        raise SplitError(
+            f"fold {fold}: the {part} part holds a single class "
+            f"({counts[0]} negative, {counts[1]} positive images)",
+            hint,
+        )
+
+
+def make_splits(
+    task: Task,
+    scheme: Scheme,
+    folds: int = 5,
+    val_fraction: float = 0.2,
+    seed: int = 42,
+    test_fraction: float = 0.2,
+) -> Splits:
+    """Outer test folds by `scheme`, each with an inner patient-level validation part."""
+    if scheme not in SCHEMES:
+        raise SplitError(f"unknown scheme {scheme!r}", f"Use one of {', '.join(SCHEMES)}.")
+    if not 0 < val_fraction < 0.5:
+        raise SplitError(f"--val-fraction must be in (0, 0.5), got {val_fraction}")
+    df = task.manifest.frame
+    y = task.labels
+    groups = df["patient_id"].to_numpy()
+    ids = df["image_id"].to_numpy()
+    all_idx = np.arange(len(df))
+
+    outer: list[tuple[np.ndarray, np.ndarray, str | None]] = []
+    if scheme == "loco":
+        centres = sorted(df["center"].unique())
+        if len(centres) < 2:
+            raise SplitError(
+                f"LOCO needs at least two centres; {task.manifest.source.name} has {centres}",
+                "Use --scheme kfold for a single-centre cohort.",
+            )
+        for c in centres:
+            test_mask = df["center"].to_numpy() == c
+            outer.append((all_idx[~test_mask], all_idx[test_mask], c))
+    elif scheme == "kfold":
+        n_patients = len(np.unique(groups))
+        if folds < 2 or folds > n_patients:
+            raise SplitError(f"--folds must be between 2 and {n_patients} patients, got {folds}")
+        sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        outer = [(tr, te, None) for tr, te in sgkf.split(all_idx, y, groups)]
+    else:
+        train, test = _inner_split(all_idx, y, groups, test_fraction, seed)
+        outer = [(train, test, None)]
+
+    single_class_hint = {
+        "loco": "This centre has one class only for this outcome; use --scheme kfold.",
+        "kfold": "Use fewer --folds so each fold holds both classes.",
+        "holdout": "Use a larger cohort or a different --seed.",
+    }[scheme]
+    out: list[Fold] = []
+    for i, (train_idx, test_idx, centre) in enumerate(outer):
+        _check_two_classes("test", i, test_idx, y, single_class_hint)
+        # Seed per fold so adding a fold does not reshuffle the others' validation parts.
+        tr, va = _inner_split(train_idx, y, groups, val_fraction, seed + 1000 + i)
+        _check_two_classes("validation", i, va, y, "Use a larger --val-fraction.")
+        _check_two_classes("training", i, tr, y, single_class_hint)
+        out.append(
+            Fold(
+                fold=i,
+                test_center=centre,
+                train=sorted(ids[tr].tolist()),
+                val=sorted(ids[va].tolist()),
+                test=sorted(ids[test_idx].tolist()),
+            )
+        )
+    return Splits(
+        scheme=scheme,
+        seed=seed,
+        val_fraction=val_fraction,
+        task=task.name,
+        manifest_fingerprint=task.manifest.fingerprint(),
+        folds=out,
+    )
+
+
+def write_splits(splits: Splits, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_json(path, splits.to_json())
+    return path
+
+
+def read_splits(path: str | Path) -> Splits:
+    path = Path(path)
+    try:
+        return Splits.model_validate(json.loads(path.read_text()))
+    except FileNotFoundError as err:
+        raise SplitError(
+            f"splits file not found: {path}", "Write one with `progbench splits`."
+        ) from err
+    except (ValueError, TypeError) as err:
+        raise SplitError(f"{path} is not a valid splits file: {err}") from err

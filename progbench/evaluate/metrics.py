@@ -1,0 +1,134 @@
+"""Binary metrics, all computed by scikit-learn, and `evaluate_predictions`: the one evaluator.
+
+A metric that is undefined for the given input is `None` (JSON null), never NaN and never a
+crash. The rules (docs/METHODOLOGY.md, section 6):
+
+- MCC: scikit-learn's convention, 0.0 whenever a confusion-matrix margin is empty (a single
+  predicted class, a single true class, constant scores under any threshold).
+- PR-AUC (average precision of the positive class): None without positives in y_true.
+- AUROC and balanced accuracy: None unless both classes are present in y_true.
+- Sensitivity: None without positives; specificity: None without negatives.
+- F1: None when there are neither true nor predicted positives (tp + fp + fn = 0).
+- Brier score: always defined.
+
+Constant scores need no special case: AUROC is 0.5 and PR-AUC equals the prevalence.
+A row is predicted positive when p_pos >= threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    f1_score,
+    matthews_corrcoef,
+    recall_score,
+    roc_auc_score,
+)
+
+from progbench.evaluate.thresholds import choose_threshold, parse_threshold_policy
+from progbench.runs import SPLITS, validate_predictions
+
+# The eight reported metrics, primary first.
+METRIC_NAMES: tuple[str, ...] = (
+    "mcc",
+    "pr_auc",
+    "auroc",
+    "balanced_accuracy",
+    "sensitivity",
+    "specificity",
+    "f1",
+    "brier",
+)
+# Keys of every per-split result, in the order of the JSON the CLI prints.
+RESULT_KEYS: tuple[str, ...] = (*METRIC_NAMES, "threshold", "n", "prevalence")
+
+MetricValue = float | int | str | None
+
+
+def _value(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def binary_metrics(
+    y_true: np.ndarray,
+    p_pos: np.ndarray,
+    threshold: float | np.ndarray = 0.5,
+    metrics: tuple[str, ...] = METRIC_NAMES,
+) -> dict[str, MetricValue]:
+    """Metrics of one set of predictions; `threshold` is one value or one per row.
+
+    Returns `metrics` (undefined ones as None) plus threshold (None when it varies across rows),
+    n and prevalence (the PR-AUC of a random classifier).
+    """
+    y = np.asarray(y_true).astype(np.int64)
+    p = np.asarray(p_pos, dtype=np.float64)
+    t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), p.shape)
+    n = len(y)
+    n_pos = int(y.sum())
+    common = float(t[0]) if n and np.all(t == t[0]) else None
+    out: dict[str, MetricValue] = {name: None for name in metrics}
+    out |= {"threshold": common, "n": n, "prevalence": n_pos / n if n else None}
+    if n == 0:
+        return out
+    y_pred = (p >= t).astype(np.int64)
+    both = 0 < n_pos < n
+    # Inputs were validated upstream; skip sklearn's per-call re-validation (bootstrap speed).
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        for name in metrics:
+            if name == "mcc":
+                out[name] = float(matthews_corrcoef(y, y_pred))
+            elif name == "pr_auc" and n_pos > 0:
+                out[name] = float(average_precision_score(y, p, pos_label=1))
+            elif name == "auroc" and both:
+                out[name] = float(roc_auc_score(y, p))
+            elif name == "balanced_accuracy" and both:
+                out[name] = float(balanced_accuracy_score(y, y_pred))
+            elif name == "sensitivity":
+                out[name] = _value(recall_score(y, y_pred, pos_label=1, zero_division=np.nan))
+            elif name == "specificity":
+                out[name] = _value(recall_score(y, y_pred, pos_label=0, zero_division=np.nan))
+            elif name == "f1":
+                out[name] = _value(f1_score(y, y_pred, pos_label=1, zero_division=np.nan))
+            elif name == "brier":
+                out[name] = float(brier_score_loss(y, p, pos_label=1))
+            elif name not in METRIC_NAMES:
+                raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}")
+    return out
+
+
+def evaluate_predictions(
+    df: pd.DataFrame, threshold: str = "fixed:0.5"
+) -> dict[str, dict[str, MetricValue]]:
+    """The one evaluator: metrics per split present ('val', 'test') under a threshold policy.
+
+    `fixed:<t>` applies t everywhere; `val-mcc` and `val-youden` choose the threshold from the
+    validation rows alone (see thresholds.py) and apply it to both splits. Each split's result
+    holds RESULT_KEYS plus `threshold_rule`, the rule actually used.
+    """
+    policy = parse_threshold_policy(threshold)
+    clean = validate_predictions(df)
+    val = clean[clean["split"] == "val"]
+    choice = choose_threshold(policy, val["y_true"].to_numpy(), val["p_pos"].to_numpy())
+    out: dict[str, dict[str, MetricValue]] = {}
+    for split in SPLITS:
+        part = clean[clean["split"] == split]
+        if len(part) == 0:
+            continue
+        result = binary_metrics(part["y_true"].to_numpy(), part["p_pos"].to_numpy(), choice.value)
+        out[split] = {key: result[key] for key in RESULT_KEYS} | {"threshold_rule": choice.rule}
+    return out
+
+
+def metric_or_none(values: dict[str, Any], name: str) -> float | None:
+    """A metric from a result dict as float, None when undefined or absent."""
+    v = values.get(name)
+    return None if v is None else float(v)
