@@ -292,11 +292,638 @@ def _dict_table(title: str, data: dict) -> Table:
 
 # ---------------------------------------------------------------- commands: models
 
+
+def _print_wide(table: Table) -> None:
+    """Print at the table's natural width even on a narrow or non-tty console (no squashing)."""
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    out = console if natural <= console.width else Console(width=natural)
+    out.print(table)
+
+
+@app.command()
+def models(
+    backbone: Annotated[
+        str | None,
+        typer.Option("--backbone", help="Comma-separated backbone names (default: the study's 11)."),
+    ] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="Also list the tiny test twins.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Recompute; ignore the cache.")] = False,
+) -> None:
+    """The backbone x strategy matrix: % trainable parameters (2-way head included) or n/a.
+
+    Counted on the full-size architectures built without weights (no download).
+    Example: [bold]progbench models --backbone resnet18,dinov2-s[/]
+    """
+    import json
+
+    from progbench.models.matrix import (
+        compute_matrix,
+        format_percent,
+        not_applicable_notes,
+        to_markdown,
+    )
+    from progbench.models.registry import list_backbones
+
+    names = [b.strip() for b in backbone.split(",") if b.strip()] if backbone else None
+    if names is None and tiny:
+        names = list_backbones(include_tiny=True)
+    with _progress("counting parameters") as update:
+        matrix = compute_matrix(names, use_cache=not refresh, progress=update)
+    if as_json:
+        typer.echo(json.dumps(matrix.to_json(), indent=2))
+        return
+    if markdown:
+        typer.echo(to_markdown(matrix), nl=False)
+        return
+    info = Table(title="Backbones")
+    for col in ("backbone", "library", "source", "feature dim", "encoder params"):
+        info.add_column(col, justify="right" if col in ("feature dim", "encoder params") else "left")
+    for b in matrix.backbones:
+        info.add_row(b.name, b.library, b.source or "-", str(b.feature_dim), f"{b.encoder_params / 1e6:.2f}M")
+    _print_wide(info)
+    grid = Table(title="Trainable parameters, % of the classifier (2-way head included)")
+    grid.add_column("backbone")
+    for s in matrix.strategies:
+        grid.add_column(s, justify="right")
+    for b in matrix.backbones:
+        cells = [matrix.cell(b.name, s) for s in matrix.strategies]
+        grid.add_row(b.name, *(format_percent(c.percent) if c.percent is not None else "n/a" for c in cells))
+    _print_wide(grid)
+    for note in not_applicable_notes(matrix):
+        console.print(f"[yellow]n/a:[/] {note}", highlight=False)
+
+
 # ---------------------------------------------------------------- commands: extract and cache stores
+
+WeightsOpt = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        help="pretrained (hub/torchvision/open_clip), random (seeded init, for tests and dry runs), or a local PATH.",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto | cpu | cuda. auto picks CUDA when present.")
+]
+
+
+@app.command()
+def extract(
+    source: Annotated[Path, typer.Argument(help="Task YAML or manifest (.csv/.parquet).")],
+    backbone: Annotated[
+        str, typer.Option("--backbone", help="Registry name, see `progbench models`.")
+    ],
+    weights: WeightsOpt = "pretrained",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
+    device: DeviceOpt = "auto",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="auto | fp32 | bf16. auto: bf16 on CUDA, fp32 on CPU.")
+    ] = "auto",
+    image_size: Annotated[int, typer.Option("--image-size", help="Side of the image store.")] = 224,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Write frozen-backbone features of every image into a content-keyed Zarr feature store.
+
+    Builds the image store first if it is missing. Rerunning reuses a complete store and resumes
+    an interrupted one.
+
+    Example: [bold]progbench extract cohort/manifest.csv --backbone resnet18 --weights random[/]
+    """
+    from progbench.data.imagestore import ImageStoreParams
+    from progbench.extract.features import extract_features
+
+    manifest = _manifest_of(source)
+    with _progress(f"extracting {backbone}") as update:
+        result = extract_features(
+            manifest,
+            backbone,
+            weights=weights,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            cache_dir=cache_dir,
+            image_params=ImageStoreParams(size=image_size),
+            progress=update,
+        )
+    if result.computed == 0:
+        console.print(f"reused complete feature store ({result.n_images} images)")
+    else:
+        console.print(
+            f"extracted {result.computed} images in {result.seconds:.1f} s ({result.images_per_s:.1f} img/s)"
+        )
+    console.print(str(result.path), soft_wrap=True)
+
+
+@cache_app.command("ls")
+def cache_ls(
+    cache_dir: CacheDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List image and feature stores.
+
+    Example: [bold]progbench cache ls[/]
+    """
+    import json
+
+    from progbench.cache.featurestore import list_stores
+
+    stores = list_stores(cache_dir)
+    if as_json:
+        console.print_json(json.dumps(stores))
+        return
+    table = Table(title="stores")
+    for col in ("kind", "key", "backbone", "n", "dim/size", "complete", "MB", "created"):
+        table.add_column(col)
+    for s in stores:
+        table.add_row(
+            s["kind"],
+            s["key"],
+            str(s["backbone"]),
+            str(s["n"]),
+            str(s["dim"]),
+            "yes" if s["complete"] else "[red]no[/]",
+            str(s["mb"]),
+            str(s["created"]),
+        )
+    console.print(table)
+
+
+@cache_app.command("info")
+def cache_info(
+    key: Annotated[str, typer.Argument(help="Store key or a unique prefix of it.")],
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Print a store's provenance (its attributes) as JSON.
+
+    Example: [bold]progbench cache info 3fa2[/]
+    """
+    import json
+
+    import zarr
+
+    from progbench.cache.featurestore import find_store
+
+    path = find_store(key, cache_dir)
+    console.print(str(path), soft_wrap=True)
+    console.print_json(json.dumps(dict(zarr.open_group(path, mode="r").attrs), default=str))
+
+
+@cache_app.command("verify")
+def cache_verify(
+    key: Annotated[
+        str | None, typer.Argument(help="Store key or prefix; all stores when omitted.")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Check image ids against this manifest.")
+    ] = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Check stores for incomplete builds, missing or corrupt chunks and image-id mismatches.
+
+    Exits non-zero when any store has a problem.
+
+    Example: [bold]progbench cache verify[/]
+    """
+    from progbench.cache.featurestore import find_store, list_stores
+    from progbench.cache.verify import verify_store
+    from progbench.errors import CacheError
+
+    paths = (
+        [find_store(key, cache_dir)] if key else [Path(s["path"]) for s in list_stores(cache_dir)]
+    )
+    bad = 0
+    for path in paths:
+        report = verify_store(path, manifest)
+        if report.ok:
+            console.print(f"[green]ok[/]   {report.kind:8} {path.stem}")
+        else:
+            bad += 1
+            console.print(f"[red]FAIL[/] {report.kind:8} {path.stem}")
+            for p in report.problems:
+                console.print(f"       - {p}")
+    if bad:
+        raise CacheError(
+            f"{bad} of {len(paths)} store(s) failed verification",
+            "Rerun the command that built an incomplete store, or remove a corrupt one with `progbench cache rm KEY`.",
+        )
+
+
+@cache_app.command("rm")
+def cache_rm(
+    key: Annotated[str, typer.Argument(help="Store key or a unique prefix of it.")],
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Remove one store.
+
+    Example: [bold]progbench cache rm 3fa2[/]
+    """
+    from progbench.cache.featurestore import find_store, remove_store
+
+    path = find_store(key, cache_dir)
+    remove_store(path)
+    console.print(f"removed {path}")
+
+
+@cache_app.command("export")
+def cache_export(
+    key: Annotated[str, typer.Argument(help="Feature store key or a unique prefix of it.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file.")],
+    fmt: Annotated[str, typer.Option("--format", help="h5 | npz.")] = "npz",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Export a feature store (features, image_id, provenance) as HDF5 or npz for other tools.
+
+    Example: [bold]progbench cache export 3fa2 --format h5 --out features.h5[/]
+    """
+    from progbench.cache.featurestore import find_store
+    from progbench.cache.verify import export_store
+    from progbench.errors import ConfigError
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists", "Pass --force to overwrite it, or choose another --out.")
+    export_store(find_store(key, cache_dir), fmt, out)
+    console.print(f"wrote {out}")
+
 
 # ---------------------------------------------------------------- commands: train and predict
 
+
+@app.command()
+def train(
+    task: TaskArg = None,
+    backbone: Annotated[
+        str, typer.Option("--backbone", help="Registry name, see `progbench models`.")
+    ] = "resnet18",
+    strategy: Annotated[
+        str,
+        typer.Option("--strategy", help="lp | fft | lora-r4/8/16 | vera-r4/8/16 | bitfit | ia3."),
+    ] = "lp",
+    weights: WeightsOpt = "pretrained",
+    scheme: Annotated[str, typer.Option(help="loco | kfold | holdout.")] = "kfold",
+    folds: Annotated[int, typer.Option(help="Folds for kfold.")] = 5,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of training patients for validation.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed for splits, draws and training.")] = 42,
+    shots: Annotated[str | None, typer.Option(help="Few-shot k values, e.g. 2,4,8,16,32.")] = None,
+    repeats: Annotated[int, typer.Option(help="Few-shot draws per k.")] = 5,
+    per_center: Annotated[
+        bool, typer.Option("--per-center", help="Draw k per class in every centre.")
+    ] = False,
+    splits_file: Annotated[
+        Path | None, typer.Option("--splits", help="Use this splits JSON.")
+    ] = None,
+    runs: Annotated[Path, typer.Option("--runs", help="Root of the run tree.")] = Path("runs"),
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Recompute finished runs (old ones are kept in .replaced/)."),
+    ] = False,
+    device: DeviceOpt = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | fp32 | bf16.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 32,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (PEFT/FFT).")] = 100,
+    accumulate: Annotated[int, typer.Option(help="Gradient accumulation steps (PEFT/FFT).")] = 1,
+    lr_backbone: Annotated[
+        float | None,
+        typer.Option("--lr-backbone", help="Backbone/adapter lr. Default: 1e-5 FFT, 1e-4 PEFT."),
+    ] = None,
+    lr_head: Annotated[
+        float | None,
+        typer.Option(
+            "--lr-head", help="Head lr. Default: chosen on validation from 1e-2,1e-3,1e-4."
+        ),
+    ] = None,
+    patience: Annotated[
+        int, typer.Option(help="Early-stopping patience in epochs (PEFT/FFT).")
+    ] = 100,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", help="Validate every N epochs (PEFT/FFT).")
+    ] = 3,
+    augment: Annotated[
+        bool, typer.Option("--augment/--no-augment", help="On-device CXR-safe augmentation.")
+    ] = True,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model (PEFT/FFT).")
+    ] = False,
+    image_size: Annotated[int, typer.Option("--image-size", help="Side of the image store.")] = 224,
+    cache_dir: CacheDirOpt = None,
+    manifest: ManifestOpt = None,
+    outcome: OutcomeOpt = None,
+    positive: PositiveOpt = None,
+    negative: NegativeOpt = None,
+) -> None:
+    """Train one strategy on one backbone over every fold (and few-shot draw), then score the runs.
+
+    lp trains linear probes on cached features (extracting them first if needed); the other
+    strategies stream images through the model. Finished runs are skipped; a killed command
+    resumes where it stopped.
+
+    Examples:
+      [bold]progbench train cohort/tasks/severity.yaml --backbone resnet18 --weights random --strategy lp --shots 2,4,8 --repeats 5[/]
+      [bold]progbench train cohort/tasks/severity.yaml --backbone dinov2-s --strategy lora-r8 --scheme loco[/]
+    """
+    from progbench.data.fewshot import parse_shots
+    from progbench.train.pipeline import SplitRequest, train_finetune, train_lp
+
+    t = _load_task(task, manifest, outcome, positive, negative)
+    req = SplitRequest(
+        scheme=scheme,  # type: ignore[arg-type]
+        folds=folds,
+        val_fraction=val_fraction,
+        seed=seed,
+        shots=tuple(parse_shots(shots)) if shots else (),
+        repeats=repeats,
+        per_center=per_center,
+        splits_file=splits_file,
+    )
+    if strategy == "lp":
+        summary = train_lp(
+            t,
+            backbone,
+            weights,
+            req,
+            runs,
+            force,
+            device,
+            dtype,
+            batch_size,
+            cache_dir,
+            image_size,
+            _progress,
+        )
+    else:
+        from progbench.train.options import FinetuneOptions
+
+        opts = FinetuneOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            accumulate=accumulate,
+            lr_backbone=lr_backbone,
+            lr_head=lr_head,
+            patience=patience,
+            eval_every=eval_every,
+            augment=augment,
+            compile=compile_model,
+            device=device,
+            dtype=dtype,
+            image_size=image_size,
+            cache_dir=cache_dir,
+        )
+        summary = train_finetune(t, backbone, weights, strategy, req, runs, opts, force, _progress)
+    for note in summary.notes:
+        console.print(note)
+    console.print(
+        f"{len(summary.written)} run(s) written, {len(summary.skipped)} already finished, "
+        f"in {summary.seconds:.1f} s; splits: {summary.splits_file}"
+    )
+    _print_group_summary(runs / t.name / backbone / strategy)
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    images: Annotated[
+        Path, typer.Argument(help="A manifest (.csv/.parquet), an image file, or a folder.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="CSV to write.")] = Path("preds.csv"),
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="Backbone weights, if not where the run found them."),
+    ] = None,
+    device: DeviceOpt = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | fp32 | bf16.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward.")] = 64,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", help="Override the run's image-store side.")
+    ] = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Apply a trained run (adapter, BitFit, FFT, or an LP probe on the frozen backbone) to images.
+
+    Writes image_id, p_pos (and y_true when a manifest holds the run's outcome column).
+
+    Example: [bold]progbench predict runs/severity/resnet18/lora-r8/full/fold-0 new/manifest.csv --out preds.csv[/]
+    """
+    from progbench.atomic import atomic_write_with
+    from progbench.predict import PredictOptions, predict_run
+
+    opts = PredictOptions(device, dtype, batch_size, weights, image_size, cache_dir)
+    preds = predict_run(run_dir, images, opts)
+    atomic_write_with(out, lambda tmp: preds.to_csv(tmp, index=False))
+    console.print(f"wrote {len(preds)} predictions to {out}", soft_wrap=True)
+
+
+def _pm(entry: dict, scale: float = 1.0) -> str:
+    if entry.get("mean") is None:
+        return "n/a"
+    std = entry.get("std")
+    return (
+        f"{entry['mean'] * scale:.3f} ± {std * scale:.3f}"
+        if std is not None
+        else f"{entry['mean'] * scale:.3f}"
+    )
+
+
+def group_summary_table(title: str, records: list[dict]) -> Table:
+    """MCC and PR-AUC as mean ± std over folds, and the pooled MCC with its patient-bootstrap CI."""
+    table = Table(title=title)
+    for col in (
+        "backbone",
+        "strategy",
+        "regime",
+        "k",
+        "MCC",
+        "PR-AUC",
+        "pooled MCC [CI]",
+        "prevalence",
+    ):
+        table.add_column(col, justify="right")
+    for r in records:
+        mcc, ap = r["metrics"]["mcc"], r["metrics"]["pr_auc"]
+        if mcc.get("pooled") is None:
+            ci = "n/a"
+        elif mcc.get("ci_low") is None:
+            ci = f"{mcc['pooled']:.3f}"
+        else:
+            ci = f"{mcc['pooled']:.3f} [{mcc['ci_low']:.3f}, {mcc['ci_high']:.3f}]"
+        prev = f"{r['prevalence']:.2f}" if r.get("prevalence") is not None else ""
+        table.add_row(
+            str(r["backbone"]),
+            str(r["strategy"]),
+            str(r["regime"]),
+            str(r["shots"] or "all"),
+            _pm(mcc),
+            _pm(ap),
+            ci,
+            prev,
+        )
+    return table
+
+
+def _print_group_summary(root: Path) -> None:
+    """Score the runs under `root` with the shared evaluator and print mean ± std over folds.
+
+    No bootstrap here (it takes seconds per group): `progbench evaluate` adds the CIs and writes
+    the results table.
+    """
+    from progbench.evaluate.results import evaluate_tree, summarise
+
+    ev = evaluate_tree(root, n_boot=0, cache=False)
+    console.print(group_summary_table(f"{root} (test split)", summarise(ev.results)))
+    console.print(f"CIs and results table: [bold]progbench evaluate {root}[/]")
+
+
 # ---------------------------------------------------------------- commands: evaluate
+
+
+def _fmt(x: object, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _metrics_table(title: str, by_split: dict[str, dict[str, object]]) -> Table:
+    """Rows are metrics, columns are splits; '—' marks an undefined metric."""
+    from progbench.evaluate import RESULT_KEYS
+
+    table = Table(title=title)
+    table.add_column("metric")
+    splits = [s for s in ("val", "test") if s in by_split]
+    for split in splits:
+        table.add_column(split, justify="right")
+    for key in RESULT_KEYS:
+        label = "pr_auc (baseline = prevalence)" if key == "pr_auc" else key
+        table.add_row(label, *[_fmt(by_split[s].get(key)) for s in splits])
+    table.add_row("threshold rule", *[str(by_split[s].get("threshold_rule")) for s in splits])
+    return table
+
+
+def _summary_table(title: str, groups: list[dict]) -> Table:
+    table = Table(title=title)
+    for col in ("task", "backbone", "strategy", "regime", "k", "folds"):
+        table.add_column(col)
+    for col in ("MCC mean±std", "MCC pooled [95% CI]", "PR-AUC mean±std (base)", "AUROC mean±std"):
+        table.add_column(col, justify="right")
+
+    def mean_std(m: dict) -> str:
+        return f"{_fmt(m['mean'])} ± {_fmt(m['std'])}"
+
+    for g in groups:
+        mcc, ap, auc = (g["metrics"][k] for k in ("mcc", "pr_auc", "auroc"))
+        table.add_row(
+            g["task"],
+            g["backbone"],
+            g["strategy"],
+            g["regime"],
+            _fmt(g["shots"]),
+            _fmt(mcc["n_folds"]),
+            mean_std(mcc),
+            f"{_fmt(mcc['pooled'])} [{_fmt(mcc['ci_low'])}, {_fmt(mcc['ci_high'])}]",
+            f"{mean_std(ap)} ({_fmt(g['prevalence'], 2)})",
+            mean_std(auc),
+        )
+    return table
+
+
+@app.command()
+def evaluate(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory, a tree of runs, or a predictions .parquet/.csv file."
+        ),
+    ],
+    threshold: Annotated[
+        str,
+        typer.Option(
+            help="Decision threshold: fixed:<t> (t in [0, 1]), val-mcc or val-youden "
+            "(chosen on the validation rows only, then applied to test)."
+        ),
+    ] = "fixed:0.5",
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print machine-readable metrics (JSON) instead of tables."),
+    ] = False,
+    n_boot: Annotated[
+        int,
+        typer.Option("--n-boot", help="Bootstrap replicates (patients resampled) for pooled CIs."),
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 42,
+    jobs: Annotated[int, typer.Option(help="Processes for aggregating groups of runs.")] = 1,
+) -> None:
+    """Score predictions; for a tree of runs, also aggregate and write the results table.
+
+    A file needs columns image_id, patient_id, split (val|test), y_true (0/1), p_pos.
+    A tree gets results.parquet and results.csv: one row per (run or aggregate) x metric.
+    Incomplete runs (no DONE) are named and skipped. Definitions: docs/METHODOLOGY.md, 6.
+
+    Examples: [bold]progbench evaluate predictions.csv --json[/]
+              [bold]progbench evaluate runs/ --threshold val-mcc[/]
+    """
+    import json
+
+    from progbench.errors import RunError
+    from progbench.evaluate import evaluate_predictions
+    from progbench.evaluate.results import evaluate_tree, summarise, write_results
+    from progbench.runs import is_run_dir, read_predictions_file, read_run
+
+    def emit(obj: object) -> None:
+        typer.echo(json.dumps(obj, indent=2, allow_nan=False))
+
+    if path.is_file() or is_run_dir(path):
+        if path.is_file():
+            metrics = evaluate_predictions(read_predictions_file(path), threshold)
+        else:
+            metrics = evaluate_predictions(read_run(path).predictions, threshold)
+        ordered = {s: metrics[s] for s in ("test", "val") if s in metrics}
+        if json_out:
+            emit(ordered)
+        else:
+            console.print(_metrics_table(str(path), metrics))
+        return
+    if not path.is_dir():
+        raise RunError(
+            f"not found: {path}", "Give a run directory, a tree of runs or a predictions file."
+        )
+
+    if json_out:
+        result = evaluate_tree(path, threshold, n_boot=n_boot, seed=seed, n_jobs=jobs)
+    else:
+        with _progress("evaluating") as update:
+            result = evaluate_tree(
+                path,
+                threshold,
+                n_boot=n_boot,
+                seed=seed,
+                n_jobs=jobs,
+                progress=lambda _stage, done, total: update(done, total),
+            )
+    if result.incomplete:
+        err_console.print(
+            f"[yellow]warning:[/] skipped {len(result.incomplete)} incomplete run(s) (no DONE):",
+            highlight=False,
+        )
+        for p in result.incomplete:
+            err_console.print(f"  {p}", highlight=False, soft_wrap=True)
+    parquet, csv = write_results(result.results, path)
+    groups = summarise(result.results)
+    if json_out:
+        emit(
+            {
+                "results": {"parquet": str(parquet), "csv": str(csv)},
+                "runs": len(result.done),
+                "incomplete": [str(p) for p in result.incomplete],
+                "threshold": threshold,
+                "groups": groups,
+            }
+        )
+        return
+    console.print(_summary_table(f"{path}: {len(result.done)} runs, threshold {threshold}", groups))
+    console.print(f"wrote {parquet} and {csv} ({len(result.results)} rows)", soft_wrap=True)
+
 
 # ---------------------------------------------------------------- commands: report
 

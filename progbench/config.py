@@ -103,3 +103,186 @@ def task_from_options(
         positive=positive,
         negative=negative,
     )
+
+
+# ----- backbones and strategies
+# Schemas of progbench/configs/models/*.yaml and progbench/configs/strategies/*.yaml (see
+# docs/MODELS.md). The registry (progbench/models/registry.py) finds and parses the files.
+
+from typing import Literal  # noqa: E402  (this section is appended to a shared file)
+
+from pydantic import Field, model_validator  # noqa: E402
+
+REGISTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+AdapterKind = Literal["lora", "vera", "ia3"]
+StrategyKind = Literal["lp", "fft", "lora", "vera", "bitfit", "ia3"]
+
+
+class TargetSpec(StrictModel):
+    """Where one adapter method goes on a backbone, or why it cannot go there.
+
+    `modules` are matched like peft matches `target_modules`: a module whose full name equals an
+    entry or ends with `.` + entry. `feedforward` (IA3 only) is the subset scaled on its input.
+    """
+
+    modules: list[str] = []
+    feedforward: list[str] = []
+    not_applicable: str | None = None
+
+    @model_validator(mode="after")
+    def _modules_or_reason(self) -> TargetSpec:
+        if self.not_applicable is not None:
+            if self.modules or self.feedforward:
+                raise ValueError("give either `modules` or `not_applicable`, not both")
+            if not self.not_applicable.strip():
+                raise ValueError("`not_applicable` must say why")
+            return self
+        if not self.modules:
+            raise ValueError("give `modules` (at least one name) or `not_applicable: <reason>`")
+        if len(set(self.modules)) != len(self.modules):
+            raise ValueError(f"`modules` has duplicates: {self.modules}")
+        extra = sorted(set(self.feedforward) - set(self.modules))
+        if extra:
+            raise ValueError(f"`feedforward` must be a subset of `modules`; not in modules: {extra}")
+        return self
+
+
+class AdapterTargets(StrictModel):
+    """Targets per adapter method, translated to the module names of the installed libraries."""
+
+    lora: TargetSpec
+    vera: TargetSpec
+    ia3: TargetSpec
+    study: str = ""  # the reference study's own target names, kept for the record
+
+    def for_kind(self, kind: AdapterKind) -> TargetSpec:
+        return {"lora": self.lora, "vera": self.vera, "ia3": self.ia3}[kind]
+
+    @model_validator(mode="after")
+    def _feedforward_is_ia3_only(self) -> AdapterTargets:
+        if self.lora.feedforward or self.vera.feedforward:
+            raise ValueError("`feedforward` is an IA3 setting; remove it from lora/vera")
+        return self
+
+
+class FeatureSpec(StrictModel):
+    """How the feature is taken: which token or pool, and before or after a projection."""
+
+    pooling: Literal["cls", "avg"]
+    projection: Literal["none", "after"]
+    note: str = ""
+
+
+class ProjectionSpec(StrictModel):
+    """A linear projection applied after pooling (MedCLIP's image projection)."""
+
+    in_features: int = Field(gt=0)
+    out_features: int = Field(gt=0)
+    bias: bool = False
+
+
+class BackboneSpec(StrictModel):
+    """One backbone of the registry: how to build it, load it, feed it and adapt it."""
+
+    name: str = Field(pattern=REGISTRY_NAME_PATTERN)
+    description: str = ""
+    family: str  # twins share a family with their full-size backbone: hf-dinov2, torchvision-cnn...
+    library: Literal["torchvision", "transformers", "open_clip"]
+    # torchvision: a builder or class in torchvision.models; transformers: a model class;
+    # open_clip: "vision_tower" (built from `config_overrides` = open_clip's model_cfg).
+    arch: str
+    hub_id: str | None = None  # torchvision weights enum, HF repo id, or a release URL (MedCLIP)
+    weights_format: Literal["native", "medclip"] = "native"
+    arch_overrides: dict[str, Any] = {}  # torchvision builder keyword arguments
+    config_overrides: dict[str, Any] = {}  # transformers config kwargs / open_clip model_cfg
+    ignore_checkpoint_keys: list[str] = []  # key prefixes of other towers in a checkpoint
+    feature: FeatureSpec
+    feature_dim: int = Field(gt=0)
+    projection: ProjectionSpec | None = None
+    input_size: int = Field(gt=0)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    is_cnn: bool
+    bf16_cast_weights: bool = False  # bf16 by casting weights, not autocast (open_clip on CPU)
+    encoder_params: int = Field(gt=0)
+    unused_parameters: list[str] = []  # never reached by the feature path: frozen always
+    targets: AdapterTargets
+    tiny: bool = False
+    twin_of: str | None = None
+    order: int = 1000  # display order in `progbench models`
+
+    @field_validator("std")
+    @classmethod
+    def _std_positive(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(v) <= 0:
+            raise ValueError("every std value must be > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BackboneSpec:
+        if self.arch_overrides and self.library != "torchvision":
+            raise ValueError("`arch_overrides` is for torchvision; use `config_overrides`")
+        if self.config_overrides and self.library == "torchvision":
+            raise ValueError("`config_overrides` is for transformers/open_clip; use `arch_overrides`")
+        if self.library == "open_clip":
+            if self.projection is not None:
+                raise ValueError("open_clip towers carry their own projection; drop `projection`")
+            if self.weights_format != "native":
+                raise ValueError("open_clip backbones support weights_format: native only")
+        elif (self.projection is not None) != (self.feature.projection == "after"):
+            raise ValueError("`feature.projection: after` and a `projection:` block go together")
+        if self.projection is not None and self.projection.out_features != self.feature_dim:
+            raise ValueError(
+                f"projection.out_features ({self.projection.out_features}) must equal "
+                f"feature_dim ({self.feature_dim})"
+            )
+        if self.twin_of is not None and not self.tiny:
+            raise ValueError("a backbone with `twin_of` is a tiny twin: set `tiny: true`")
+        return self
+
+    def feature_definition(self) -> dict[str, Any]:
+        """What, besides the weights, decides the feature vector (part of feature-store keys)."""
+        return {
+            "library": self.library,
+            "arch": self.arch,
+            "arch_overrides": self.arch_overrides,
+            "config_overrides": self.config_overrides,
+            "feature": self.feature.model_dump(exclude={"note"}),
+            "feature_dim": self.feature_dim,
+            "projection": None if self.projection is None else self.projection.model_dump(),
+        }
+
+
+class StrategySpec(StrictModel):
+    """An adaptation strategy preset: LP, FFT, LoRA/VeRA at a rank, BitFit or IA3."""
+
+    name: str = Field(pattern=REGISTRY_NAME_PATTERN)
+    kind: StrategyKind
+    description: str = ""
+    rank: int | None = Field(default=None, gt=0)  # LoRA / VeRA rank r
+    alpha: float | None = Field(default=None, gt=0)  # LoRA alpha (scaling = alpha / r)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # LoRA / VeRA dropout
+    peft_options: dict[str, Any] = {}  # further keyword arguments of the peft config class
+    backbone_lr: float | None = Field(default=None, gt=0)  # study default; None: backbone frozen
+    order: int = 1000
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> StrategySpec:
+        k = self.kind
+        if (self.rank is None) == (k in ("lora", "vera")):
+            raise ValueError(f"`rank` is {'required' if k in ('lora', 'vera') else 'not used'} for {k}")
+        if (self.alpha is None) == (k == "lora"):
+            raise ValueError(f"`alpha` is {'required' if k == 'lora' else 'not used'} for {k}")
+        if self.dropout and k not in ("lora", "vera"):
+            raise ValueError(f"`dropout` is a LoRA/VeRA setting, not used for {k}")
+        if self.peft_options and not self.uses_peft:
+            raise ValueError(f"`peft_options` apply to lora/vera/ia3 only, not {k}")
+        if (self.backbone_lr is None) != (k == "lp"):
+            raise ValueError(
+                "`backbone_lr` is required when the backbone trains and not used for lp"
+            )
+        return self
+
+    @property
+    def uses_peft(self) -> bool:
+        return self.kind in ("lora", "vera", "ia3")

@@ -118,7 +118,9 @@ class RunCost(StrictModel):
 
 def run_dir_for(root: str | os.PathLike[str], spec: RunSpec) -> Path:
     """`root/<task>/<backbone>/<strategy>/<regime>/fold-<i>[/shots-<k>/rep-<r>]`."""
-    path = Path(root) / spec.task / spec.backbone / spec.strategy / spec.regime / f"fold-{spec.fold}"
+    path = (
+        Path(root) / spec.task / spec.backbone / spec.strategy / spec.regime / f"fold-{spec.fold}"
+    )
     if spec.regime in FEWSHOT_REGIMES:
         path = path / f"shots-{spec.shots}" / f"rep-{spec.repeat}"
     return path
@@ -127,10 +129,15 @@ def run_dir_for(root: str | os.PathLike[str], spec: RunSpec) -> Path:
 # ------------------------------------------------------------------------------------ predictions
 
 
-def _bad_rows_message(source: str, column: str, rows: np.ndarray, values: pd.Series, want: str) -> str:
+def _bad_rows_message(
+    source: str, column: str, rows: np.ndarray, values: pd.Series, want: str
+) -> str:
     shown = ", ".join(f"row {int(i) + 1} ({values.iloc[int(i)]!r})" for i in rows[:5])
     more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
-    return f"{source}: column {column!r} has bad values at {shown}{more}; expected {want}"
+    return (
+        f"{source}: column {column!r} has bad values at {shown}{more} "
+        f"(data rows numbered from 1, header excluded); expected {want}"
+    )
 
 
 def validate_predictions(df: pd.DataFrame, source: str = "predictions") -> pd.DataFrame:
@@ -163,7 +170,9 @@ def validate_predictions(df: pd.DataFrame, source: str = "predictions") -> pd.Da
     split = out["split"].astype("string").str.strip()
     bad = np.flatnonzero(~split.isin(SPLITS).fillna(False).to_numpy())
     if len(bad):
-        raise RunError(_bad_rows_message(source, "split", bad, out["split"], "'val' or 'test'"), hint)
+        raise RunError(
+            _bad_rows_message(source, "split", bad, out["split"], "'val' or 'test'"), hint
+        )
     out["split"] = split.astype(object)
 
     y = pd.to_numeric(out["y_true"], errors="coerce")
@@ -237,7 +246,11 @@ def write_spec(run_dir: str | os.PathLike[str], spec: RunSpec) -> Path:
     """Write spec.json: the spec plus provenance (git SHA, library versions, time)."""
     run_dir = Path(run_dir)
     _refuse_if_done(run_dir, SPEC_FILE)
-    provenance = {"git_sha": git_sha(), "library_versions": library_versions(), "created": now_iso()}
+    provenance = {
+        "git_sha": git_sha(),
+        "library_versions": library_versions(),
+        "created": now_iso(),
+    }
     atomic_write_json(
         run_dir / SPEC_FILE, {"spec": spec.model_dump(mode="json"), "provenance": provenance}
     )
@@ -340,6 +353,27 @@ def mark_done(run_dir: str | os.PathLike[str]) -> Path:
         run_dir / DONE_FILE, {"finished_at": now_iso(), "git_sha": git_sha(), "digests": digests}
     )
     return run_dir / DONE_FILE
+
+
+def finish_run(
+    run_dir: str | os.PathLike[str],
+    predictions: pd.DataFrame,
+    threshold: str = "fixed:0.5",
+    cost: RunCost | None = None,
+) -> dict[str, dict[str, Any]]:
+    """End a run the same way on every training path: write the predictions, score them with
+    the shared evaluator, write metrics.json, then DONE. spec.json must already exist."""
+    # Imported here: the evaluator itself reads runs, so a module-level import would be circular.
+    from progbench.evaluate.metrics import evaluate_predictions
+
+    run_dir = Path(run_dir)
+    if not (run_dir / SPEC_FILE).is_file():
+        raise RunError(f"cannot finish {run_dir}: no {SPEC_FILE}", "Call write_spec first.")
+    write_predictions(run_dir, predictions)
+    metrics = evaluate_predictions(predictions, threshold)
+    write_metrics(run_dir, metrics, cost)
+    mark_done(run_dir)
+    return metrics
 
 
 # ------------------------------------------------------------------------------------ reader

@@ -191,10 +191,8 @@ def preprocess(
         img = crop_to_box(img, box)
     img = img.astype(np.float32, copy=False)
     lo, hi = float(img.min()), float(img.max())
-    if hi > lo:
-        norm = (img - lo) / np.float32(hi - lo)
-    else:
-        norm = np.zeros_like(img, dtype=np.float32)  # constant image: no contrast, no NaN
+    # A constant image has no contrast: zeros, rather than a division by zero and NaNs.
+    norm = (img - lo) / np.float32(hi - lo) if hi > lo else np.zeros_like(img, dtype=np.float32)
     if norm.shape != (size, size):
         resized = Image.fromarray(np.ascontiguousarray(norm)).resize(
             (size, size), resample=Image.Resampling.BILINEAR

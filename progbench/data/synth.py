@@ -10,8 +10,10 @@ byte-identical files.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -45,17 +47,17 @@ MANIFEST_COLUMNS = (
 # ---- outcome model (see docs/SYNTHETIC_COHORT.md, "Outcomes") ------------------------------
 SEVERITY_PREVALENCE = 0.45
 DEATH_PREVALENCE = 0.15
-SEVERITY_LABEL_NOISE = 0.5  # sd of the noise between the latent score and the severity label
-DEATH_LOADING = 0.8  # death latent = 0.8 z + 0.6 e: unit variance, corr(z) = 0.8
-IMAGE_STUDY_NOISE = 0.4  # sd of per-study change of the latent (disease progresses)
+DEATH_LOADING = 0.7  # death latent = 0.7 score + sqrt(1 - 0.49) e: unit variance
+IMAGE_STUDY_NOISE = 0.5  # sd of the per-study deviation from the patient's score
+EXTENT_SLOPE = 2.0  # extent = expit(slope * (study score - severity cut))
 IMAGES_PER_PATIENT_P = (0.7, 0.2, 0.1)  # P(1, 2, 3 studies)
 
 # ---- opacity model: all disease-dependent terms are multiplied by `signal` -------------------
-BASE_BLOBS = 1.0  # Poisson mean of disease-unrelated opacities (vessels, nodules, artefacts)
-BLOBS_PER_EXTENT = 10.0  # extra Poisson mean per unit of extent, per unit of signal
+BASE_BLOBS = 2.0  # Poisson mean of disease-unrelated opacities (vessels, nodules, artefacts)
+BLOBS_PER_EXTENT = 5.0  # extra Poisson mean per unit of extent, per unit of signal
 BLOB_AMPLITUDE = (0.05, 0.14)
 BLOB_SIGMA = (0.025, 0.07)  # in units of the image's short side
-HAZE_PER_EXTENT = 0.045  # ground-glass density in the lower zones at extent 1, signal 1
+HAZE_PER_EXTENT = 0.025  # ground-glass density in the lower zones at extent 1, signal 1
 
 # ---- acquisition (centre) model -----------------------------------------------------------------
 GAMMA_RANGE = (0.7, 1.45)
@@ -64,6 +66,7 @@ OFFSET_RANGE = (-0.08, 0.08)
 NOISE_RANGE = (0.01, 0.045)
 SIDE_RANGE = (256, 512)
 START_DATE = date(2020, 3, 1)
+SEVERITY_CUT = float(norm.ppf(1 - SEVERITY_PREVALENCE))
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,18 @@ class CenterProfile:
     gamma: float
     offset: float
     noise: float
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """The arguments that determine a cohort; recorded in synth.json."""
+
+    patients: int
+    centers: int
+    seed: int
+    dicom: bool
+    signal: float
+    generator_version: int = GENERATOR_VERSION
 
 
 @dataclass(frozen=True)
@@ -99,29 +114,35 @@ def synthesize(
     dicom: bool = False,
     signal: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> SynthSummary:
     """Write a synthetic cohort to `out` (manifest.csv, images/, tasks/*.yaml, synth.json).
 
     The folder is built under a temporary name and renamed into place. If `out` already holds a
     cohort made with the same arguments it is returned as is; a different one is an error.
-    `progress(done, total)` is called after each image.
+    `progress(done, total)` is called after each patient with the images written so far.
+    `workers` threads render patients in parallel (numpy and Pillow's PNG encoder release the
+    GIL); every patient has its own seeded generator, so the files do not depend on it.
     """
     out = Path(out)
     params = _check_params(patients, centers, seed, dicom, signal)
     existing = _existing(out, params)
     if existing is not None:
         return existing
-    patients, centers, seed = int(patients), int(centers), int(seed)
-    signal, dicom = float(signal), bool(dicom)
+    seed, signal, dicom = params.seed, params.signal, params.dicom
 
     cohort_rng = np.random.default_rng([seed, 0])
-    profiles = make_center_profiles(centers, cohort_rng)
-    cohort = _patients(patients, centers, cohort_rng)
+    profiles = make_center_profiles(params.centers, cohort_rng)
+    cohort = _patients(params.patients, params.centers, cohort_rng)
     rows: list[dict[str, object]] = []
     total = sum(p.n_images for p in cohort)
-    with atomic_dir(out) as tmp:
-        for p in cohort:
-            rows.extend(_write_patient(tmp, p, profiles[p.center], seed, signal, dicom))
+    n_threads = workers if workers is not None else min(4, os.cpu_count() or 1)
+    with atomic_dir(out) as tmp, ThreadPoolExecutor(max(1, n_threads)) as pool:
+        jobs = pool.map(
+            lambda p: _write_patient(tmp, p, profiles[p.center], seed, signal, dicom), cohort
+        )
+        for patient_rows in jobs:  # in patient order, whatever order the threads finish in
+            rows.extend(patient_rows)
             if progress is not None:
                 progress(len(rows), total)
         manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
@@ -129,7 +150,8 @@ def synthesize(
         (tmp / "tasks").mkdir()
         for outcome in OUTCOMES:
             (tmp / "tasks" / f"{outcome}.yaml").write_text(_task_yaml(outcome, params))
-        (tmp / "synth.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+        meta = json.dumps(asdict(params), indent=2, sort_keys=True) + "\n"
+        (tmp / "synth.json").write_text(meta)
     return _summary(out, manifest, profiles)
 
 
@@ -138,7 +160,7 @@ def synthesize(
 
 def _check_params(
     patients: int, centers: int, seed: int, dicom: bool, signal: float
-) -> dict[str, object]:
+) -> SynthParams:
     if int(patients) != patients or patients < 1:
         raise ConfigError(f"patients must be a positive integer, got {patients!r}")
     if int(centers) != centers or centers < 1:
@@ -152,17 +174,10 @@ def _check_params(
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if not np.isfinite(signal) or signal < 0:
         raise ConfigError(f"signal must be a finite number >= 0, got {signal!r}")
-    return {
-        "generator_version": GENERATOR_VERSION,
-        "patients": int(patients),
-        "centers": int(centers),
-        "seed": int(seed),
-        "dicom": bool(dicom),
-        "signal": float(signal),
-    }
+    return SynthParams(int(patients), int(centers), int(seed), bool(dicom), float(signal))
 
 
-def _existing(out: Path, params: dict[str, object]) -> SynthSummary | None:
+def _existing(out: Path, params: SynthParams) -> SynthSummary | None:
     if not out.exists():
         return None
     if not out.is_dir():
@@ -171,15 +186,24 @@ def _existing(out: Path, params: dict[str, object]) -> SynthSummary | None:
         return None
     meta = out / "synth.json"
     found = json.loads(meta.read_text()) if meta.is_file() else None
-    if found != params:
-        what = f"a cohort made with {found}" if found else "other files"
+    wanted = asdict(params)
+    if found != wanted:
+        if isinstance(found, dict):
+            diff = ", ".join(
+                f"{k} {found.get(k)!r} (asked {v!r})"
+                for k, v in wanted.items()
+                if found.get(k) != v
+            )
+            what = f"a different synthetic cohort: {diff}"
+        else:
+            what = "other files"
         raise ConfigError(
-            f"{out} already holds {what}; refusing to overwrite it with {params}",
+            f"{out} already holds {what}; refusing to overwrite it",
             "Choose another output folder, or delete this one to regenerate.",
         )
     manifest = pd.read_csv(out / "manifest.csv")
-    rng = np.random.default_rng([params["seed"], 0])
-    return _summary(out, manifest, make_center_profiles(int(str(params["centers"])), rng))
+    rng = np.random.default_rng([params.seed, 0])
+    return _summary(out, manifest, make_center_profiles(params.centers, rng))
 
 
 def _summary(
@@ -228,7 +252,7 @@ def make_center_profiles(centers: int, rng: np.random.Generator) -> tuple[Center
 @dataclass(frozen=True)
 class Patient:
     number: int  # 0-based; patient_id is P{number + 1:04d}
-    z: float  # latent disease score, N(0, 1)
+    score: float  # latent disease score, N(0, 1); severity = score above a cut
     severity: int
     death: int
     center: int
@@ -241,11 +265,9 @@ class Patient:
 
 def _patients(patients: int, centers: int, rng: np.random.Generator) -> list[Patient]:
     """Latent score, outcomes, centre and number of studies for every patient."""
-    z = rng.standard_normal(patients)
-    sev_latent = z + SEVERITY_LABEL_NOISE * rng.standard_normal(patients)
-    sev_cut = norm.ppf(1 - SEVERITY_PREVALENCE) * np.hypot(1.0, SEVERITY_LABEL_NOISE)
+    score = rng.standard_normal(patients)
     noise = rng.standard_normal(patients)
-    death_latent = DEATH_LOADING * z + np.sqrt(1 - DEATH_LOADING**2) * noise
+    death_latent = DEATH_LOADING * score + np.sqrt(1 - DEATH_LOADING**2) * noise
     death_cut = norm.ppf(1 - DEATH_PREVALENCE)
     # Unequal centre sizes (weights 1 .. 0.5); every centre gets at least one patient.
     weights = np.linspace(1.0, 0.5, centers)
@@ -255,8 +277,8 @@ def _patients(patients: int, centers: int, rng: np.random.Generator) -> list[Pat
     return [
         Patient(
             number=i,
-            z=float(z[i]),
-            severity=int(sev_latent[i] > sev_cut),
+            score=float(score[i]),
+            severity=int(score[i] > SEVERITY_CUT),
             death=int(death_latent[i] > death_cut),
             center=int(center[i]),
             n_images=int(n_images[i]),
@@ -280,8 +302,10 @@ def _write_patient(
         if k:
             day += timedelta(days=int(rng.integers(1, 15)))
         view = "AP" if rng.random() < 0.3 else "PA"
-        # Disease extent of this study: the patient's latent score plus progression noise.
-        extent = float(expit(2.0 * (p.z + IMAGE_STUDY_NOISE * rng.standard_normal() - 0.2)))
+        # Disease extent of this study: the patient's score plus per-study noise (progression,
+        # positioning, inspiration), squashed to (0, 1) around the severity cut.
+        study_score = p.score + IMAGE_STUDY_NOISE * rng.standard_normal()
+        extent = float(expit(EXTENT_SLOPE * (study_score - SEVERITY_CUT)))
         display, box = render_radiograph(rng, anatomy, profile, extent, signal, view)
         image_id = f"{pid}-{k + 1}"
         name = f"{image_id}.dcm" if dicom else f"{image_id}.png"
@@ -331,8 +355,8 @@ def _patient_anatomy(rng: np.random.Generator) -> Anatomy:
         scale=float(rng.uniform(0.88, 1.08)),
         thorax_dx=float(rng.normal(0, 0.015)),
         thorax_dy=float(rng.normal(0.03, 0.02)),
-        lung_sep=float(rng.uniform(0.17, 0.2)),
-        lung_rx=float(rng.uniform(0.13, 0.155)),
+        lung_sep=float(rng.uniform(0.18, 0.21)),
+        lung_rx=float(rng.uniform(0.145, 0.17)),
         lung_ry=float(rng.uniform(0.27, 0.32)),
         heart=float(rng.uniform(0.9, 1.15)),
         rib_freq=float(rng.uniform(9.0, 11.0)),
@@ -484,7 +508,9 @@ def _write_dicom(
         stored = (top - stored).astype(np.uint16)  # MONOCHROME1: low values display white
     rescale = rng.random() < 0.4
     slope, intercept = (0.5, -1024.0) if rescale else (1.0, 0.0)
-    uid = lambda kind: generate_uid(entropy_srcs=["progbench-synth", str(seed), image_id, kind])  # noqa: E731
+
+    def uid(kind: str) -> str:
+        return generate_uid(entropy_srcs=["progbench-synth", str(seed), image_id, kind])
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -514,14 +540,14 @@ def _write_dicom(
     ds.save_as(path, enforce_file_format=True)
 
 
-def _task_yaml(outcome: str, params: dict[str, object]) -> str:
+def _task_yaml(outcome: str, params: SynthParams) -> str:
     what = {
         "severity": "severe disease (the latent-score threshold at 45 % prevalence)",
         "death": "death (correlated with severity, ~15 % prevalence)",
     }[outcome]
     description = (
-        f"Synthetic chest X-ray cohort ({params['patients']} patients, {params['centers']} "
-        f"centres, seed {params['seed']}, signal {params['signal']}); predict {what}."
+        f"Synthetic chest X-ray cohort ({params.patients} patients, {params.centers} "
+        f"centres, seed {params.seed}, signal {params.signal}); predict {what}."
     )
     task = {
         "name": f"synth-{outcome}",

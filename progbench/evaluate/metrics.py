@@ -18,7 +18,7 @@ A row is predicted positive when p_pos >= threshold.
 from __future__ import annotations
 
 import math
-from typing import Any
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,8 @@ from sklearn.metrics import (
     average_precision_score,
     balanced_accuracy_score,
     brier_score_loss,
-    f1_score,
     matthews_corrcoef,
-    recall_score,
+    precision_recall_fscore_support,
     roc_auc_score,
 )
 
@@ -82,26 +81,34 @@ def binary_metrics(
     y_pred = (p >= t).astype(np.int64)
     both = 0 < n_pos < n
     # Inputs were validated upstream; skip sklearn's per-call re-validation (bootstrap speed).
-    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        for name in metrics:
-            if name == "mcc":
-                out[name] = float(matthews_corrcoef(y, y_pred))
-            elif name == "pr_auc" and n_pos > 0:
-                out[name] = float(average_precision_score(y, p, pos_label=1))
-            elif name == "auroc" and both:
-                out[name] = float(roc_auc_score(y, p))
-            elif name == "balanced_accuracy" and both:
-                out[name] = float(balanced_accuracy_score(y, y_pred))
-            elif name == "sensitivity":
-                out[name] = _value(recall_score(y, y_pred, pos_label=1, zero_division=np.nan))
-            elif name == "specificity":
-                out[name] = _value(recall_score(y, y_pred, pos_label=0, zero_division=np.nan))
-            elif name == "f1":
-                out[name] = _value(f1_score(y, y_pred, pos_label=1, zero_division=np.nan))
-            elif name == "brier":
-                out[name] = float(brier_score_loss(y, p, pos_label=1))
-            elif name not in METRIC_NAMES:
-                raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}")
+    with (
+        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+        warnings.catch_warnings(),
+    ):
+        # matthews_corrcoef warns when y_true and y_pred hold one and the same label; its
+        # result (0.0) is the documented convention, so the warning carries no news.
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        unknown = [name for name in metrics if name not in METRIC_NAMES]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRIC_NAMES)}")
+        if {"sensitivity", "specificity", "f1"} & set(metrics):
+            # One sklearn call gives per-class recall (specificity, sensitivity) and F1; NaN
+            # marks a zero denominator, i.e. an undefined metric.
+            _, recall, f1, _ = precision_recall_fscore_support(
+                y, y_pred, labels=[0, 1], average=None, zero_division=np.nan
+            )
+            per_class = {"specificity": recall[0], "sensitivity": recall[1], "f1": f1[1]}
+            out |= {k: _value(v) for k, v in per_class.items() if k in metrics}
+        if "mcc" in metrics:
+            out["mcc"] = float(matthews_corrcoef(y, y_pred))
+        if "pr_auc" in metrics and n_pos > 0:
+            out["pr_auc"] = float(average_precision_score(y, p, pos_label=1))
+        if "auroc" in metrics and both:
+            out["auroc"] = float(roc_auc_score(y, p))
+        if "balanced_accuracy" in metrics and both:
+            out["balanced_accuracy"] = float(balanced_accuracy_score(y, y_pred))
+        if "brier" in metrics:
+            out["brier"] = float(brier_score_loss(y, p, pos_label=1))
     return out
 
 
@@ -126,9 +133,3 @@ def evaluate_predictions(
         result = binary_metrics(part["y_true"].to_numpy(), part["p_pos"].to_numpy(), choice.value)
         out[split] = {key: result[key] for key in RESULT_KEYS} | {"threshold_rule": choice.rule}
     return out
-
-
-def metric_or_none(values: dict[str, Any], name: str) -> float | None:
-    """A metric from a result dict as float, None when undefined or absent."""
-    v = values.get(name)
-    return None if v is None else float(v)

@@ -63,7 +63,9 @@ def parse_threshold_policy(text: str | ThresholdPolicy) -> ThresholdPolicy:
     )
 
 
-def threshold_criterion(kind: PolicyKind, y_val: np.ndarray, p_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def threshold_criterion(
+    kind: PolicyKind, y_val: np.ndarray, p_val: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Criterion value at every candidate threshold (distinct val scores, decreasing).
 
     The counts come from scikit-learn's `confusion_matrix_at_thresholds`; evaluating MCC or J
@@ -84,7 +86,9 @@ def threshold_criterion(kind: PolicyKind, y_val: np.ndarray, p_val: np.ndarray) 
     return crit, thresholds
 
 
-def choose_threshold(policy: ThresholdPolicy, y_val: np.ndarray, p_val: np.ndarray) -> ThresholdChoice:
+def choose_threshold(
+    policy: ThresholdPolicy, y_val: np.ndarray, p_val: np.ndarray
+) -> ThresholdChoice:
     """The threshold for a run, from its validation labels and scores only."""
     if policy.kind == "fixed":
         assert policy.value is not None

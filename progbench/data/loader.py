@@ -1,0 +1,77 @@
+"""A prefetching batch loader over the uint8 image store.
+
+A background thread reads the next batches from Zarr (decompression releases the GIL) and, on
+CUDA, pins them, while the model works on the current one; so the data path is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from progbench.data.imagestore import ImageStore
+
+_END = object()
+
+
+class PrefetchLoader:
+    """Yields `(rows, uint8 tensor (B, S, S))` for `rows` of the store, in the given order."""
+
+    def __init__(
+        self,
+        store: ImageStore,
+        batches: list[np.ndarray],
+        prefetch: int = 4,
+        pin_memory: bool = False,
+    ) -> None:
+        self.store = store
+        self.batches = batches
+        self.prefetch = max(1, prefetch)
+        self.pin_memory = pin_memory
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _read(self, rows: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(self.store.read(rows))
+        return t.pin_memory() if self.pin_memory else t
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        q: queue.Queue[object] = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for rows in self.batches:
+                    if stop.is_set():
+                        return
+                    q.put((rows, self._read(rows)))
+                q.put(_END)
+            except BaseException as err:  # surface reader errors in the consumer
+                q.put(err)
+
+        thread = threading.Thread(target=work, daemon=True, name="progbench-prefetch")
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    thread.join(timeout=0.05)
+
+
+def batches_of(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]

@@ -1,0 +1,196 @@
+"""Stage one: run a frozen backbone over an image store and write a feature store.
+
+Resumable chunk by chunk, locked against a second process extracting the same key, and keyed so
+that identical inputs reuse the store and any change (images, weights, transform, feature
+definition, dtype, format) makes a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+from filelock import FileLock
+
+from progbench.accel import Accel, prepare_model, resolve_accel, to_input
+from progbench.cache.featurestore import FeatureKey, FeatureStore, create_store
+from progbench.cache.paths import feature_store_dir
+from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.data.loader import PrefetchLoader
+from progbench.data.manifest import Manifest
+from progbench.errors import CacheError
+from progbench.models.loaders import LoadedBackbone, load_backbone
+from progbench.provenance import git_sha, host_info, library_versions, now_iso
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    path: Path
+    key: str
+    n_images: int
+    computed: int  # rows computed by this call (0 = reused a complete store)
+    seconds: float
+    images_per_s: float | None
+
+
+def feature_key(store: ImageStore, loaded: LoadedBackbone, accel: Accel) -> FeatureKey:
+    spec = loaded.spec
+    return FeatureKey(
+        image_store=store.content_fingerprint,
+        backbone=spec.name,
+        weights_fingerprint=loaded.weights_fingerprint,
+        transform={
+            "input_size": spec.input_size,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "crop": bool(store.attrs.get("crop")),
+            "store_size": store.size,
+        },
+        feature=feature_definition(spec),
+        dtype=accel.dtype if not accel.cast_weights else "bf16-weights",
+    )
+
+
+# The spec fields that decide what the encoder computes; adapter targets and display fields do not.
+FEATURE_FIELDS = (
+    "family",
+    "library",
+    "arch",
+    "arch_overrides",
+    "config_overrides",
+    "feature",
+    "feature_dim",
+    "projection",
+    "weights_format",
+)
+
+
+def feature_definition(spec: Any) -> dict[str, Any]:
+    data = spec.model_dump(mode="json")
+    return {k: data.get(k) for k in FEATURE_FIELDS}
+
+
+@torch.inference_mode()
+def encode(loaded: LoadedBackbone, accel: Accel, batch: torch.Tensor) -> np.ndarray:
+    """uint8 (B, S, S) -> float32 features (B, D); the one forward both extract and parity use."""
+    spec = loaded.spec
+    x = to_input(batch, spec.input_size, spec.mean, spec.std, accel)
+    with accel.autocast():
+        f = loaded.encoder(x)
+    # Under autocast, some encoders end in bf16 and some in fp32: store float32 always.
+    return f.float().cpu().numpy()
+
+
+def extract_features(
+    manifest: Manifest,
+    backbone: str,
+    weights: str = "pretrained",
+    batch_size: int = 64,
+    device: str = "auto",
+    dtype: str = "auto",
+    cache_dir: str | Path | None = None,
+    image_params: ImageStoreParams | None = None,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    loaded: LoadedBackbone | None = None,
+) -> ExtractResult:
+    """Features of every image of `manifest`, computing only rows that are not done yet."""
+    if batch_size < 1:
+        raise CacheError(f"--batch-size must be positive, got {batch_size}")
+    built = build_image_store(manifest, image_params, cache_dir, workers)
+    store = ImageStore(built.path)
+    loaded = loaded or load_backbone(backbone, weights)
+    spec = loaded.spec
+    accel = resolve_accel(device, dtype, spec.is_cnn, spec.bf16_cast_weights)
+    key = feature_key(store, loaded, accel)
+    path = feature_store_dir(cache_dir) / f"{key.key}.zarr"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        return _extract_locked(
+            path, key, store, loaded, accel, batch_size, built.path, manifest, progress
+        )
+
+
+def _extract_locked(
+    path: Path,
+    key: FeatureKey,
+    store: ImageStore,
+    loaded: LoadedBackbone,
+    accel: Accel,
+    batch_size: int,
+    image_store_path: Path,
+    manifest: Manifest,
+    progress: ProgressFn | None,
+) -> ExtractResult:
+    n = len(store)
+    if (path / "zarr.json").is_file():
+        group = zarr.open_group(path, mode="r+")
+        if group.attrs.get("key") != key.key:
+            raise CacheError(
+                f"store {path} holds key {group.attrs.get('key')!r}, expected {key.key!r}"
+            )
+        if group.attrs.get("complete"):
+            return ExtractResult(path, key.key, n, 0, 0.0, None)
+    else:
+        attrs: dict[str, Any] = {
+            "weights": loaded.weights,
+            "manifest": str(manifest.source),
+            "image_store_path": str(image_store_path),
+            "versions": library_versions(),
+            "git_sha": git_sha(),
+            **host_info(),
+            "created": now_iso(),
+        }
+        group = create_store(
+            path, key, list(store.image_ids), loaded.spec.feature_dim, batch_size, attrs
+        )
+    rows_per_chunk = int(group.attrs["rows_per_chunk"])  # a resume keeps the original batches
+    done = np.asarray(group["done"][:])
+    chunks = [np.arange(s, min(s + rows_per_chunk, n)) for s in range(0, n, rows_per_chunk)]
+    todo = [c for c in chunks if not done[c].all()]
+    features, done_arr = group["features"], group["done"]
+    model = prepare_model(loaded.encoder.eval(), accel)
+    loaded = LoadedBackbone(model, loaded.spec, loaded.weights, loaded.weights_fingerprint)
+    if progress:
+        progress(int(done.sum()), n)
+    start = time.perf_counter()
+    computed = 0
+    for rows, batch in PrefetchLoader(store, todo, prefetch=3, pin_memory=accel.pin_memory):
+        feats = encode(loaded, accel, batch)
+        if feats.shape != (len(rows), loaded.spec.feature_dim):
+            raise CacheError(
+                f"{loaded.spec.name} returned features of shape {feats.shape}, "
+                f"expected ({len(rows)}, {loaded.spec.feature_dim})",
+                "Fix feature_dim in the backbone's YAML file.",
+            )
+        features[rows[0] : rows[-1] + 1] = feats  # one whole chunk: no read-modify-write
+        done[rows] = True
+        done_arr[:] = done  # after the features: a kill in between only recomputes this chunk
+        computed += len(rows)
+        if progress:
+            progress(int(done.sum()), n)
+    seconds = time.perf_counter() - start
+    ips = computed / seconds if seconds > 0 and computed else None
+    group.attrs.update(
+        {
+            "device": accel.describe(),
+            "seconds": round(seconds, 3),
+            "images_per_s": None if ips is None else round(ips, 2),
+            "finished": now_iso(),
+            "complete": True,
+        }
+    )
+    return ExtractResult(path, key.key, n, computed, seconds, ips)
+
+
+def load_task_features(result_path: Path, image_ids: list[str]) -> np.ndarray:
+    """Features of a complete store in RAM, aligned to `image_ids` (e.g. a manifest's)."""
+    return FeatureStore(result_path).load(image_ids)

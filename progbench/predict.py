@@ -1,0 +1,195 @@
+"""`progbench predict`: apply a finished run to new images.
+
+The model is rebuilt from the run's spec.json: the backbone with the recorded weights (checked
+against the recorded fingerprint), then either the saved adapter/biases/full weights and head
+(PEFT, BitFit, FFT) or, for an LP run, the saved probe on top of the frozen backbone's features.
+Images are preprocessed as in training: a manifest goes through the same image store (so its
+predictions reproduce the run's own), single files and folders are decoded with
+`progbench.data.images.load_image` at the run's image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from progbench.accel import Accel, prepare_model, resolve_accel
+from progbench.data.images import is_dicom, load_image
+from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.data.loader import PrefetchLoader, batches_of
+from progbench.data.manifest import Manifest, load_manifest, normalise_value
+from progbench.errors import CacheError, ConfigError, RunError, WeightsError
+from progbench.models.loaders import LoadedBackbone, load_backbone
+from progbench.runs import RunSpec, is_done, read_spec
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+MANIFEST_SUFFIXES = {".csv", ".parquet", ".pq"}
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 64
+    weights: str | None = None  # override the recorded weights (e.g. the checkpoint moved)
+    image_size: int | None = None  # override the recorded image-store side
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """What to predict on: ids, and either store rows or files to decode."""
+
+    ids: list[str]
+    store: ImageStore | None = None
+    rows: np.ndarray | None = None
+    files: list[Path] | None = None
+    manifest: Manifest | None = None
+
+    def batches(self, batch_size: int, size: int, pin: bool) -> Iterator[torch.Tensor]:
+        if self.store is not None and self.rows is not None:
+            loader = PrefetchLoader(self.store, batches_of(self.rows, batch_size), pin_memory=pin)
+            for _, batch in loader:
+                yield batch
+            return
+        files = self.files or []
+        for i in range(0, len(files), batch_size):
+            arrays = [load_image(f, size=size) for f in files[i : i + batch_size]]
+            yield torch.from_numpy(np.stack(arrays))
+
+
+def predict_run(
+    run_dir: str | Path, source: str | Path, opts: PredictOptions | None = None
+) -> pd.DataFrame:
+    """Columns image_id, p_pos, and y_true when `source` is a manifest with the task's outcome."""
+    opts = opts or PredictOptions()
+    run_dir, source = Path(run_dir), Path(source)
+    if not is_done(run_dir):
+        raise RunError(
+            f"{run_dir} is not a finished run (no DONE marker)",
+            "Give a run directory such as runs/<task>/<backbone>/<strategy>/full/fold-0.",
+        )
+    spec = read_spec(run_dir)
+    loaded = load_backbone(spec.backbone, opts.weights or spec.weights)
+    if spec.weights_fingerprint and loaded.weights_fingerprint != spec.weights_fingerprint:
+        raise WeightsError(
+            f"the run was trained on {spec.backbone} weights {spec.weights_fingerprint} "
+            f"({spec.weights}); {opts.weights or spec.weights} has {loaded.weights_fingerprint}",
+            "Pass --weights with the checkpoint the run was trained on.",
+        )
+    size, crop = _image_params(spec, opts)
+    images = _image_set(source, size, crop, opts.cache_dir)
+    spec_b = loaded.spec
+    if spec.strategy == "lp":
+        accel = resolve_accel(opts.device, opts.dtype, spec_b.is_cnn, spec_b.bf16_cast_weights)
+        p_pos = _predict_lp(run_dir, loaded, accel, images, opts.batch_size, size)
+    else:
+        accel = resolve_accel(opts.device, opts.dtype, spec_b.is_cnn)
+        p_pos = _predict_trained(run_dir, loaded, spec, accel, images, opts.batch_size, size)
+    out = pd.DataFrame({"image_id": images.ids, "p_pos": p_pos})
+    if images.manifest is not None:
+        y = _labels(images.manifest, spec)
+        if y is not None:
+            out["y_true"] = y
+    return out
+
+
+def _image_params(spec: RunSpec, opts: PredictOptions) -> tuple[int, bool]:
+    """The image-store side and crop the run was trained with."""
+    extra = spec.extra
+    if opts.image_size is not None:
+        return opts.image_size, bool(extra.get("image_crop", True))
+    if "image_size" in extra:
+        return int(extra["image_size"]), bool(extra.get("image_crop", True))
+    key = extra.get("feature_store")
+    if key is not None:  # an LP run: its feature store records the transform
+        from progbench.cache.featurestore import FeatureStore, find_store
+
+        try:
+            transform: dict[str, Any] = FeatureStore(find_store(key, opts.cache_dir)).attrs[
+                "transform"
+            ]
+            return int(transform["store_size"]), bool(transform.get("crop", True))
+        except CacheError as err:
+            raise ConfigError(
+                f"cannot tell the image size of run {spec.task}/{spec.backbone}/lp: {err.message}",
+                "Pass --image-size (the --image-size it was trained with; default 224) or "
+                "--cache-dir where its feature store lives.",
+            ) from err
+    raise ConfigError("the run's spec.json records no image size", "Pass --image-size.")
+
+
+def _image_set(source: Path, size: int, crop: bool, cache_dir: Path | None) -> ImageSet:
+    if not source.exists():
+        raise ConfigError(f"{source} does not exist", "Give a manifest, an image or a folder.")
+    if source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
+        manifest = load_manifest(source)
+        built = build_image_store(manifest, ImageStoreParams(size=size, crop=crop), cache_dir)
+        store = ImageStore(built.path)
+        ids = manifest.frame["image_id"].astype(str).tolist()
+        return ImageSet(ids, store=store, rows=store.indices(ids), manifest=manifest)
+    if source.is_file():
+        return ImageSet([source.name], files=[source])
+    files = sorted(
+        f
+        for f in source.rglob("*")
+        if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or (f.suffix == "" and is_dicom(f)))
+    )
+    if not files:
+        raise ConfigError(
+            f"{source} holds no images",
+            f"Images are files ending in {', '.join(sorted(IMAGE_SUFFIXES))}, or DICOM files.",
+        )
+    return ImageSet([f.relative_to(source).as_posix() for f in files], files=files)
+
+
+def _predict_lp(
+    run_dir: Path,
+    loaded: LoadedBackbone,
+    accel: Accel,
+    images: ImageSet,
+    batch_size: int,
+    size: int,
+) -> np.ndarray:
+    from progbench.extract.features import encode
+    from progbench.train.linear import load_probe
+
+    fit, mean, std = load_probe(run_dir)
+    model = prepare_model(loaded.encoder.eval(), accel)
+    ready = LoadedBackbone(model, loaded.spec, loaded.weights, loaded.weights_fingerprint)
+    feats = [encode(ready, accel, b) for b in images.batches(batch_size, size, accel.pin_memory)]
+    return fit.predict((np.concatenate(feats) - mean) / std)
+
+
+def _predict_trained(
+    run_dir: Path,
+    loaded: LoadedBackbone,
+    spec: RunSpec,
+    accel: Accel,
+    images: ImageSet,
+    batch_size: int,
+    size: int,
+) -> np.ndarray:
+    from progbench.models.adapters import load_trained
+    from progbench.train.steps import Steps, positive_probability
+
+    model = prepare_model(load_trained(run_dir, loaded, spec.strategy), accel).eval()
+    steps = Steps(model, loaded.spec, accel, torch.ones(2))
+    logits = [steps.logits(b).cpu() for b in images.batches(batch_size, size, accel.pin_memory)]
+    return positive_probability(torch.cat(logits))
+
+
+def _labels(manifest: Manifest, spec: RunSpec) -> pd.Series | None:
+    """0/1 from the run's outcome and positive value; missing where the manifest has no value."""
+    outcome, positive = spec.extra.get("outcome"), spec.extra.get("positive")
+    if outcome is None or positive is None or outcome not in manifest.frame.columns:
+        return None
+    values = manifest.frame[outcome].map(normalise_value)
+    y = (values == normalise_value(positive)).astype("Int8")
+    return y.mask(values == "").reset_index(drop=True)

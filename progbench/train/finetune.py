@@ -1,0 +1,382 @@
+"""The streaming PEFT/FFT trainer (`progbench train --strategy fft|lora-r*|vera-r*|bitfit|ia3`).
+
+One loop for every strategy: images stream from the uint8 image store through a model on the
+accelerator; class-weighted cross-entropy; AdamW with one lr for the backbone (or adapter)
+parameters and one for the head; warm-up then plateau or cosine; validation every N epochs,
+early stopping on the validation loss, and the best checkpoint restored for the predictions.
+
+When no head lr is given, each lr of the grid is trained as its own candidate and the one with
+the lowest best validation loss is kept (docs/METHODOLOGY.md, "Streaming PEFT/FFT trainer").
+Each candidate saves its full state at every evaluation (progbench.train.checkpoint), so a
+killed command resumes where it stopped; finished runs are skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from progbench.accel import Accel, prepare_model, resolve_accel
+from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.data.loader import PrefetchLoader
+from progbench.data.manifest import Task
+from progbench.data.splits import Fold, Splits
+from progbench.errors import ConfigError, NotApplicableError
+from progbench.models.adapters import (
+    BITFIT_FILE,
+    FULL_FILE,
+    HEAD_FILE,
+    INFO_FILE,
+    PEFT_FILES,
+    save_trained,
+)
+from progbench.models.loaders import LoadedBackbone, load_backbone
+from progbench.models.params import count_parameters
+from progbench.models.registry import get_backbone_spec, get_strategy_spec
+from progbench.models.strategies import ClassifierModel, build_classifier, resolve
+from progbench.provenance import fingerprint
+from progbench.runs import RunSpec, append_train_log, finish_run, is_done, run_dir_for, write_spec
+from progbench.train.augment import AugmentConfig
+from progbench.train.checkpoint import (
+    TrainState,
+    best_file,
+    load_state,
+    load_trainable,
+    rng_state,
+    save_state,
+    set_rng_state,
+    trainable_state,
+)
+from progbench.train.cost import CostMeter, run_cost
+from progbench.train.options import FinetuneOptions
+from progbench.train.rundirs import prepare_run_dir
+from progbench.train.schedule import Schedule, plateau_patience_evals
+from progbench.train.steps import Steps, class_weights, weighted_loss
+
+ProgressFactory = Callable[[str], Any]
+STATE_DIR = "state"
+SAVED_MODEL_FILES = (*PEFT_FILES, HEAD_FILE, FULL_FILE, BITFIT_FILE, INFO_FILE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    spec: RunSpec
+    train_ids: list[str]
+    fold: Fold
+
+
+@dataclass
+class Context:
+    """What every run of one `run_finetune` call shares."""
+
+    task: Task
+    loaded: LoadedBackbone
+    strategy: str
+    opts: FinetuneOptions
+    accel: Accel
+    store: ImageStore
+    store_params: ImageStoreParams
+    y: np.ndarray  # label per store row
+    runs_root: Path
+    force: bool
+    lr_backbone: float
+    tick: Callable[[int], None] = lambda _: None  # advance the progress bar by n epochs
+    augment: AugmentConfig | None = None
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    lr_head: float
+    state: TrainState  # as saved at its last evaluation (cost included)
+    best_path: Path
+
+
+def run_finetune(
+    task: Task,
+    splits: Splits,
+    backbone: str,
+    weights: str,
+    strategy: str,
+    runs_root: Path,
+    opts: FinetuneOptions,
+    force: bool = False,
+    progress: ProgressFactory | None = None,
+) -> tuple[list[Path], list[Path]]:
+    """Train every run of `splits` (full data, and each few-shot draw); returns (written, skipped)."""
+    sspec, bspec = get_strategy_spec(strategy), get_backbone_spec(backbone)
+    if sspec.kind == "lp":
+        raise ConfigError("lp is trained on cached features", "Use train_lp (`--strategy lp`).")
+    res = resolve(bspec, sspec)
+    if not res.applicable:
+        raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
+    if min(opts.epochs, opts.batch_size, opts.accumulate, opts.eval_every) < 1:
+        raise ConfigError("--epochs, --batch-size, --accumulate and --eval-every must be >= 1")
+    loaded = load_backbone(backbone, weights)
+    res = resolve(bspec, sspec, loaded.encoder)  # checks every target against the real modules
+    if not res.applicable:
+        raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
+    problems = [p for fold in splits.folds for p in _problems(task, splits, fold, loaded, strategy)]
+    todo, skipped = [], []
+    for p in problems:
+        done = is_done(run_dir_for(runs_root, p.spec)) and not force
+        (skipped if done else todo).append(p)
+    if not todo:
+        return [], skipped
+    params = ImageStoreParams(size=opts.image_size)
+    store = ImageStore(build_image_store(task.manifest, params, opts.cache_dir, opts.workers).path)
+    y_by_id = dict(zip(task.manifest.frame["image_id"], task.labels, strict=True))
+    ctx = Context(
+        task=task,
+        loaded=loaded,
+        strategy=strategy,
+        opts=opts,
+        accel=resolve_accel(opts.device, opts.dtype, bspec.is_cnn),  # autocast, never bf16 weights
+        store=store,
+        store_params=params,
+        y=np.array([y_by_id[i] for i in store.image_ids], dtype=np.int64),
+        runs_root=Path(runs_root),
+        force=force,
+        lr_backbone=opts.lr_backbone or sspec.backbone_lr or 1e-4,
+        augment=AugmentConfig() if opts.augment else None,
+    )
+    n_cand = 1 if opts.lr_head is not None else len(opts.head_lr_grid)
+    total = len(todo) * n_cand * opts.epochs
+    written: list[Path] = []
+    if progress is None:
+        written = [_train_run(p, ctx) for p in todo]
+    else:
+        with progress(f"{strategy} {backbone}: {len(todo)} run(s), epochs") as update:
+            done = [0]
+
+            def tick(n: int) -> None:
+                done[0] += n
+                update(done[0], total)
+
+            ctx.tick = tick
+            written = [_train_run(p, ctx) for p in todo]
+    return written, skipped
+
+
+def _problems(
+    task: Task, splits: Splits, fold: Fold, loaded: LoadedBackbone, strategy: str
+) -> list[Problem]:
+    base = {
+        "task": task.name,
+        "backbone": loaded.spec.name,
+        "weights": loaded.weights,
+        "weights_fingerprint": loaded.weights_fingerprint,
+        "strategy": strategy,
+        "fold": fold.fold,
+        "seed": splits.seed,
+        "scheme": splits.scheme,
+    }
+    extra = {"test_center": fold.test_center}
+    out = [Problem(RunSpec(**base, regime="full", extra=extra), list(fold.train), fold)]
+    if splits.fewshot_config:
+        regime = "fewshot-center" if splits.fewshot_config.get("per_center") else "fewshot"
+        for d in fold.fewshot:
+            spec = RunSpec(**base, regime=regime, shots=d.shots, repeat=d.repeat, extra=extra)
+            out.append(Problem(spec, list(d.train), fold))
+    return out
+
+
+def _settings(ctx: Context) -> dict[str, Any]:
+    """The options that decide the result (recorded in spec.json and in the resume key)."""
+    o = ctx.opts
+    return {
+        "epochs": o.epochs,
+        "batch_size": o.batch_size,
+        "accumulate": o.accumulate,
+        "lr_backbone": ctx.lr_backbone,
+        "head_lr_grid": [o.lr_head] if o.lr_head is not None else list(o.head_lr_grid),
+        "weight_decay": o.weight_decay,
+        "warmup_epochs": o.warmup_epochs,
+        "schedule": o.schedule,
+        "plateau_patience": o.plateau_patience,
+        "patience": o.patience,
+        "eval_every": o.eval_every,
+        "augment": ctx.augment.to_dict() if ctx.augment else None,
+        "image_size": o.image_size,
+        "image_store": ctx.store.content_fingerprint,
+        "device": ctx.accel.device.type,
+        "dtype": ctx.accel.dtype,
+    }
+
+
+def new_model(ctx: Context, seed: int) -> ClassifierModel:
+    """A fresh classifier on a copy of the loaded backbone, initialised from `seed`."""
+    return build_classifier(copy.deepcopy(ctx.loaded), ctx.strategy, seed=seed)
+
+
+def _train_run(p: Problem, ctx: Context) -> Path:
+    run_dir = prepare_run_dir(run_dir_for(ctx.runs_root, p.spec), ctx.runs_root, ctx.force, True)
+    settings = _settings(ctx)
+    key = fingerprint({"spec": p.spec.model_dump(mode="json"), "train": p.train_ids, **settings})
+    results = [
+        _fit(p, ctx, lr, run_dir / STATE_DIR / f"head-lr-{lr:g}", key)
+        for lr in settings["head_lr_grid"]
+    ]
+    start = time.perf_counter()
+    best = min(results, key=lambda r: r.state.best_loss)  # first in grid order on ties
+    model = new_model(ctx, p.spec.seed)
+    load_trainable(model, torch.load(best.best_path, weights_only=True), ctx.strategy == "fft")
+    model = prepare_model(model, ctx.accel)
+    for name in SAVED_MODEL_FILES:  # left by a finalisation that was killed before DONE
+        (run_dir / name).unlink(missing_ok=True)
+    save_trained(model, run_dir)
+    steps = Steps(model, ctx.loaded.spec, ctx.accel, torch.ones(2, device=ctx.accel.device))
+    parts = []
+    frame = ctx.task.manifest.frame.set_index("image_id")
+    for split, ids in (("val", p.fold.val), ("test", p.fold.test)):
+        _, prob = steps.predict(ctx.store, ctx.store.indices(ids), ctx.opts.batch_size)
+        parts.append(
+            {
+                "image_id": ids,
+                "patient_id": frame.loc[ids, "patient_id"].to_numpy(),
+                "split": split,
+                "y_true": ctx.y[ctx.store.indices(ids)],
+                "p_pos": prob,
+            }
+        )
+    search = [
+        {"lr_head": r.lr_head, **{k: r.state.__dict__[k] for k in ("best_loss", "best_epoch")}}
+        | {"stopped_epoch": r.state.epoch}
+        for r in results
+    ]
+    cfg = ctx.task.config
+    extra = p.spec.extra | {
+        **settings,
+        "lr_head": best.lr_head,
+        "head_lr_search": search,
+        "best_epoch": best.state.best_epoch,
+        "val_loss": best.state.best_loss,
+        "n_train": len(p.train_ids),
+        "outcome": cfg.outcome,
+        "positive": str(cfg.positive),
+        "image_crop": ctx.store_params.crop,
+    }
+    write_spec(run_dir, p.spec.model_copy(update={"extra": extra}))
+    count = count_parameters(model)
+    preds = pd.concat([pd.DataFrame(x) for x in parts], ignore_index=True)
+    extra_s = time.perf_counter() - start
+    cost = run_cost([r.state.cost for r in results], extra_s, count.trainable, count.total)
+    finish_run(run_dir, preds, cost=cost)
+    shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # DONE is written: states are spent
+    return run_dir
+
+
+def _epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """This epoch's shuffled batches, from (seed, epoch) alone, so a resume sees the same order.
+    A last batch of one image is merged into the previous one (BatchNorm needs two in training)."""
+    order = np.random.default_rng([seed, epoch]).permutation(rows)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
+
+
+def _fit(p: Problem, ctx: Context, lr_head: float, state_dir: Path, key: str) -> CandidateResult:
+    """Train one head-lr candidate to its early stop (or resume it, or return it if finished)."""
+    opts, accel, seed = ctx.opts, ctx.accel, p.spec.seed
+    key = fingerprint({"run": key, "lr_head": lr_head})
+    meter = CostMeter(accel.device)
+    saved = load_state(state_dir, key)
+    if saved is not None and saved.history and saved.history[-1].get("finished"):
+        ctx.tick(opts.epochs)
+        return CandidateResult(lr_head, saved, state_dir / best_file(saved.best_epoch))
+    full = ctx.strategy == "fft"
+    raw = prepare_model(new_model(ctx, seed), accel)
+    model = torch.compile(raw) if opts.compile else raw
+    train_rows = ctx.store.indices(p.train_ids)
+    val_rows = ctx.store.indices(p.fold.val)
+    weight = torch.tensor(class_weights(ctx.y[train_rows]), dtype=torch.float32)
+    steps = Steps(model, ctx.loaded.spec, accel, weight.to(accel.device))
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": raw.backbone_parameters(), "lr": ctx.lr_backbone},
+            {"params": raw.head_parameters(), "lr": lr_head},
+        ],
+        weight_decay=opts.weight_decay,
+    )
+    n_batches = len(_epoch_batches(train_rows, opts.batch_size, seed, 0))
+    per_epoch = -(-n_batches // opts.accumulate)
+    schedule = Schedule(
+        optimizer,
+        opts.schedule,
+        warmup_steps=opts.warmup_epochs * per_epoch,
+        total_steps=opts.epochs * per_epoch,
+        plateau_patience_evals=plateau_patience_evals(opts.plateau_patience, opts.eval_every),
+    )
+    if saved is not None:
+        state = saved
+        load_trainable(raw, state.weights, full)
+        optimizer.load_state_dict(state.optimizer)
+        schedule.load_state_dict(state.schedulers)
+        set_rng_state(state.rng)
+        meter.restore(state.cost)
+        append_train_log(
+            state_dir.parent.parent, {"event": "resume", "lr_head": lr_head, "epoch": state.epoch}
+        )
+    else:
+        torch.manual_seed(seed)  # dropout (e.g. LoRA's) draws from the global generator
+        state = TrainState(key, 0, {}, {}, {}, {}, best_epoch=0, best_loss=float("inf"), cost={})
+    ctx.tick(state.epoch)
+    for epoch in range(state.epoch, opts.epochs):
+        raw.train()
+        batches = _epoch_batches(train_rows, opts.batch_size, seed, epoch)
+        gen = torch.Generator(device=accel.device).manual_seed(seed * 100_003 + epoch)
+        losses = []
+        for i, (rows, batch) in enumerate(
+            PrefetchLoader(ctx.store, batches, pin_memory=accel.pin_memory)
+        ):
+            group = min(opts.accumulate, n_batches - (i // opts.accumulate) * opts.accumulate)
+            y = torch.from_numpy(ctx.y[rows])
+            with meter.step(len(rows)):
+                losses.append(steps.train_step(batch, y, 1.0 / group, ctx.augment, gen))
+                if (i + 1) % opts.accumulate == 0 or i + 1 == n_batches:
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    schedule.after_step()
+        ctx.tick(1)
+        done = epoch + 1
+        if done % opts.eval_every and done != opts.epochs:
+            continue
+        with meter.step(training=False):
+            logits, _ = steps.predict(ctx.store, val_rows, opts.batch_size)
+        val_loss = weighted_loss(logits, ctx.y[val_rows])
+        schedule.after_eval(val_loss)
+        improved = val_loss < state.best_loss
+        if improved:
+            state.best_loss, state.best_epoch = val_loss, done
+        stop = done - state.best_epoch >= opts.patience
+        record = {
+            "lr_head": lr_head,
+            "epoch": done,
+            "train_loss": float(torch.stack(losses).mean()),
+            "val_loss": val_loss,
+            "lrs": [g["lr"] for g in optimizer.param_groups],
+            "best_epoch": state.best_epoch,
+            "finished": stop or done == opts.epochs,
+        }
+        state.history.append(record)
+        append_train_log(state_dir.parent.parent, record)
+        state.epoch = done
+        state.weights = trainable_state(raw, full)  # the best too, when it improved
+        state.optimizer = optimizer.state_dict()
+        state.schedulers = schedule.state_dict()
+        state.rng = rng_state()
+        state.cost = meter.state()
+        save_state(state_dir, state, state.weights if improved else None)
+        if stop:
+            ctx.tick(opts.epochs - done)
+            break
+    return CandidateResult(lr_head, state, state_dir / best_file(state.best_epoch))

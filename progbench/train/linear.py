@@ -1,0 +1,233 @@
+"""Linear probing and few-shot grids from the feature cache (`progbench train --strategy lp`).
+
+Per fold: standardise with the training part's features, then solve every problem of the fold
+(full-data LP, and every (k, repeat) few-shot draw) with the batched probe solver, and write one
+run directory per problem through the shared run format and evaluator. Finished runs are skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from progbench.atomic import atomic_write_with
+from progbench.cache.featurestore import FeatureStore
+from progbench.data.manifest import Task
+from progbench.data.splits import Fold, Splits
+from progbench.runs import RunCost, RunSpec, finish_run, is_done, run_dir_for, write_spec
+from progbench.train.probe import ProbeConfig, ProbeFit, fit_probes, standardiser
+from progbench.train.rundirs import prepare_run_dir
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class LPContext:
+    """What identifies the features the probes are trained on."""
+
+    backbone: str
+    weights: str
+    weights_fingerprint: str
+    feature_store: str  # key
+    encoder_params: int | None = None
+
+
+@dataclass
+class LPSummary:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    spec: RunSpec
+    train_ids: list[str]
+
+
+def problems_for_fold(
+    task: Task,
+    splits: Splits,
+    fold: Fold,
+    ctx: LPContext,
+    full: bool,
+    fewshot: bool,
+    cfg: ProbeConfig,
+) -> list[Problem]:
+    base = {
+        "task": task.name,
+        "backbone": ctx.backbone,
+        "weights": ctx.weights,
+        "weights_fingerprint": ctx.weights_fingerprint,
+        "strategy": "lp",
+        "fold": fold.fold,
+        "seed": splits.seed,
+        "scheme": splits.scheme,
+    }
+    extra = {
+        "feature_store": ctx.feature_store,
+        "test_center": fold.test_center,
+        "probe": {"lrs": list(cfg.lrs), "weight_decays": list(cfg.weight_decays)},
+        "max_steps": cfg.max_steps,
+        "patience": cfg.patience,
+    }
+    out = []
+    if full:
+        out.append(Problem(RunSpec(**base, regime="full", extra=extra), fold.train))
+    if fewshot:
+        per_center = bool((splits.fewshot_config or {}).get("per_center"))
+        regime = "fewshot-center" if per_center else "fewshot"
+        for d in fold.fewshot:
+            spec = RunSpec(**base, regime=regime, shots=d.shots, repeat=d.repeat, extra=extra)
+            out.append(Problem(spec, d.train))
+    return out
+
+
+def run_linear_probes(
+    task: Task,
+    splits: Splits,
+    store: FeatureStore,
+    ctx: LPContext,
+    runs_root: Path,
+    cfg: ProbeConfig | None = None,
+    full: bool = True,
+    fewshot: bool = True,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> LPSummary:
+    """Write every LP run of `splits` under `runs_root`; returns what was written and skipped."""
+    cfg = cfg or ProbeConfig()
+    start = time.perf_counter()
+    df = task.manifest.frame
+    ids = df["image_id"].tolist()
+    x = store.load(ids).astype(np.float32)
+    pos = {iid: i for i, iid in enumerate(ids)}
+    summary = LPSummary()
+    all_problems = [
+        (
+            fold,
+            problems_for_fold(task, splits, fold, ctx, full, fewshot and bool(fold.fewshot), cfg),
+        )
+        for fold in splits.folds
+    ]
+    total = sum(len(p) for _, p in all_problems)
+    for fold, problems in all_problems:
+        todo = []
+        for p in problems:
+            d = run_dir_for(runs_root, p.spec)
+            if is_done(d) and not force:
+                summary.skipped.append(d)
+            else:
+                todo.append(p)
+        if todo:
+            summary.written += _solve_fold(task, fold, todo, x, pos, runs_root, cfg, force, ctx)
+        if progress:
+            progress(len(summary.written) + len(summary.skipped), total)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _solve_fold(
+    task: Task,
+    fold: Fold,
+    todo: list[Problem],
+    x: np.ndarray,
+    pos: dict[str, int],
+    runs_root: Path,
+    cfg: ProbeConfig,
+    force: bool,
+    ctx: LPContext,
+) -> list[Path]:
+    t0 = time.perf_counter()
+    train_rows = np.array([pos[i] for i in fold.train])
+    mean, std = standardiser(x[train_rows])  # training images only; labels unused
+    xs = (x - mean) / std
+    val_rows = np.array([pos[i] for i in fold.val])
+    test_rows = np.array([pos[i] for i in fold.test])
+    # Problems of very different sizes are solved apart, so small ones are not padded to large.
+    fits: dict[int, object] = {}
+    for group in _by_size(todo):
+        rows = [np.array([pos[i] for i in todo[j].train_ids]) for j in group]
+        for j, fit in zip(group, fit_probes(xs, task.labels, rows, val_rows, cfg), strict=True):
+            fits[j] = fit
+    per_run_s = (time.perf_counter() - t0) / len(todo)
+    df = task.manifest.frame
+    written = []
+    for j, p in enumerate(todo):
+        fit = fits[j]
+        run_dir = prepare_run_dir(run_dir_for(runs_root, p.spec), runs_root, force)
+        extra = p.spec.extra | {
+            "selected": {
+                "lr": fit.lr,
+                "weight_decay": fit.weight_decay,
+                "best_step": fit.best_step,
+            },
+            "val_loss": fit.val_loss,
+            "n_train": len(p.train_ids),
+        }
+        write_spec(run_dir, p.spec.model_copy(update={"extra": extra}))
+        parts = []
+        for split, rows in (("val", val_rows), ("test", test_rows)):
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "image_id": df["image_id"].to_numpy()[rows],
+                        "patient_id": df["patient_id"].to_numpy()[rows],
+                        "split": split,
+                        "y_true": task.labels[rows],
+                        "p_pos": fit.predict(xs[rows]),
+                    }
+                )
+            )
+        head = x.shape[1] + 1  # one logistic-regression weight per feature, plus the bias
+        total = head + (ctx.encoder_params or 0)
+        cost = RunCost(
+            wall_time_s=round(per_run_s, 4),
+            trainable=head,
+            total=total,
+            trainable_percent=round(100 * head / total, 4),
+        )
+        save_probe(run_dir, fit, mean, std)
+        finish_run(run_dir, pd.concat(parts, ignore_index=True), cost=cost)
+        written.append(run_dir)
+    return written
+
+
+PROBE_FILE = "probe.safetensors"
+
+
+def save_probe(run_dir: Path, fit: ProbeFit, mean: np.ndarray, std: np.ndarray) -> None:
+    """The head and its standardisation, so `progbench predict` can apply the run to new images."""
+    tensors = {
+        "weight": torch.from_numpy(np.asarray(fit.weight, dtype=np.float32)),
+        "bias": torch.tensor([fit.bias], dtype=torch.float32),
+        "mean": torch.from_numpy(np.asarray(mean, dtype=np.float32)),
+        "std": torch.from_numpy(np.asarray(std, dtype=np.float32)),
+    }
+    atomic_write_with(run_dir / PROBE_FILE, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def load_probe(run_dir: Path) -> tuple[ProbeFit, np.ndarray, np.ndarray]:
+    t = load_file(str(run_dir / PROBE_FILE))
+    fit = ProbeFit(t["weight"].double().numpy(), float(t["bias"][0]), 0.0, 0.0, float("nan"), -1)
+    return fit, t["mean"].numpy(), t["std"].numpy()
+
+
+def _by_size(problems: list[Problem]) -> list[list[int]]:
+    """Group problem indices so each group's sizes are within a factor of 4 of its smallest."""
+    order = sorted(range(len(problems)), key=lambda j: len(problems[j].train_ids))
+    groups: list[list[int]] = []
+    for j in order:
+        n = len(problems[j].train_ids)
+        if groups and n <= 4 * len(problems[groups[-1][0]].train_ids):
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    return groups

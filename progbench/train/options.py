@@ -1,0 +1,29 @@
+"""Options of the streaming PEFT/FFT trainer. Defaults follow the reference study (docs/METHODOLOGY.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    epochs: int = 100
+    batch_size: int = 32
+    accumulate: int = 1  # gradient accumulation steps: effective batch = batch_size * accumulate
+    lr_backbone: float | None = None  # None: the strategy preset's (1e-5 FFT, 1e-4 PEFT)
+    lr_head: float | None = None  # None: chosen on validation from the head-lr grid
+    head_lr_grid: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
+    weight_decay: float = 0.0
+    warmup_epochs: int = 1
+    schedule: str = "plateau"  # plateau | cosine
+    plateau_patience: int = 25
+    patience: int = 100  # early stopping, in epochs without a better validation loss
+    eval_every: int = 3  # epochs
+    augment: bool = True
+    compile: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    image_size: int = 224
+    cache_dir: Path | None = None
+    workers: int | None = None

@@ -1,0 +1,174 @@
+"""`progbench train`: from a task and a backbone to scored runs, whatever the strategy.
+
+Splits are made (or read) once per (task, scheme, seed) and saved beside the runs, so every
+strategy and backbone of a study is trained and tested on the same patients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from progbench.atomic import atomic_write_json
+from progbench.data.fewshot import add_fewshot
+from progbench.data.manifest import Task
+from progbench.data.splits import Scheme, Splits, make_splits, read_splits
+from progbench.errors import SplitError
+
+ProgressFactory = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    scheme: Scheme = "kfold"
+    folds: int = 5
+    val_fraction: float = 0.2
+    seed: int = 42
+    shots: tuple[int, ...] = ()
+    repeats: int = 5
+    per_center: bool = False
+    splits_file: Path | None = None
+
+
+@dataclass
+class TrainSummary:
+    runs_root: Path
+    splits_file: Path
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_splits(task: Task, req: SplitRequest, runs_root: Path) -> tuple[Splits, Path]:
+    """Read `--splits`, or make the splits and save them under the runs root (reused next time)."""
+    if req.splits_file is not None:
+        splits = read_splits(req.splits_file)
+        path = req.splits_file
+    else:
+        tag = f"{req.scheme}-seed{req.seed}" + (
+            f"-{req.folds}folds" if req.scheme == "kfold" else ""
+        )
+        if req.shots:
+            center = "-percenter" if req.per_center else ""
+            tag += f"-shots{'_'.join(map(str, req.shots))}x{req.repeats}{center}"
+        path = runs_root / task.name / f"splits-{tag}.json"
+        if path.is_file():
+            splits = read_splits(path)
+        else:
+            splits = make_splits(task, req.scheme, req.folds, req.val_fraction, req.seed)
+            if req.shots:
+                splits = add_fewshot(splits, task, list(req.shots), req.repeats, req.per_center)
+            atomic_write_json(path, splits.to_json())
+    if splits.manifest_fingerprint != task.manifest.fingerprint():
+        raise SplitError(
+            f"splits {path} were made for another version of the manifest",
+            "Remove the splits file (and the runs made with it) or pass matching --splits.",
+        )
+    if req.shots and not any(f.fewshot for f in splits.folds):
+        raise SplitError(
+            f"--shots was given but {path} holds no few-shot draws", "Write splits with --shots."
+        )
+    return splits, path
+
+
+def train_lp(
+    task: Task,
+    backbone: str,
+    weights: str,
+    req: SplitRequest,
+    runs_root: Path,
+    force: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 64,
+    cache_dir: Path | None = None,
+    image_size: int = 224,
+    progress: ProgressFactory | None = None,
+) -> TrainSummary:
+    """Linear probing (and the few-shot grid) from the feature store, extracting it first if needed."""
+    import time
+
+    from progbench.cache.featurestore import FeatureStore
+    from progbench.data.imagestore import ImageStoreParams
+    from progbench.extract.features import extract_features
+    from progbench.models.loaders import load_backbone
+    from progbench.train.linear import LPContext, run_linear_probes
+
+    start = time.perf_counter()
+    splits, splits_path = resolve_splits(task, req, runs_root)
+    loaded = load_backbone(backbone, weights)
+    params = ImageStoreParams(size=image_size)
+    kwargs = dict(
+        weights=weights,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        cache_dir=cache_dir,
+        image_params=params,
+        loaded=loaded,
+    )
+    if progress:
+        with progress(f"features {backbone}") as update:
+            res = extract_features(task.manifest, backbone, progress=update, **kwargs)
+    else:
+        res = extract_features(task.manifest, backbone, **kwargs)
+    ctx = LPContext(
+        backbone=backbone,
+        weights=loaded.weights,
+        weights_fingerprint=loaded.weights_fingerprint,
+        feature_store=res.key,
+        encoder_params=sum(p.numel() for p in loaded.encoder.parameters()),
+    )
+    store = FeatureStore(res.path)
+    if progress:
+        with progress(f"linear probes {backbone}") as update:
+            lp = run_linear_probes(
+                task,
+                splits,
+                store,
+                ctx,
+                runs_root,
+                fewshot=bool(req.shots),
+                force=force,
+                progress=update,
+            )
+    else:
+        lp = run_linear_probes(
+            task, splits, store, ctx, runs_root, fewshot=bool(req.shots), force=force
+        )
+    summary = TrainSummary(runs_root, splits_path, lp.written, lp.skipped)
+    summary.seconds = time.perf_counter() - start
+    if res.computed:
+        summary.notes.append(f"extracted {res.computed} images ({res.images_per_s or 0:.1f} img/s)")
+    else:
+        summary.notes.append(f"reused feature store {res.key}")
+    return summary
+
+
+def train_finetune(
+    task: Task,
+    backbone: str,
+    weights: str,
+    strategy: str,
+    req: SplitRequest,
+    runs_root: Path,
+    opts: Any,
+    force: bool = False,
+    progress: ProgressFactory | None = None,
+) -> TrainSummary:
+    """PEFT or FFT runs streamed from the image store (progbench.train.finetune)."""
+    import time
+
+    from progbench.train.finetune import run_finetune
+
+    start = time.perf_counter()
+    splits, splits_path = resolve_splits(task, req, runs_root)
+    written, skipped = run_finetune(
+        task, splits, backbone, weights, strategy, runs_root, opts, force, progress
+    )
+    summary = TrainSummary(runs_root, splits_path, written, skipped)
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,157 @@
+"""Batched linear probes: many class-weighted logistic-regression heads solved as one tensor problem.
+
+Every (problem, grid point) pair is one head. A problem is a set of training rows (a full fold or
+one few-shot draw); the grid is learning rate x L2 strength. All heads of a fold share one feature
+matrix and one validation set, so a whole few-shot grid costs a few batched matmuls per step
+(like DINOv2's linear evaluation, which trains every head of its grid in one pass).
+
+Objective per head: class-weighted mean binary cross-entropy + wd/2 * ||w||^2, minimised with
+full-batch Adam from zero init (the problem is convex; zero init makes it seed-free), early
+stopped on the class-weighted validation loss with the best weights restored. The grid point with
+the lowest validation loss is selected per problem. Test rows are never seen here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    lrs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)  # the reference study's head-lr grid
+    weight_decays: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+    max_steps: int = 600
+    eval_every: int = 5
+    patience: int = 20  # evaluations without a better validation loss
+
+    @property
+    def grid(self) -> list[tuple[float, float]]:
+        return [(lr, wd) for lr in self.lrs for wd in self.weight_decays]
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    weight: np.ndarray  # (D,)
+    bias: float
+    lr: float
+    weight_decay: float
+    val_loss: float
+    best_step: int
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probability of the positive class for standardised features `x`."""
+        return 1.0 / (1.0 + np.exp(-(x @ self.weight + self.bias)))
+
+
+def balanced_weights(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Inverse class frequency per row (scikit-learn's 'balanced'), normalised to mean 1 over `mask`."""
+    y = y.float()
+    n = mask.sum(-1, keepdim=True)
+    n_pos = (mask * y).sum(-1, keepdim=True)
+    n_neg = n - n_pos
+    w = torch.where(y > 0.5, n / (2 * n_pos.clamp(min=1)), n / (2 * n_neg.clamp(min=1)))
+    return w * mask
+
+
+def fit_probes(
+    x: np.ndarray,
+    y: np.ndarray,
+    problems: list[np.ndarray],
+    val_idx: np.ndarray,
+    cfg: ProbeConfig | None = None,
+) -> list[ProbeFit]:
+    """Fit one selected head per problem. `x` must already be standardised; rows index into it."""
+    cfg = cfg or ProbeConfig()
+    grid = cfg.grid
+    n_prob, n_grid, dim = len(problems), len(grid), x.shape[1]
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.float32))
+    length = max(len(p) for p in problems)
+    idx = torch.zeros(n_prob, length, dtype=torch.long)
+    mask = torch.zeros(n_prob, length)
+    for i, p in enumerate(problems):
+        idx[i, : len(p)] = torch.from_numpy(np.asarray(p, dtype=np.int64))
+        mask[i, : len(p)] = 1.0
+    x_tr, y_tr = xt[idx], yt[idx]  # (P, L, D), (P, L)
+    w_tr = balanced_weights(y_tr, mask)
+    w_tr = w_tr / w_tr.sum(-1, keepdim=True)
+    vt = torch.from_numpy(np.asarray(val_idx, dtype=np.int64))
+    x_va, y_va = xt[vt], yt[vt]
+    w_va = balanced_weights(y_va[None], torch.ones(1, len(vt)))[0]
+    w_va = w_va / w_va.sum()
+
+    # Adam by hand on one (P, D, G) tensor: a per-grid-point learning rate without param groups,
+    # and plain batched matmuls (per-step overhead dominates for small few-shot problems).
+    lr = torch.tensor([g[0] for g in grid])  # (G,)
+    wd = torch.tensor([g[1] for g in grid])  # (G,)
+    x_tr_t = x_tr.transpose(1, 2).contiguous()  # (P, D, L)
+    y_tr3, w_tr3 = y_tr[..., None], w_tr[..., None]  # (P, L, 1)
+    y_va3, w_va3 = y_va[None, :, None], w_va[None, :, None]  # (1, V, 1)
+    w_all = torch.zeros(n_prob, dim, n_grid)
+    b_all = torch.zeros(n_prob, 1, n_grid)
+    m_w, v_w = torch.zeros_like(w_all), torch.zeros_like(w_all)
+    m_b, v_b = torch.zeros_like(b_all), torch.zeros_like(b_all)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    best_loss = torch.full((n_prob, n_grid), float("inf"))
+    best_w = torch.zeros_like(w_all)
+    best_b = torch.zeros_like(b_all)
+    best_step = torch.zeros(n_prob, n_grid, dtype=torch.long)
+    stale = torch.zeros(n_prob, n_grid, dtype=torch.long)
+
+    with torch.no_grad():
+        for step in range(cfg.max_steps + 1):
+            if step % cfg.eval_every == 0:
+                logits = torch.matmul(x_va, w_all) + b_all  # (P, V, G)
+                bce = F.binary_cross_entropy_with_logits(
+                    logits, y_va3.expand_as(logits), reduction="none"
+                )
+                val_loss = (bce * w_va3).sum(1)  # (P, G)
+                better = val_loss < best_loss - 1e-7
+                best_loss = torch.where(better, val_loss, best_loss)
+                best_w = torch.where(better[:, None, :], w_all, best_w)
+                best_b = torch.where(better[:, None, :], b_all, best_b)
+                best_step = torch.where(better, torch.full_like(best_step, step), best_step)
+                stale = torch.where(better, torch.zeros_like(stale), stale + 1)
+                if bool((stale >= cfg.patience).all()) or step == cfg.max_steps:
+                    break
+            # Analytic gradient of the weighted BCE: d/dlogit = w * (sigmoid(logit) - y).
+            logits = torch.bmm(x_tr, w_all) + b_all  # (P, L, G)
+            r = (torch.sigmoid(logits) - y_tr3) * w_tr3
+            g_w = torch.bmm(x_tr_t, r) + wd * w_all  # (P, D, G)
+            g_b = r.sum(1, keepdim=True)
+            t = step + 1
+            c1, c2 = 1 - beta1**t, 1 - beta2**t
+            m_w.mul_(beta1).add_(g_w, alpha=1 - beta1)
+            v_w.mul_(beta2).addcmul_(g_w, g_w, value=1 - beta2)
+            m_b.mul_(beta1).add_(g_b, alpha=1 - beta1)
+            v_b.mul_(beta2).addcmul_(g_b, g_b, value=1 - beta2)
+            w_all -= lr * (m_w / c1) / ((v_w / c2).sqrt() + eps)
+            b_all -= lr * (m_b / c1) / ((v_b / c2).sqrt() + eps)
+
+    choice = best_loss.argmin(1)  # first (largest lr, smallest wd) on ties
+    fits = []
+    for p in range(n_prob):
+        g = int(choice[p])
+        fits.append(
+            ProbeFit(
+                weight=best_w[p, :, g].numpy().astype(np.float64),
+                bias=float(best_b[p, 0, g]),
+                lr=grid[g][0],
+                weight_decay=grid[g][1],
+                val_loss=float(best_loss[p, g]),
+                best_step=int(best_step[p, g]),
+            )
+        )
+    return fits
+
+
+def standardiser(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the training part's features (constant dimensions get std 1)."""
+    mean = x_train.mean(0)
+    std = x_train.std(0)
+    return mean, np.where(std > 1e-8, std, 1.0)

@@ -1,0 +1,259 @@
+"""Feature extraction and feature stores: keys, reuse, resume after SIGKILL, locking, verify, export."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from progbench.accel import resolve_accel
+from progbench.cache.featurestore import FeatureKey, FeatureStore, list_stores
+from progbench.cache.verify import export_store, verify_store
+from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.data.manifest import load_manifest
+from progbench.extract.features import encode, extract_features, feature_key
+from progbench.models.loaders import load_backbone
+from tests.conftest import write_cohort
+
+PARAMS = ImageStoreParams(size=64)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_backbone("tiny-resnet", "random")
+
+
+def test_extract_matches_direct_forward_and_reuses(cohort: Path, cache_dir: Path, tiny) -> None:
+    m = load_manifest(cohort)
+    res = extract_features(
+        m, "tiny-resnet", "random", batch_size=16, image_params=PARAMS, loaded=tiny
+    )
+    assert res.computed == len(m.frame)
+    store = FeatureStore(res.path)
+    feats = store.load()
+    assert feats.shape == (len(m.frame), tiny.spec.feature_dim) and feats.dtype == np.float32
+    images = ImageStore(build_image_store(m, PARAMS).path)
+    direct = encode(
+        tiny, resolve_accel("cpu", "fp32"), torch.from_numpy(images.read(np.arange(16)))
+    )
+    np.testing.assert_allclose(feats[:16], direct, rtol=1e-5, atol=1e-6)
+    again = extract_features(
+        m, "tiny-resnet", "random", batch_size=16, image_params=PARAMS, loaded=tiny
+    )
+    assert again.path == res.path and again.computed == 0
+    attrs = store.attrs
+    for k in (
+        "versions",
+        "created",
+        "host",
+        "device",
+        "seconds",
+        "images_per_s",
+        "weights_fingerprint",
+    ):
+        assert k in attrs, k
+    assert attrs["complete"] is True
+
+
+def test_load_aligned_to_manifest_order(cohort: Path, cache_dir: Path, tiny) -> None:
+    m = load_manifest(cohort)
+    store = FeatureStore(
+        extract_features(m, "tiny-resnet", "random", image_params=PARAMS, loaded=tiny).path
+    )
+    ids = list(m.frame["image_id"])[::-1]
+    np.testing.assert_array_equal(store.load(ids), store.load()[::-1])
+
+
+def test_key_changes_on_every_input(cohort: Path, cache_dir: Path, tiny) -> None:
+    m = load_manifest(cohort)
+    store = ImageStore(build_image_store(m, PARAMS).path)
+    base = feature_key(store, tiny, resolve_accel("cpu", "fp32"))
+    variants = [
+        dataclasses.replace(base, image_store="other"),
+        dataclasses.replace(base, backbone="tiny-other"),
+        dataclasses.replace(base, weights_fingerprint="other"),
+        dataclasses.replace(base, transform=base.transform | {"input_size": 32}),
+        dataclasses.replace(base, transform=base.transform | {"mean": [0.5, 0.5, 0.5]}),
+        dataclasses.replace(base, transform=base.transform | {"crop": not base.transform["crop"]}),
+        dataclasses.replace(base, feature=base.feature | {"feature": {"pooling": "cls"}}),
+        dataclasses.replace(base, dtype="bf16"),
+        dataclasses.replace(base, format_version=base.format_version + 1),
+    ]
+    keys = {base.key, *(v.key for v in variants)}
+    assert len(keys) == len(variants) + 1
+    # Real inputs: other weights, other image size, other dtype.
+    other_weights = load_backbone("tiny-resnet", "random", seed=1)
+    assert feature_key(store, other_weights, resolve_accel("cpu", "fp32")).key != base.key
+    store32 = ImageStore(build_image_store(m, ImageStoreParams(size=32)).path)
+    assert feature_key(store32, tiny, resolve_accel("cpu", "fp32")).key != base.key
+    assert feature_key(store, tiny, resolve_accel("cpu", "bf16")).key != base.key
+    assert isinstance(base, FeatureKey)
+
+
+def test_bf16_close_to_fp32(cohort: Path, cache_dir: Path, tiny) -> None:
+    m = load_manifest(cohort)
+    images = ImageStore(build_image_store(m, PARAMS).path)
+    batch = torch.from_numpy(images.read(np.arange(8)))
+    f32 = encode(tiny, resolve_accel("cpu", "fp32"), batch)
+    bf16 = encode(tiny, resolve_accel("cpu", "bf16"), batch)
+    cos = (f32 * bf16).sum(1) / (np.linalg.norm(f32, axis=1) * np.linalg.norm(bf16, axis=1))
+    assert cos.min() > 0.99
+
+
+def _extract_cmd(manifest: Path, batch: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "progbench.cli",
+        "extract",
+        str(manifest),
+        "--backbone",
+        "resnet18",
+    ] + ["--weights", "random", "--batch-size", str(batch), "--image-size", "96", "--device", "cpu"]
+
+
+def test_sigkill_resume_is_bit_identical(tmp_path: Path, cache_dir: Path) -> None:
+    manifest = write_cohort(tmp_path / "k", patients=250, size=96)
+    m = load_manifest(manifest)
+    build_image_store(m, ImageStoreParams(size=96))
+    env = os.environ | {"PROGBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        _extract_cmd(manifest, 8), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    done, deadline = 0, time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        stores = list((cache_dir / "features").glob("*.zarr"))
+        if stores and (stores[0] / "done" / "zarr.json").exists():
+            try:
+                done = int(np.sum(zarr.open_group(stores[0], mode="r")["done"][:]))
+            except Exception:  # caught mid-write
+                done = 0
+            if done >= 16:
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < done < len(m.frame), f"kill landed at {done} rows"
+    path = next((cache_dir / "features").glob("*.zarr"))
+    assert not verify_store(path).ok
+    resumed = extract_features(
+        m, "resnet18", "random", batch_size=8, device="cpu", image_params=ImageStoreParams(size=96)
+    )
+    assert resumed.path == path and 0 < resumed.computed < len(m.frame)
+    first = FeatureStore(path).load()
+    clean = extract_features(
+        m,
+        "resnet18",
+        "random",
+        batch_size=8,
+        device="cpu",
+        image_params=ImageStoreParams(size=96),
+        cache_dir=tmp_path / "clean",
+    )
+    np.testing.assert_array_equal(first, FeatureStore(clean.path).load())  # bit-identical
+    assert verify_store(path).ok
+
+
+def test_two_concurrent_extracts(cohort: Path, cache_dir: Path) -> None:
+    build_image_store(load_manifest(cohort), ImageStoreParams(size=96))
+    env = os.environ | {"PROGBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            _extract_cmd(cohort, 8),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    stdout = "".join(o[0] for o in outs)
+    assert stdout.count("extracted") == 1 and stdout.count("reused") == 1
+    stores = [s for s in list_stores() if s["kind"] == "features"]
+    assert len(stores) == 1 and stores[0]["complete"]
+    assert verify_store(Path(stores[0]["path"])).ok
+
+
+def test_verify_catches_truncated_and_mismatched(cohort: Path, cache_dir: Path, tiny) -> None:
+    m = load_manifest(cohort)
+    res = extract_features(
+        m, "tiny-resnet", "random", batch_size=16, image_params=PARAMS, loaded=tiny
+    )
+    assert verify_store(res.path).ok
+    chunk = sorted((res.path / "features" / "c").rglob("*"))
+    victim = [c for c in chunk if c.is_file()][1]
+    victim.unlink()
+    report = verify_store(res.path)
+    assert any("truncated" in p for p in report.problems)
+    # Image ids that no longer match the manifest.
+    import pandas as pd
+
+    df = pd.read_csv(cohort)
+    df.iloc[:-1].to_csv(cohort, index=False)
+    report = verify_store(res.path)
+    assert any("do not match" in p for p in report.problems)
+
+
+def test_verify_catches_corrupt_chunk(cohort: Path, cache_dir: Path, tiny) -> None:
+    res = extract_features(
+        load_manifest(cohort),
+        "tiny-resnet",
+        "random",
+        batch_size=16,
+        image_params=PARAMS,
+        loaded=tiny,
+    )
+    victim = next(c for c in sorted((res.path / "features" / "c").rglob("*")) if c.is_file())
+    victim.write_bytes(victim.read_bytes()[:10])
+    assert any("corrupt" in p for p in verify_store(res.path).problems)
+
+
+@pytest.mark.parametrize("fmt", ["npz", "h5"])
+def test_export_round_trip(cohort: Path, cache_dir: Path, tmp_path: Path, tiny, fmt: str) -> None:
+    res = extract_features(
+        load_manifest(cohort), "tiny-resnet", "random", image_params=PARAMS, loaded=tiny
+    )
+    store = FeatureStore(res.path)
+    out = export_store(res.path, fmt, tmp_path / f"f.{fmt}")
+    if fmt == "npz":
+        z = np.load(out)
+        feats, ids = z["features"], list(z["image_id"])
+    else:
+        with h5py.File(out) as h5:
+            feats = h5["features"][:]
+            ids = [s.decode() for s in h5["image_id"][:]]
+    np.testing.assert_array_equal(feats, store.load())
+    assert ids == list(store.image_ids)
+
+
+def test_cli_cache_commands(cohort: Path, cache_dir: Path, tmp_path: Path, tiny) -> None:
+    from typer.testing import CliRunner
+
+    from progbench.cli import app
+
+    res = extract_features(
+        load_manifest(cohort), "tiny-resnet", "random", image_params=PARAMS, loaded=tiny
+    )
+    runner = CliRunner()
+    ls = runner.invoke(app, ["cache", "ls", "--json"])
+    assert ls.exit_code == 0 and res.key in ls.output
+    info = runner.invoke(app, ["cache", "info", res.key[:6]])
+    assert info.exit_code == 0 and "weights_fingerprint" in info.output
+    assert runner.invoke(app, ["cache", "verify"]).exit_code == 0
+    out = tmp_path / "x.npz"
+    assert runner.invoke(app, ["cache", "export", res.key, "--out", str(out)]).exit_code == 0
+    assert out.is_file()
+    assert runner.invoke(app, ["cache", "rm", res.key]).exit_code == 0
+    assert not res.path.exists()
