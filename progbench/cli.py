@@ -306,12 +306,16 @@ def _print_wide(table: Table) -> None:
 def models(
     backbone: Annotated[
         str | None,
-        typer.Option("--backbone", help="Comma-separated backbone names (default: the study's 11)."),
+        typer.Option(
+            "--backbone", help="Comma-separated backbone names (default: the study's 11)."
+        ),
     ] = None,
     tiny: Annotated[bool, typer.Option("--tiny", help="Also list the tiny test twins.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")] = False,
-    refresh: Annotated[bool, typer.Option("--refresh", help="Recompute; ignore the cache.")] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Recompute; ignore the cache.")
+    ] = False,
 ) -> None:
     """The backbone x strategy matrix: % trainable parameters (2-way head included) or n/a.
 
@@ -341,9 +345,13 @@ def models(
         return
     info = Table(title="Backbones")
     for col in ("backbone", "library", "source", "feature dim", "encoder params"):
-        info.add_column(col, justify="right" if col in ("feature dim", "encoder params") else "left")
+        info.add_column(
+            col, justify="right" if col in ("feature dim", "encoder params") else "left"
+        )
     for b in matrix.backbones:
-        info.add_row(b.name, b.library, b.source or "-", str(b.feature_dim), f"{b.encoder_params / 1e6:.2f}M")
+        info.add_row(
+            b.name, b.library, b.source or "-", str(b.feature_dim), f"{b.encoder_params / 1e6:.2f}M"
+        )
     _print_wide(info)
     grid = Table(title="Trainable parameters, % of the classifier (2-way head included)")
     grid.add_column("backbone")
@@ -351,10 +359,19 @@ def models(
         grid.add_column(s, justify="right")
     for b in matrix.backbones:
         cells = [matrix.cell(b.name, s) for s in matrix.strategies]
-        grid.add_row(b.name, *(format_percent(c.percent) if c.percent is not None else "n/a" for c in cells))
+        grid.add_row(
+            b.name, *(format_percent(c.percent) if c.percent is not None else "n/a" for c in cells)
+        )
     _print_wide(grid)
     for note in not_applicable_notes(matrix):
         console.print(f"[yellow]n/a:[/] {note}", highlight=False)
+    for b in matrix.backbones:
+        if b.encoder_params != b.expected_params:
+            console.print(
+                f"[yellow]warning:[/] {b.name}: the built encoder has {b.encoder_params} "
+                f"parameters; its YAML says encoder_params: {b.expected_params}",
+                highlight=False,
+            )
 
 
 # ---------------------------------------------------------------- commands: extract and cache stores
@@ -926,6 +943,77 @@ def evaluate(
 
 
 # ---------------------------------------------------------------- commands: report
+
+
+@app.command()
+def report(
+    runs: Annotated[
+        Path,
+        typer.Argument(help="A tree of runs, or a results table (results.parquet / results.csv)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for the report (new, empty, or an earlier report)."),
+    ],
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="mcc | pr_auc | auroc | balanced_accuracy | sensitivity | specificity | f1 | brier."
+        ),
+    ] = "mcc",
+    threshold: Annotated[
+        str,
+        typer.Option(
+            help="Threshold policy when evaluating a tree: fixed:<t>, val-mcc or val-youden."
+        ),
+    ] = "fixed:0.5",
+    n_boot: Annotated[
+        int, typer.Option("--n-boot", help="Bootstrap replicates for pooled CIs.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 42,
+    jobs: Annotated[int, typer.Option(help="Processes for aggregating groups of runs.")] = 1,
+) -> None:
+    """Tables, significance tests, figures and a self-contained report.html from a run tree.
+
+    Evaluates the tree as `progbench evaluate` does (cached), then writes the report: the same
+    runs give byte-identical files; new runs update it. Definitions: docs/METHODOLOGY.md, 7.
+
+    Example: [bold]progbench report runs/ --out report/ --metric mcc[/]
+    """
+    from progbench.report import build_report, collect_run_versions
+    from progbench.report.data import check_metric, read_results
+
+    check_metric(metric)
+    run_versions = None
+    if runs.is_file():
+        results = read_results(runs)
+    else:
+        from progbench.evaluate.results import evaluate_tree
+
+        with _progress("evaluating") as update:
+            evaluated = evaluate_tree(
+                runs,
+                threshold,
+                n_boot=n_boot,
+                seed=seed,
+                n_jobs=jobs,
+                progress=lambda _stage, done, total: update(done, total),
+            )
+        if evaluated.incomplete:
+            err_console.print(
+                f"[yellow]warning:[/] skipped {len(evaluated.incomplete)} incomplete run(s) (no DONE)",
+                highlight=False,
+            )
+        results = evaluated.results
+        run_versions = collect_run_versions(runs)
+    with _progress("writing the report") as update:
+        result = build_report(
+            results, out, metric=metric, run_versions=run_versions, progress=update
+        )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    console.print(f"wrote {len(result.files)} files to {result.out_dir}", soft_wrap=True)
+    console.print(f"report: {result.html}", soft_wrap=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

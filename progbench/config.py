@@ -143,7 +143,9 @@ class TargetSpec(StrictModel):
             raise ValueError(f"`modules` has duplicates: {self.modules}")
         extra = sorted(set(self.feedforward) - set(self.modules))
         if extra:
-            raise ValueError(f"`feedforward` must be a subset of `modules`; not in modules: {extra}")
+            raise ValueError(
+                f"`feedforward` must be a subset of `modules`; not in modules: {extra}"
+            )
         return self
 
 
@@ -223,7 +225,9 @@ class BackboneSpec(StrictModel):
         if self.arch_overrides and self.library != "torchvision":
             raise ValueError("`arch_overrides` is for torchvision; use `config_overrides`")
         if self.config_overrides and self.library == "torchvision":
-            raise ValueError("`config_overrides` is for transformers/open_clip; use `arch_overrides`")
+            raise ValueError(
+                "`config_overrides` is for transformers/open_clip; use `arch_overrides`"
+            )
         if self.library == "open_clip":
             if self.projection is not None:
                 raise ValueError("open_clip towers carry their own projection; drop `projection`")
@@ -270,7 +274,9 @@ class StrategySpec(StrictModel):
     def _fields_fit_kind(self) -> StrategySpec:
         k = self.kind
         if (self.rank is None) == (k in ("lora", "vera")):
-            raise ValueError(f"`rank` is {'required' if k in ('lora', 'vera') else 'not used'} for {k}")
+            raise ValueError(
+                f"`rank` is {'required' if k in ('lora', 'vera') else 'not used'} for {k}"
+            )
         if (self.alpha is None) == (k == "lora"):
             raise ValueError(f"`alpha` is {'required' if k == 'lora' else 'not used'} for {k}")
         if self.dropout and k not in ("lora", "vera"):

@@ -116,7 +116,7 @@ def test_medclip_checkpoint_loading_is_strict(tmp_path: Path) -> None:
     del sd["vision_model.projection_head.weight"]
     sd["vision_model.extra_head.weight"] = torch.zeros(2)
     torch.save(sd, tmp_path / "pytorch_model.bin")
-    with pytest.raises(WeightsError, match="vision_model.model.* and") as err:
+    with pytest.raises(WeightsError, match=r"vision_model\.model\.\* and") as err:
         load_backbone("tiny-swin", str(tmp_path))
     assert "extra_head.weight" in err.value.message
     sd = _medclip_swin_checkpoint(ref)
@@ -177,8 +177,15 @@ def test_a_whole_clip_model_directory_loads_its_image_tower(tmp_path: Path) -> N
     from transformers import CLIPConfig, CLIPModel
 
     spec = load_backbone("tiny-clip", "random").spec
-    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
-    clip = CLIPModel(CLIPConfig(vision_config=spec.config_overrides, text_config=text, projection_dim=8))
+    text = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    }
+    clip = CLIPModel(
+        CLIPConfig(vision_config=spec.config_overrides, text_config=text, projection_dim=8)
+    )
     clip.save_pretrained(tmp_path / "clip")
     got = load_backbone("tiny-clip", str(tmp_path / "clip"))
     with torch.no_grad():
@@ -232,7 +239,7 @@ def test_bad_weights_arguments(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsError, match="no checkpoint files"):
         load_backbone("tiny-resnet", str(tmp_path / "empty"))
-    with pytest.raises(WeightsError, match="no config.json"):
+    with pytest.raises(WeightsError, match=r"no config\.json"):
         load_backbone("tiny-dinov2", str(tmp_path / "empty"))
 
 

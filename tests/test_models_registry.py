@@ -74,7 +74,13 @@ def test_the_study_grid_is_registered_in_order() -> None:
 
 def test_study_settings_are_in_the_presets() -> None:
     lora = get_strategy_spec("lora-r8")
-    assert (lora.kind, lora.rank, lora.alpha, lora.dropout, lora.backbone_lr) == ("lora", 8, 1, 0.1, 1e-4)
+    assert (lora.kind, lora.rank, lora.alpha, lora.dropout, lora.backbone_lr) == (
+        "lora",
+        8,
+        1,
+        0.1,
+        1e-4,
+    )
     vera = get_strategy_spec("vera-r16")
     assert (vera.kind, vera.rank, vera.dropout) == ("vera", 16, 0.1)
     assert get_strategy_spec("fft").backbone_lr == 1e-5
@@ -107,7 +113,9 @@ def test_unknown_names_list_the_known_ones() -> None:
     assert "lora-r16" in (err.value.hint or "")
 
 
-def test_a_user_adds_a_backbone_with_one_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_user_adds_a_backbone_with_one_yaml_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = _raw("dinov2-s") | {"name": "my-dino", "description": "a user backbone", "order": 50}
     _write(tmp_path / "models", data)
     before = registry_fingerprint()
@@ -129,7 +137,11 @@ def _mutations() -> list[tuple[str, dict, str]]:
         ("modules-and-reason", base | {"targets": both}, "not both"),
         ("library", base | {"library": "keras"}, "library"),
         ("arch-overrides", base | {"arch_overrides": {"layers": [1]}}, "arch_overrides"),
-        ("projection", base | {"projection": {"in_features": 384, "out_features": 9}}, "projection"),
+        (
+            "projection",
+            base | {"projection": {"in_features": 384, "out_features": 9}},
+            "projection",
+        ),
         ("std", base | {"std": [0.2, 0.0, 0.2]}, "std"),
         ("mean-length", base | {"mean": [0.5, 0.5]}, "mean"),
     ]

@@ -19,7 +19,7 @@ import zarr
 from filelock import FileLock
 
 from progbench.accel import Accel, prepare_model, resolve_accel, to_input
-from progbench.cache.featurestore import FeatureKey, FeatureStore, create_store
+from progbench.cache.featurestore import FeatureKey, create_store
 from progbench.cache.paths import feature_store_dir
 from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.data.loader import PrefetchLoader
@@ -191,6 +191,20 @@ def _extract_locked(
     return ExtractResult(path, key.key, n, computed, seconds, ips)
 
 
-def load_task_features(result_path: Path, image_ids: list[str]) -> np.ndarray:
-    """Features of a complete store in RAM, aligned to `image_ids` (e.g. a manifest's)."""
-    return FeatureStore(result_path).load(image_ids)
+def stream_features(
+    store: ImageStore,
+    loaded: LoadedBackbone,
+    accel: Accel,
+    image_ids: list[str],
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Features computed on the fly, without a feature store (predict, and the cache parity test)."""
+    rows = store.indices(image_ids)
+    model = prepare_model(loaded.encoder.eval(), accel)
+    loaded = LoadedBackbone(model, loaded.spec, loaded.weights, loaded.weights_fingerprint)
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    out = [
+        encode(loaded, accel, b)
+        for _, b in PrefetchLoader(store, batches, pin_memory=accel.pin_memory)
+    ]
+    return np.concatenate(out) if out else np.empty((0, loaded.spec.feature_dim), np.float32)

@@ -28,6 +28,7 @@ from progbench.models.loaders import LoadedBackbone
 from progbench.models.strategies import (
     HEAD_NAME,
     ClassifierModel,
+    _check_unclaimed,
     _claim,
     build_classifier,
     resolve,
@@ -94,7 +95,9 @@ def save_trained(model: ClassifierModel, out_dir: str | Path) -> None:
 def read_model_info(out_dir: str | Path) -> dict[str, Any]:
     path = Path(out_dir) / INFO_FILE
     if not path.is_file():
-        raise RunError(f"{out_dir} holds no saved model ({INFO_FILE} missing: unfinished or wrong folder)")
+        raise RunError(
+            f"{out_dir} holds no saved model ({INFO_FILE} missing: unfinished or wrong folder)"
+        )
     return json.loads(path.read_text())
 
 
@@ -141,11 +144,15 @@ def _load_subset(model: ClassifierModel, sd: dict[str, Any], source: str) -> Non
     if missing or unexpected:
         from progbench.models.checkpoints import key_report
 
-        raise WeightsError(f"{source} does not match the model: {key_report(missing, unexpected, [])}")
+        raise WeightsError(
+            f"{source} does not match the model: {key_report(missing, unexpected, [])}"
+        )
     params = dict(model.named_parameters())
     for name, t in sd.items():
         if params[name].shape != t.shape:
-            raise WeightsError(f"{source}: {name} has shape {tuple(t.shape)}, model {tuple(params[name].shape)}")
+            raise WeightsError(
+                f"{source}: {name} has shape {tuple(t.shape)}, model {tuple(params[name].shape)}"
+            )
         params[name].data.copy_(t)
 
 
@@ -157,13 +164,18 @@ def _load_peft(
     from progbench.models.registry import get_strategy_spec
 
     sspec = get_strategy_spec(strategy)
+    _check_unclaimed(loaded)
     res = resolve(loaded.spec, sspec, loaded.encoder)
     _claim(loaded)
     loaded.encoder.requires_grad_(False)
     backbone = PeftModel.from_pretrained(loaded.encoder, str(out_dir), is_trainable=trainable)
     first = next(loaded.encoder.parameters())
     head = nn.Linear(loaded.spec.feature_dim, num_classes, device=first.device, dtype=first.dtype)
-    load_strict(head, take_prefixed(read_state_dict(out_dir / HEAD_FILE), f"{HEAD_NAME}."), str(out_dir / HEAD_FILE))
+    load_strict(
+        head,
+        take_prefixed(read_state_dict(out_dir / HEAD_FILE), f"{HEAD_NAME}."),
+        str(out_dir / HEAD_FILE),
+    )
     return ClassifierModel(
         backbone, head, loaded.spec, sspec, res, loaded.weights, loaded.weights_fingerprint
     )

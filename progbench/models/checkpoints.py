@@ -91,7 +91,11 @@ def take_prefixed(sd: StateDict, prefix: str) -> StateDict:
 
 def key_report(missing: Iterable[str], unexpected: Iterable[str], mismatched: Iterable[str]) -> str:
     parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", mismatched),
+    ):
         keys = sorted(keys)
         if keys:
             more = f" ... and {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""

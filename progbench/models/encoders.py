@@ -79,8 +79,12 @@ def build_torchvision(spec: BackboneSpec) -> nn.Module:
         # Builder functions take `weights`; classes (ResNet, DenseNet) take only architecture.
         model = builder(**kwargs) if inspect.isclass(builder) else builder(weights=None, **kwargs)
     except TypeError as err:
-        raise RegistryError(f"backbone {spec.name!r}: bad arch_overrides for {spec.arch}: {err}") from err
-    attr = next((a for a in _CLASSIFIER_ATTRS if isinstance(getattr(model, a, None), nn.Linear)), None)
+        raise RegistryError(
+            f"backbone {spec.name!r}: bad arch_overrides for {spec.arch}: {err}"
+        ) from err
+    attr = next(
+        (a for a in _CLASSIFIER_ATTRS if isinstance(getattr(model, a, None), nn.Linear)), None
+    )
     if attr is None:
         raise RegistryError(
             f"backbone {spec.name!r}: {type(model).__name__} has no Linear `fc` or `classifier` "

@@ -137,7 +137,9 @@ def _torchvision_pretrained(spec: BackboneSpec) -> nn.Module:
     try:
         enum = tvm.get_weight(spec.hub_id)
     except (ValueError, KeyError, AttributeError) as err:
-        raise RegistryError(f"backbone {spec.name!r}: unknown torchvision weights {spec.hub_id!r}") from err
+        raise RegistryError(
+            f"backbone {spec.name!r}: unknown torchvision weights {spec.hub_id!r}"
+        ) from err
     try:
         sd = enum.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except (OSError, urllib.error.URLError, RuntimeError) as err:
@@ -253,7 +255,9 @@ def _quiet_transformers() -> Iterator[None]:
 
 def _check_loading_info(info: dict[str, Any], spec: BackboneSpec, source: str) -> None:
     ignore = tuple(spec.ignore_checkpoint_keys)
-    unexpected = [k for k in info.get("unexpected_keys", ()) if not (ignore and k.startswith(ignore))]
+    unexpected = [
+        k for k in info.get("unexpected_keys", ()) if not (ignore and k.startswith(ignore))
+    ]
     mismatched = [f"{k} (checkpoint {a}, model {b})" for k, a, b in info.get("mismatched_keys", ())]
     missing = list(info.get("missing_keys", ()))
     if missing or unexpected or mismatched or info.get("error_msgs"):
@@ -302,7 +306,10 @@ def _transformers_from_dir(spec: BackboneSpec, where: str) -> nn.Module:
     except OSError as err:
         raise WeightsError(
             f"could not load {where} for {spec.name}: {str(err).splitlines()[0]}",
-            _offline_hint(spec, f"run `huggingface-cli download {where} --local-dir DIR` where there is network"),
+            _offline_hint(
+                spec,
+                f"run `huggingface-cli download {where} --local-dir DIR` where there is network",
+            ),
         ) from err
     except (RuntimeError, ValueError) as err:
         raise WeightsError(f"{where} does not fit backbone {spec.name}: {err}") from err
@@ -343,7 +350,9 @@ def _medclip_from_file(spec: BackboneSpec, file: Path) -> nn.Module:
         _load_torchvision(encoder, sd, spec, str(file))
         return encoder
     if spec.projection is None:
-        raise RegistryError(f"backbone {spec.name!r}: MedCLIP transformers encoders have a projection")
+        raise RegistryError(
+            f"backbone {spec.name!r}: MedCLIP transformers encoders have a projection"
+        )
     own = {"model.", "projection_head."}
     stray = sorted(k for k in sd if not k.startswith(tuple(own)))
     if stray:
@@ -366,7 +375,9 @@ def _check_open_clip_config(spec: BackboneSpec, config_path: Path) -> None:
     want = spec.config_overrides
     diffs = []
     if model_cfg.get("embed_dim") != want.get("embed_dim"):
-        diffs.append(f"embed_dim={model_cfg.get('embed_dim')!r} (registry: {want.get('embed_dim')!r})")
+        diffs.append(
+            f"embed_dim={model_cfg.get('embed_dim')!r} (registry: {want.get('embed_dim')!r})"
+        )
     have_v = model_cfg.get("vision_cfg", {})
     for k, v in want.get("vision_cfg", {}).items():
         if k in have_v and _normalise(have_v[k]) != _normalise(v):

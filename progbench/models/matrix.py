@@ -150,7 +150,9 @@ def compute_matrix(
         else:
             row, row_cells = compute_row(n, strats)
             if use_cache:
-                atomic_write_json(path, {"row": asdict(row), "cells": [asdict(c) for c in row_cells]})
+                atomic_write_json(
+                    path, {"row": asdict(row), "cells": [asdict(c) for c in row_cells]}
+                )
         rows.append(row)
         cells.extend(row_cells)
     if progress:

@@ -143,7 +143,11 @@ def _registry() -> _Registry:
 def list_backbones(include_tiny: bool = False) -> list[str]:
     """Backbone names in display order (the reference study's order first)."""
     specs = _registry().backbones.values()
-    return [s.name for s in sorted(specs, key=lambda s: (s.tiny, s.order, s.name)) if include_tiny or not s.tiny]
+    return [
+        s.name
+        for s in sorted(specs, key=lambda s: (s.tiny, s.order, s.name))
+        if include_tiny or not s.tiny
+    ]
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:

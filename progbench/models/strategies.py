@@ -32,7 +32,15 @@ def _supported_types(kind: str) -> tuple[type, ...]:
     from transformers.pytorch_utils import Conv1D
 
     return {
-        "lora": (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.MultiheadAttention, Conv1D),
+        "lora": (
+            nn.Linear,
+            nn.Conv1d,
+            nn.Conv2d,
+            nn.Conv3d,
+            nn.Embedding,
+            nn.MultiheadAttention,
+            Conv1D,
+        ),
         "vera": (nn.Linear, Conv1D),
         "ia3": (nn.Linear, nn.Conv2d, nn.Conv3d, Conv1D),
     }[kind]
@@ -70,7 +78,9 @@ def _unused(spec: BackboneSpec, encoder: nn.Module) -> set[str]:
     return set(spec.unused_parameters)
 
 
-def _match_targets(spec: BackboneSpec, kind: str, targets: list[str], encoder: nn.Module) -> list[str]:
+def _match_targets(
+    spec: BackboneSpec, kind: str, targets: list[str], encoder: nn.Module
+) -> list[str]:
     modules = dict(encoder.named_modules())
     allowed = _supported_types(kind)
     matched: list[str] = []
@@ -82,7 +92,9 @@ def _match_targets(spec: BackboneSpec, kind: str, targets: list[str], encoder: n
                 f"backbone {spec.name!r}: {kind} target {t!r} matches no module",
                 f"Targets are module names or suffixes, e.g. {', '.join(leaves)} ...",
             )
-        wrong = sorted({type(modules[n]).__name__ for n in hits if not isinstance(modules[n], allowed)})
+        wrong = sorted(
+            {type(modules[n]).__name__ for n in hits if not isinstance(modules[n], allowed)}
+        )
         if wrong:
             raise RegistryError(
                 f"backbone {spec.name!r}: {kind} target {t!r} matches {', '.join(wrong)} modules, "
@@ -93,7 +105,9 @@ def _match_targets(spec: BackboneSpec, kind: str, targets: list[str], encoder: n
     return sorted(set(matched))
 
 
-def resolve(spec: BackboneSpec, strategy: StrategySpec, encoder: nn.Module | None = None) -> Resolution:
+def resolve(
+    spec: BackboneSpec, strategy: StrategySpec, encoder: nn.Module | None = None
+) -> Resolution:
     """Resolve a pair. With an encoder, every target is checked against its modules."""
     kind = strategy.kind
     base: dict[str, Any] = {"backbone": spec.name, "strategy": strategy.name, "kind": kind}
@@ -114,7 +128,9 @@ def resolve(spec: BackboneSpec, strategy: StrategySpec, encoder: nn.Module | Non
     if kind == "bitfit":
         biases = [n for n in names if n.rsplit(".", 1)[-1] == "bias"]
         if not biases:
-            return Resolution(**base, applicable=False, reason="the backbone has no bias parameters")
+            return Resolution(
+                **base, applicable=False, reason="the backbone has no bias parameters"
+            )
         return Resolution(**base, applicable=True, trainable_parameters=biases, checked=True)
     trainable = names if kind == "fft" else []
     return Resolution(**base, applicable=True, trainable_parameters=trainable, checked=True)
@@ -227,13 +243,17 @@ class ClassifierModel(nn.Module):
         }
 
 
-def _claim(loaded: LoadedBackbone) -> None:
+def _check_unclaimed(loaded: LoadedBackbone) -> None:
     if getattr(loaded.encoder, _CLAIMED, False):
         raise ProgbenchError(
             f"the encoder of this {loaded.spec.name} LoadedBackbone is already part of a classifier",
             "Adapters and requires_grad change an encoder in place: call load_backbone again "
             "for each classifier.",
         )
+
+
+def _claim(loaded: LoadedBackbone) -> None:
+    _check_unclaimed(loaded)
     setattr(loaded.encoder, _CLAIMED, True)
 
 
@@ -260,6 +280,7 @@ def build_classifier(
     """
     sspec = get_strategy_spec(strategy) if isinstance(strategy, str) else strategy
     spec = loaded.spec
+    _check_unclaimed(loaded)
     res = resolve(spec, sspec, loaded.encoder)
     if not res.applicable:
         raise NotApplicableError(
@@ -288,4 +309,6 @@ def build_classifier(
             for name in res.trainable_parameters:
                 params[name].requires_grad_(True)
         head = nn.Linear(spec.feature_dim, num_classes, device=first.device, dtype=first.dtype)
-    return ClassifierModel(backbone, head, spec, sspec, res, loaded.weights, loaded.weights_fingerprint)
+    return ClassifierModel(
+        backbone, head, spec, sspec, res, loaded.weights, loaded.weights_fingerprint
+    )

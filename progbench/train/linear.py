@@ -93,7 +93,7 @@ def problems_for_fold(
 def run_linear_probes(
     task: Task,
     splits: Splits,
-    store: FeatureStore,
+    features: FeatureStore | np.ndarray,
     ctx: LPContext,
     runs_root: Path,
     cfg: ProbeConfig | None = None,
@@ -102,12 +102,17 @@ def run_linear_probes(
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> LPSummary:
-    """Write every LP run of `splits` under `runs_root`; returns what was written and skipped."""
+    """Write every LP run of `splits` under `runs_root`; returns what was written and skipped.
+
+    `features` is a feature store or an array aligned with the manifest's rows (the streaming
+    path of the parity test).
+    """
     cfg = cfg or ProbeConfig()
     start = time.perf_counter()
     df = task.manifest.frame
     ids = df["image_id"].tolist()
-    x = store.load(ids).astype(np.float32)
+    x = features.load(ids) if isinstance(features, FeatureStore) else np.asarray(features)
+    x = x.astype(np.float32)
     pos = {iid: i for i, iid in enumerate(ids)}
     summary = LPSummary()
     all_problems = [

@@ -13,6 +13,8 @@ the lowest validation loss is selected per problem. Test rows are never seen her
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +57,19 @@ def balanced_weights(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     n_neg = n - n_pos
     w = torch.where(y > 0.5, n / (2 * n_pos.clamp(min=1)), n / (2 * n_neg.clamp(min=1)))
     return w * mask
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch ops on one thread. The probe's tensors are small: on 2 cores one thread was
+    15x faster than two (measured: 0.22 s vs 3.45 s for a fold's grid on a busy machine), as
+    intra-op threading costs more than it saves on ops of ~1e5 elements."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fit_probes(
@@ -103,7 +118,7 @@ def fit_probes(
     best_step = torch.zeros(n_prob, n_grid, dtype=torch.long)
     stale = torch.zeros(n_prob, n_grid, dtype=torch.long)
 
-    with torch.no_grad():
+    with torch.no_grad(), single_thread():
         for step in range(cfg.max_steps + 1):
             if step % cfg.eval_every == 0:
                 logits = torch.matmul(x_va, w_all) + b_all  # (P, V, G)

@@ -1,0 +1,187 @@
+"""Linear probing and few-shot grids from the cache: signal, controls, draws, determinism, parity, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from progbench.accel import resolve_accel
+from progbench.cache.featurestore import FeatureStore
+from progbench.data.fewshot import add_fewshot
+from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.data.manifest import Task, load_task
+from progbench.data.splits import make_splits
+from progbench.data.synth import synthesize
+from progbench.evaluate.results import evaluate_tree, summarise
+from progbench.extract.features import extract_features, stream_features
+from progbench.models.loaders import load_backbone
+from progbench.runs import iter_runs, read_run
+from progbench.train.linear import LPContext, run_linear_probes
+from progbench.train.probe import ProbeConfig, fit_probes, standardiser
+
+STORE = ImageStoreParams(size=96)
+
+
+@pytest.fixture(scope="module")
+def strong(tmp_path_factory: pytest.TempPathFactory):
+    """A strong-signal synthetic cohort, its features from a random-init resnet18, and splits."""
+    root = tmp_path_factory.mktemp("strong")
+    synthesize(root / "cohort", patients=200, centers=3, seed=1, signal=3.0)
+    task = load_task(root / "cohort" / "tasks" / "severity.yaml")
+    loaded = load_backbone("resnet18", "random")
+    res = extract_features(
+        task.manifest,
+        "resnet18",
+        "random",
+        cache_dir=root / "cache",
+        image_params=STORE,
+        loaded=loaded,
+    )
+    splits = add_fewshot(make_splits(task, "kfold", folds=5, seed=42), task, [2, 8], repeats=3)
+    ctx = LPContext("resnet18", "random", loaded.weights_fingerprint, res.key, 11_176_512)
+    return root, task, FeatureStore(res.path), splits, ctx, loaded
+
+
+def _pooled(root: Path, regime: str = "full", shots: int | None = None) -> dict:
+    records = summarise(evaluate_tree(root, n_boot=0, cache=False).results)
+    return next(r for r in records if r["regime"] == regime and r["shots"] == shots)["metrics"]
+
+
+def test_strong_signal_beats_chance_and_shuffled_labels_do_not(strong, tmp_path: Path) -> None:
+    _, task, store, splits, ctx, _ = strong
+    run_linear_probes(task, splits, store, ctx, tmp_path / "real", fewshot=False)
+    mcc = _pooled(tmp_path / "real")["mcc"]
+    assert mcc["mean"] > 0.4, mcc  # observed ~0.66; a broken pipeline sits near 0
+    # Control: shuffle outcomes across patients (keeps prevalence and patient structure).
+    df = task.manifest.frame
+    rng = np.random.default_rng(0)
+    patients = df["patient_id"].unique()
+    per_patient = dict(
+        zip(
+            patients,
+            rng.permutation(
+                df.groupby("patient_id")["severity"].first().loc[patients].astype(int).to_numpy()
+            ),
+            strict=True,
+        )
+    )
+    shuffled = Task(
+        task.config, task.manifest, df["patient_id"].map(per_patient).to_numpy().astype(np.int64)
+    )
+    control = make_splits(shuffled, "kfold", folds=5, seed=42)
+    run_linear_probes(shuffled, control, store, ctx, tmp_path / "shuffled", fewshot=False)
+    assert abs(_pooled(tmp_path / "shuffled")["mcc"]["mean"]) < 0.2
+
+
+def test_fewshot_runs_use_the_draws_and_leave_val_test_alone(strong, tmp_path: Path) -> None:
+    _, task, store, splits, ctx, _ = strong
+    summary = run_linear_probes(task, splits, store, ctx, tmp_path, full=False)
+    assert len(summary.written) == 5 * 2 * 3
+    preds = {}
+    for path in iter_runs(tmp_path).done:
+        run = read_run(path)
+        fold = splits.folds[run.spec.fold]
+        draw = fold.draw(run.spec.shots, run.spec.repeat)
+        assert run.spec.extra["n_train"] == len(draw.train) == 2 * run.spec.shots
+        p = run.predictions
+        assert sorted(p.loc[p["split"] == "val", "image_id"]) == sorted(fold.val)
+        assert sorted(p.loc[p["split"] == "test", "image_id"]) == sorted(fold.test)
+        preds[(run.spec.fold, run.spec.shots, run.spec.repeat)] = p["p_pos"].to_numpy()
+    for fold in range(5):
+        for k in (2, 8):
+            assert not np.allclose(preds[(fold, k, 0)], preds[(fold, k, 1)])  # repeats differ
+
+
+def test_same_seed_same_results(strong, tmp_path: Path) -> None:
+    _, task, store, splits, ctx, _ = strong
+    for name in ("a", "b"):
+        run_linear_probes(task, splits, store, ctx, tmp_path / name)
+    a = sorted(iter_runs(tmp_path / "a").done)
+    b = sorted(iter_runs(tmp_path / "b").done)
+    assert len(a) == len(b) == 5 * (1 + 2 * 3)
+    for x, y in zip(a, b, strict=True):
+        pd.testing.assert_frame_equal(read_run(x).predictions, read_run(y).predictions)
+
+
+def test_cache_parity_with_streamed_features(strong, tmp_path: Path) -> None:
+    """LP on the feature store and LP on features streamed through the frozen model agree."""
+    root, task, store, splits, ctx, loaded = strong
+    images = ImageStore(build_image_store(task.manifest, STORE, root / "cache").path)
+    ids = task.manifest.frame["image_id"].tolist()
+    streamed = stream_features(
+        images, loaded, resolve_accel("cpu", "fp32"), ids[::-1], batch_size=13
+    )[::-1]
+    np.testing.assert_allclose(streamed, store.load(ids), rtol=1e-4, atol=1e-5)
+    one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
+    run_linear_probes(task, one_fold, store, ctx, tmp_path / "cache")
+    run_linear_probes(task, one_fold, streamed, ctx, tmp_path / "stream")
+    for a, b in zip(
+        sorted(iter_runs(tmp_path / "cache").done),
+        sorted(iter_runs(tmp_path / "stream").done),
+        strict=True,
+    ):
+        np.testing.assert_allclose(
+            read_run(a).predictions["p_pos"], read_run(b).predictions["p_pos"], atol=1e-3
+        )
+
+
+def test_killed_grid_resumes_without_recomputing(strong, tmp_path: Path) -> None:
+    _, task, store, splits, ctx, _ = strong
+
+    def die_after_two_folds(done: int, total: int) -> None:
+        if done >= 2 * total // 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_linear_probes(task, splits, store, ctx, tmp_path / "grid", progress=die_after_two_folds)
+    first = sorted(iter_runs(tmp_path / "grid").done)
+    assert len(first) == 2 * 7
+    stamps = {p: (p / "DONE").stat().st_mtime_ns for p in first}
+    # A run killed between its files and DONE: it holds no result and is redone.
+    (first[0] / "DONE").unlink()
+    resumed = run_linear_probes(task, splits, store, ctx, tmp_path / "grid")
+    assert len(resumed.skipped) == 2 * 7 - 1 and len(resumed.written) == 3 * 7 + 1
+    assert all((p / "DONE").stat().st_mtime_ns == t for p, t in stamps.items() if p != first[0])
+    run_linear_probes(task, splits, store, ctx, tmp_path / "clean")
+    for a, b in zip(
+        sorted(iter_runs(tmp_path / "grid").done),
+        sorted(iter_runs(tmp_path / "clean").done),
+        strict=True,
+    ):
+        np.testing.assert_allclose(
+            read_run(a).predictions["p_pos"], read_run(b).predictions["p_pos"], atol=1e-4
+        )
+
+
+def test_force_keeps_the_old_run(strong, tmp_path: Path) -> None:
+    _, task, store, splits, ctx, _ = strong
+    one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
+    run_linear_probes(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    again = run_linear_probes(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    assert len(again.skipped) == 1 and not again.written
+    forced = run_linear_probes(task, one_fold, store, ctx, tmp_path, fewshot=False, force=True)
+    assert len(forced.written) == 1
+    assert len(list((tmp_path / ".replaced").rglob("DONE"))) == 1
+    assert len(iter_runs(tmp_path).done) == 1  # the replaced copy is not evaluated
+
+
+def test_probe_matches_sklearn_logistic_regression() -> None:
+    """Without early stopping, the probe converges to scikit-learn's class-weighted solution."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 12))
+    y = (x @ rng.normal(size=12) + rng.normal(size=300) * 2 > 1.0).astype(int)
+    mean, std = standardiser(x)
+    xs = (x - mean) / std
+    tr = np.arange(200)
+    wd = 1e-2
+    cfg = ProbeConfig(lrs=(5e-2,), weight_decays=(wd,), max_steps=3000, eval_every=3000, patience=1)
+    fit = fit_probes(xs, y, [tr], tr, cfg)[0]
+    ref = LogisticRegression(
+        C=1 / (wd * len(tr)), class_weight="balanced", max_iter=10_000, tol=1e-10
+    )
+    ref.fit(xs[tr], y[tr])
+    np.testing.assert_allclose(fit.predict(xs[200:]), ref.predict_proba(xs[200:])[:, 1], atol=5e-3)
