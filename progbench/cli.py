@@ -330,9 +330,13 @@ def models(
         not_applicable_notes,
         to_markdown,
     )
-    from progbench.models.registry import list_backbones
+    from progbench.models.registry import get_backbone_spec, list_backbones
 
     names = [b.strip() for b in backbone.split(",") if b.strip()] if backbone else None
+    # Reading the registry validates every file; unknown names and invalid YAML fail here,
+    # before a progress bar is drawn.
+    for n in names or list_backbones(include_tiny=tiny):
+        get_backbone_spec(n)
     if names is None and tiny:
         names = list_backbones(include_tiny=True)
     with _progress("counting parameters") as update:

@@ -177,10 +177,11 @@ def _predict_trained(
     size: int,
 ) -> np.ndarray:
     from progbench.models.adapters import load_trained
-    from progbench.train.steps import Steps, positive_probability
+    from progbench.train.steps import Steps, positive_probability, with_input_size
 
     model = prepare_model(load_trained(run_dir, loaded, spec.strategy), accel).eval()
-    steps = Steps(model, loaded.spec, accel, torch.ones(2))
+    input_spec = with_input_size(loaded.spec, spec.extra.get("input_size"))
+    steps = Steps(model, input_spec, accel, torch.ones(2))
     logits = [steps.logits(b).cpu() for b in images.batches(batch_size, size, accel.pin_memory)]
     return positive_probability(torch.cat(logits))
 

@@ -8,6 +8,9 @@ run's identity, so a tree is a pure function of its TreeSpec.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from progbench.runs import RunCost, RunSpec, finish_run, run_dir_for, write_spec
+from progbench.runs import RunCost, RunSpec, finish_run, is_done, run_dir_for, write_spec
 
 # % of parameters each strategy trains (order of magnitude of the reference study's values).
 TRAINABLE_PERCENT = {"fft": 100.0, "lp": 0.01, "lora-r8": 1.2, "bitfit": 0.1, "ia3": 0.05}
@@ -119,12 +122,56 @@ def iter_specs(tree: TreeSpec) -> list[RunSpec]:
 
 
 def write_run_tree(root: Path, tree: TreeSpec | None = None) -> list[Path]:
-    """Write every run of `tree` under `root` (finished: DONE included). Returns the run dirs."""
+    """Write every run of `tree` under `root` (finished: DONE included) and return the run dirs
+    written. Runs already finished there are left alone, so a larger tree adds runs to a smaller
+    one, as a sweep that goes on would."""
     tree = tree or TreeSpec()
     out = []
     for spec in iter_specs(tree):
         run_dir = run_dir_for(root, spec)
+        if is_done(run_dir):
+            continue
         write_spec(run_dir, spec)
         finish_run(run_dir, predictions_for(spec, tree), cost=cost_for(spec))
         out.append(run_dir)
     return out
+
+
+# A tree with full-data and few-shot runs, small enough to evaluate in seconds: 2 tasks x
+# 3 backbones x 3 strategies x 3 folds full-data runs (6 Friedman blocks, 18 Wilcoxon pairs),
+# and few-shot lp / lora-r8 runs of one backbone at k = 2 and 8 with 2 draws per fold.
+REPORT_TREE = TreeSpec(fewshot_backbones=("resnet18",), n_test=24, n_val=8)
+REPORT_N_BOOT = 0  # no pooled CIs: the report does not read them, and they cost most of the time
+
+_EVALUATED: dict[str, tuple[Path, pd.DataFrame]] = {}
+
+
+def evaluated_tree(tree: TreeSpec = REPORT_TREE) -> tuple[Path, pd.DataFrame]:
+    """(root, results table) of `tree`, written and evaluated once per test session; callers get
+    a copy of the table and must not write under the root."""
+    key = repr(tree)
+    if key not in _EVALUATED:
+        from progbench.evaluate.results import evaluate_tree
+
+        root = Path(tempfile.mkdtemp(prefix="progbench-runtree-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        write_run_tree(root / "runs", tree)
+        results = evaluate_tree(root / "runs", n_boot=REPORT_N_BOOT).results
+        _EVALUATED[key] = (root / "runs", results)
+    root, results = _EVALUATED[key]
+    return root, results.copy()
+
+
+_REPORTS: dict[str, Path] = {}
+
+
+def built_report(tree: TreeSpec = REPORT_TREE) -> Path:
+    """The report folder of `tree` (metric mcc), built once per test session; read it only."""
+    key = repr(tree)
+    if key not in _REPORTS:
+        from progbench.report import build_report
+
+        root, results = evaluated_tree(tree)
+        build_report(results, root.parent / "report")
+        _REPORTS[key] = root.parent / "report"
+    return _REPORTS[key]

@@ -82,7 +82,9 @@ def test_key_changes_on_every_input(cohort: Path, cache_dir: Path, tiny) -> None
         dataclasses.replace(base, image_store="other"),
         dataclasses.replace(base, backbone="tiny-other"),
         dataclasses.replace(base, weights_fingerprint="other"),
-        dataclasses.replace(base, transform=base.transform | {"input_size": 32}),
+        dataclasses.replace(
+            base, transform=base.transform | {"input_size": base.transform["input_size"] + 16}
+        ),
         dataclasses.replace(base, transform=base.transform | {"mean": [0.5, 0.5, 0.5]}),
         dataclasses.replace(base, transform=base.transform | {"crop": not base.transform["crop"]}),
         dataclasses.replace(base, feature=base.feature | {"feature": {"pooling": "cls"}}),

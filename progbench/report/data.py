@@ -273,6 +273,8 @@ def _runs(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("shots", "repeat", "fold"):
         if col in out:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
+    if "shots" in out and "regime" in out:
+        out.loc[out["regime"] == "full", "shots"] = pd.NA  # k means nothing without few-shot
     sort = [
         c for c in ("task", "backbone", "strategy", "regime", "shots", "fold", "repeat") if c in out
     ]

@@ -87,7 +87,7 @@ def _legends(fig: Figure, data: ReportData, strategies: list[str], models: list[
     handles += [
         Line2D([], [], color="0.3", marker=markers[m], linestyle="none", label=m) for m in models
     ]
-    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
 
 
 def _ylabel(data: ReportData, what: str) -> str:
@@ -212,7 +212,7 @@ def cnn_vs_fm_figure(data: ReportData) -> Figure | None:
             ax.set_ylabel(_ylabel(data, "mean over folds, per backbone"))
         fig.legend(
             handles=[Patch(color=FAMILY_COLORS[f], alpha=0.6, label=f) for f in families],
-            loc="outside right upper",
+            loc="outside right center",
             frameon=False,
         )
         fig.suptitle(f"{data.label}: CNN against foundation-model backbones (full data)")

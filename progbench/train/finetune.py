@@ -17,6 +17,7 @@ import copy
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,11 @@ import pandas as pd
 import torch
 
 from progbench.accel import Accel, prepare_model, resolve_accel
+from progbench.config import BackboneSpec
 from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.data.loader import PrefetchLoader
 from progbench.data.manifest import Task
-from progbench.data.splits import Fold, Splits
+from progbench.data.splits import Splits
 from progbench.errors import ConfigError, NotApplicableError
 from progbench.models.adapters import (
     BITFIT_FILE,
@@ -44,7 +46,7 @@ from progbench.models.params import count_parameters
 from progbench.models.registry import get_backbone_spec, get_strategy_spec
 from progbench.models.strategies import ClassifierModel, build_classifier, resolve
 from progbench.provenance import fingerprint
-from progbench.runs import RunSpec, append_train_log, finish_run, is_done, run_dir_for, write_spec
+from progbench.runs import append_train_log, finish_run, is_done, run_dir_for, write_spec
 from progbench.train.augment import AugmentConfig
 from progbench.train.checkpoint import (
     TrainState,
@@ -58,20 +60,21 @@ from progbench.train.checkpoint import (
 )
 from progbench.train.cost import CostMeter, run_cost
 from progbench.train.options import FinetuneOptions
+from progbench.train.problems import Problem, finetune_problems
 from progbench.train.rundirs import prepare_run_dir
 from progbench.train.schedule import Schedule, plateau_patience_evals
-from progbench.train.steps import Steps, class_weights, weighted_loss
+from progbench.train.steps import (
+    Steps,
+    class_weights,
+    epoch_batches,
+    train_epoch,
+    weighted_loss,
+    with_input_size,
+)
 
 ProgressFactory = Callable[[str], Any]
 STATE_DIR = "state"
 SAVED_MODEL_FILES = (*PEFT_FILES, HEAD_FILE, FULL_FILE, BITFIT_FILE, INFO_FILE)
-
-
-@dataclass(frozen=True)
-class Problem:
-    spec: RunSpec
-    train_ids: list[str]
-    fold: Fold
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Context:
 
     task: Task
     loaded: LoadedBackbone
+    model_spec: BackboneSpec  # the backbone's spec with the input size trained at
     strategy: str
     opts: FinetuneOptions
     accel: Accel
@@ -120,15 +124,15 @@ def run_finetune(
         raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
     if min(opts.epochs, opts.batch_size, opts.accumulate, opts.eval_every) < 1:
         raise ConfigError("--epochs, --batch-size, --accumulate and --eval-every must be >= 1")
+    model_spec = with_input_size(bspec, opts.input_size)
     loaded = load_backbone(backbone, weights)
     res = resolve(bspec, sspec, loaded.encoder)  # checks every target against the real modules
     if not res.applicable:
         raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
-    problems = [p for fold in splits.folds for p in _problems(task, splits, fold, loaded, strategy)]
-    todo, skipped = [], []
-    for p in problems:
-        done = is_done(run_dir_for(runs_root, p.spec)) and not force
-        (skipped if done else todo).append(p)
+    problems = finetune_problems(task, splits, loaded, strategy)
+    finished = [is_done(run_dir_for(runs_root, p.spec)) and not force for p in problems]
+    todo = [p for p, f in zip(problems, finished, strict=True) if not f]
+    skipped = [run_dir_for(runs_root, p.spec) for p, f in zip(problems, finished, strict=True) if f]
     if not todo:
         return [], skipped
     params = ImageStoreParams(size=opts.image_size)
@@ -137,6 +141,7 @@ def run_finetune(
     ctx = Context(
         task=task,
         loaded=loaded,
+        model_spec=model_spec,
         strategy=strategy,
         opts=opts,
         accel=resolve_accel(opts.device, opts.dtype, bspec.is_cnn),  # autocast, never bf16 weights
@@ -149,44 +154,18 @@ def run_finetune(
         augment=AugmentConfig() if opts.augment else None,
     )
     n_cand = 1 if opts.lr_head is not None else len(opts.head_lr_grid)
-    total = len(todo) * n_cand * opts.epochs
-    written: list[Path] = []
-    if progress is None:
-        written = [_train_run(p, ctx) for p in todo]
-    else:
-        with progress(f"{strategy} {backbone}: {len(todo)} run(s), epochs") as update:
-            done = [0]
+    total, done = len(todo) * n_cand * opts.epochs, [0]
+    bar = progress(f"{strategy} {backbone}: {len(todo)} run(s), epochs") if progress else None
+    with bar or nullcontext() as update:
+        if update is not None:
 
             def tick(n: int) -> None:
                 done[0] += n
                 update(done[0], total)
 
             ctx.tick = tick
-            written = [_train_run(p, ctx) for p in todo]
+        written = [_train_run(p, ctx) for p in todo]
     return written, skipped
-
-
-def _problems(
-    task: Task, splits: Splits, fold: Fold, loaded: LoadedBackbone, strategy: str
-) -> list[Problem]:
-    base = {
-        "task": task.name,
-        "backbone": loaded.spec.name,
-        "weights": loaded.weights,
-        "weights_fingerprint": loaded.weights_fingerprint,
-        "strategy": strategy,
-        "fold": fold.fold,
-        "seed": splits.seed,
-        "scheme": splits.scheme,
-    }
-    extra = {"test_center": fold.test_center}
-    out = [Problem(RunSpec(**base, regime="full", extra=extra), list(fold.train), fold)]
-    if splits.fewshot_config:
-        regime = "fewshot-center" if splits.fewshot_config.get("per_center") else "fewshot"
-        for d in fold.fewshot:
-            spec = RunSpec(**base, regime=regime, shots=d.shots, repeat=d.repeat, extra=extra)
-            out.append(Problem(spec, list(d.train), fold))
-    return out
 
 
 def _settings(ctx: Context) -> dict[str, Any]:
@@ -206,6 +185,7 @@ def _settings(ctx: Context) -> dict[str, Any]:
         "eval_every": o.eval_every,
         "augment": ctx.augment.to_dict() if ctx.augment else None,
         "image_size": o.image_size,
+        "input_size": ctx.model_spec.input_size,
         "image_store": ctx.store.content_fingerprint,
         "device": ctx.accel.device.type,
         "dtype": ctx.accel.dtype,
@@ -233,22 +213,17 @@ def _train_run(p: Problem, ctx: Context) -> Path:
     for name in SAVED_MODEL_FILES:  # left by a finalisation that was killed before DONE
         (run_dir / name).unlink(missing_ok=True)
     save_trained(model, run_dir)
-    steps = Steps(model, ctx.loaded.spec, ctx.accel, torch.ones(2, device=ctx.accel.device))
-    parts = []
+    steps = Steps(model, ctx.model_spec, ctx.accel, torch.ones(2, device=ctx.accel.device))
     frame = ctx.task.manifest.frame.set_index("image_id")
+    parts = []
     for split, ids in (("val", p.fold.val), ("test", p.fold.test)):
-        _, prob = steps.predict(ctx.store, ctx.store.indices(ids), ctx.opts.batch_size)
-        parts.append(
-            {
-                "image_id": ids,
-                "patient_id": frame.loc[ids, "patient_id"].to_numpy(),
-                "split": split,
-                "y_true": ctx.y[ctx.store.indices(ids)],
-                "p_pos": prob,
-            }
-        )
+        rows = ctx.store.indices(ids)
+        _, prob = steps.predict(ctx.store, rows, ctx.opts.batch_size)
+        pid = frame.loc[ids, "patient_id"].to_numpy()
+        parts.append(pd.DataFrame({"image_id": ids, "patient_id": pid, "split": split}))
+        parts[-1] = parts[-1].assign(y_true=ctx.y[rows], p_pos=prob)
     search = [
-        {"lr_head": r.lr_head, **{k: r.state.__dict__[k] for k in ("best_loss", "best_epoch")}}
+        {"lr_head": r.lr_head, "best_loss": r.state.best_loss, "best_epoch": r.state.best_epoch}
         | {"stopped_epoch": r.state.epoch}
         for r in results
     ]
@@ -266,22 +241,12 @@ def _train_run(p: Problem, ctx: Context) -> Path:
     }
     write_spec(run_dir, p.spec.model_copy(update={"extra": extra}))
     count = count_parameters(model)
-    preds = pd.concat([pd.DataFrame(x) for x in parts], ignore_index=True)
+    preds = pd.concat(parts, ignore_index=True)
     extra_s = time.perf_counter() - start
     cost = run_cost([r.state.cost for r in results], extra_s, count.trainable, count.total)
     finish_run(run_dir, preds, cost=cost)
     shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # DONE is written: states are spent
     return run_dir
-
-
-def _epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """This epoch's shuffled batches, from (seed, epoch) alone, so a resume sees the same order.
-    A last batch of one image is merged into the previous one (BatchNorm needs two in training)."""
-    order = np.random.default_rng([seed, epoch]).permutation(rows)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2:] = [np.concatenate(batches[-2:])]
-    return batches
 
 
 def _fit(p: Problem, ctx: Context, lr_head: float, state_dir: Path, key: str) -> CandidateResult:
@@ -299,7 +264,7 @@ def _fit(p: Problem, ctx: Context, lr_head: float, state_dir: Path, key: str) ->
     train_rows = ctx.store.indices(p.train_ids)
     val_rows = ctx.store.indices(p.fold.val)
     weight = torch.tensor(class_weights(ctx.y[train_rows]), dtype=torch.float32)
-    steps = Steps(model, ctx.loaded.spec, accel, weight.to(accel.device))
+    steps = Steps(model, ctx.model_spec, accel, weight.to(accel.device))
     optimizer = torch.optim.AdamW(
         [
             {"params": raw.backbone_parameters(), "lr": ctx.lr_backbone},
@@ -307,7 +272,7 @@ def _fit(p: Problem, ctx: Context, lr_head: float, state_dir: Path, key: str) ->
         ],
         weight_decay=opts.weight_decay,
     )
-    n_batches = len(_epoch_batches(train_rows, opts.batch_size, seed, 0))
+    n_batches = len(epoch_batches(train_rows, opts.batch_size, seed, 0))
     per_epoch = -(-n_batches // opts.accumulate)
     schedule = Schedule(
         optimizer,
@@ -332,20 +297,22 @@ def _fit(p: Problem, ctx: Context, lr_head: float, state_dir: Path, key: str) ->
     ctx.tick(state.epoch)
     for epoch in range(state.epoch, opts.epochs):
         raw.train()
-        batches = _epoch_batches(train_rows, opts.batch_size, seed, epoch)
+        batches = epoch_batches(train_rows, opts.batch_size, seed, epoch)
         gen = torch.Generator(device=accel.device).manual_seed(seed * 100_003 + epoch)
-        losses = []
-        for i, (rows, batch) in enumerate(
-            PrefetchLoader(ctx.store, batches, pin_memory=accel.pin_memory)
-        ):
-            group = min(opts.accumulate, n_batches - (i // opts.accumulate) * opts.accumulate)
-            y = torch.from_numpy(ctx.y[rows])
-            with meter.step(len(rows)):
-                losses.append(steps.train_step(batch, y, 1.0 / group, ctx.augment, gen))
-                if (i + 1) % opts.accumulate == 0 or i + 1 == n_batches:
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    schedule.after_step()
+        loader = PrefetchLoader(ctx.store, batches, pin_memory=accel.pin_memory)
+        after = schedule.after_step
+        train_loss = train_epoch(
+            steps,
+            loader,
+            len(batches),
+            ctx.y,
+            optimizer,
+            after,
+            opts.accumulate,
+            meter,
+            ctx.augment,
+            gen,
+        )
         ctx.tick(1)
         done = epoch + 1
         if done % opts.eval_every and done != opts.epochs:
@@ -361,14 +328,13 @@ def _fit(p: Problem, ctx: Context, lr_head: float, state_dir: Path, key: str) ->
         record = {
             "lr_head": lr_head,
             "epoch": done,
-            "train_loss": float(torch.stack(losses).mean()),
+            "train_loss": train_loss,
             "val_loss": val_loss,
             "lrs": [g["lr"] for g in optimizer.param_groups],
             "best_epoch": state.best_epoch,
             "finished": stop or done == opts.epochs,
         }
         state.history.append(record)
-        append_train_log(state_dir.parent.parent, record)
         state.epoch = done
         state.weights = trainable_state(raw, full)  # the best too, when it improved
         state.optimizer = optimizer.state_dict()
@@ -376,6 +342,7 @@ def _fit(p: Problem, ctx: Context, lr_head: float, state_dir: Path, key: str) ->
         state.rng = rng_state()
         state.cost = meter.state()
         save_state(state_dir, state, state.weights if improved else None)
+        append_train_log(state_dir.parent.parent, record)  # after the state: never logged twice
         if stop:
             ctx.tick(opts.epochs - done)
             break

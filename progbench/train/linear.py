@@ -7,8 +7,11 @@ run directory per problem through the shared run format and evaluator. Finished 
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,8 @@ from progbench.train.probe import ProbeConfig, ProbeFit, fit_probes, standardise
 from progbench.train.rundirs import prepare_run_dir
 
 ProgressFn = Callable[[int, int], None]
+# Folds solved at once. Each uses one core; more threads than cores only adds contention.
+SOLVER_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,31 @@ def run_linear_probes(
         for fold in splits.folds
     ]
     total = sum(len(p) for _, p in all_problems)
+
+    def done(paths: list[Path]) -> None:
+        summary.written.extend(paths)
+        if progress:
+            progress(len(summary.written) + len(summary.skipped), total)
+
+    # Each fold is solved on one core (see probe.single_thread); folds are solved on parallel
+    # threads (torch releases the GIL inside ops), and a writer thread writes and scores each
+    # solved fold's runs in order while the next folds solve.
+    failed = threading.Event()
+
+    def solve(fold: Fold, todo: list[Problem]) -> SolvedFold | None:
+        return None if failed.is_set() else _solve_fold(task, fold, todo, x, pos, cfg)
+
+    def write(solved: Future[SolvedFold | None]) -> None:
+        result = solved.result()
+        if failed.is_set() or result is None:
+            return
+        try:
+            done(_write_fold(task, result, runs_root, force, ctx))
+        except BaseException:
+            failed.set()
+            raise
+
+    jobs = []
     for fold, problems in all_problems:
         todo = []
         for p in problems:
@@ -132,11 +162,35 @@ def run_linear_probes(
             else:
                 todo.append(p)
         if todo:
-            summary.written += _solve_fold(task, fold, todo, x, pos, runs_root, cfg, force, ctx)
-        if progress:
-            progress(len(summary.written) + len(summary.skipped), total)
+            jobs.append((fold, todo))
+    with (
+        ThreadPoolExecutor(SOLVER_THREADS, thread_name_prefix="lp-solver") as solver,
+        ThreadPoolExecutor(1, thread_name_prefix="lp-writer") as writer,
+    ):
+        solved = [solver.submit(solve, fold, todo) for fold, todo in jobs]
+        written = [writer.submit(write, s) for s in solved]
+        try:
+            for f in written:
+                f.result()  # re-raise the first error, if any
+        except BaseException:
+            failed.set()
+            raise
+    if progress and not summary.written:
+        progress(len(summary.skipped), total)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@dataclass
+class SolvedFold:
+    todo: list[Problem]
+    fits: list[ProbeFit]
+    xs: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    val_rows: np.ndarray
+    test_rows: np.ndarray
+    per_run_s: float
 
 
 def _solve_fold(
@@ -145,11 +199,8 @@ def _solve_fold(
     todo: list[Problem],
     x: np.ndarray,
     pos: dict[str, int],
-    runs_root: Path,
     cfg: ProbeConfig,
-    force: bool,
-    ctx: LPContext,
-) -> list[Path]:
+) -> SolvedFold:
     t0 = time.perf_counter()
     train_rows = np.array([pos[i] for i in fold.train])
     mean, std = standardiser(x[train_rows])  # training images only; labels unused
@@ -157,16 +208,25 @@ def _solve_fold(
     val_rows = np.array([pos[i] for i in fold.val])
     test_rows = np.array([pos[i] for i in fold.test])
     # Problems of very different sizes are solved apart, so small ones are not padded to large.
-    fits: dict[int, object] = {}
+    fits: dict[int, ProbeFit] = {}
     for group in _by_size(todo):
         rows = [np.array([pos[i] for i in todo[j].train_ids]) for j in group]
         for j, fit in zip(group, fit_probes(xs, task.labels, rows, val_rows, cfg), strict=True):
             fits[j] = fit
     per_run_s = (time.perf_counter() - t0) / len(todo)
+    ordered = [fits[j] for j in range(len(todo))]
+    return SolvedFold(todo, ordered, xs, mean, std, val_rows, test_rows, per_run_s)
+
+
+def _write_fold(
+    task: Task, solved: SolvedFold, runs_root: Path, force: bool, ctx: LPContext
+) -> list[Path]:
+    todo, xs, mean, std = solved.todo, solved.xs, solved.mean, solved.std
+    val_rows, test_rows, per_run_s = solved.val_rows, solved.test_rows, solved.per_run_s
     df = task.manifest.frame
     written = []
     for j, p in enumerate(todo):
-        fit = fits[j]
+        fit = solved.fits[j]
         run_dir = prepare_run_dir(run_dir_for(runs_root, p.spec), runs_root, force)
         extra = p.spec.extra | {
             "selected": {
@@ -191,7 +251,7 @@ def _solve_fold(
                     }
                 )
             )
-        head = x.shape[1] + 1  # one logistic-regression weight per feature, plus the bias
+        head = xs.shape[1] + 1  # one logistic-regression weight per feature, plus the bias
         total = head + (ctx.encoder_params or 0)
         cost = RunCost(
             wall_time_s=round(per_run_s, 4),

@@ -24,6 +24,7 @@ class FinetuneOptions:
     compile: bool = False
     device: str = "auto"
     dtype: str = "auto"
-    image_size: int = 224
+    image_size: int = 224  # side of the uint8 image store
+    input_size: int | None = None  # model input side; None: the backbone's own (CNNs take any)
     cache_dir: Path | None = None
     workers: int | None = None

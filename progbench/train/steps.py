@@ -8,6 +8,8 @@ between steps: nothing here forces a host-device sync per step.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,9 @@ from progbench.accel import Accel, to_input
 from progbench.config import BackboneSpec
 from progbench.data.imagestore import ImageStore
 from progbench.data.loader import PrefetchLoader, batches_of
+from progbench.errors import ConfigError
 from progbench.train.augment import AugmentConfig, augment_batch
+from progbench.train.cost import CostMeter
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:
@@ -80,6 +84,57 @@ class Steps:
         out = [self.logits(batch) for _, batch in loader]
         logits = torch.cat(out).cpu() if out else torch.empty(0, 2)
         return logits.numpy(), positive_probability(logits)
+
+
+def epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """This epoch's shuffled batches, from (seed, epoch) alone, so a resume sees the same order.
+    A last batch of one image is merged into the previous one (BatchNorm needs two in training)."""
+    order = np.random.default_rng([seed, epoch]).permutation(rows)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
+
+
+def train_epoch(
+    steps: Steps,
+    loader: Iterable[tuple[np.ndarray, torch.Tensor]],
+    n_batches: int,
+    labels: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    after_step: Callable[[], None] = lambda: None,
+    accumulate: int = 1,
+    meter: CostMeter | None = None,
+    augment: AugmentConfig | None = None,
+    gen: torch.Generator | None = None,
+) -> float:
+    """One pass over `loader`'s `(rows, uint8 batch)`; `labels` are indexed by rows. The optimizer
+    steps every `accumulate` batches and after the last one (each group's gradient is the mean of
+    its batches' losses); `after_step` runs after each optimizer step. Returns the mean loss."""
+    losses = []
+    for i, (rows, batch) in enumerate(loader):
+        group = min(accumulate, n_batches - (i // accumulate) * accumulate)
+        y = torch.from_numpy(labels[rows])
+        with meter.step(len(rows)) if meter is not None else nullcontext():
+            losses.append(steps.train_step(batch, y, 1.0 / group, augment, gen))
+            if (i + 1) % accumulate == 0 or i + 1 == n_batches:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                after_step()
+    return float(torch.stack(losses).mean())  # the one host-device sync of the epoch
+
+
+def with_input_size(spec: BackboneSpec, size: int | None) -> BackboneSpec:
+    """`spec` with the model input side `size` (None: its own). Only CNNs take any size."""
+    if size is None or size == spec.input_size:
+        return spec
+    if not spec.is_cnn:
+        raise ConfigError(
+            f"{spec.name} takes {spec.input_size} px input; only CNNs accept another input size "
+            f"(asked for {size})",
+            "Leave the input size unset for this backbone.",
+        )
+    return spec.model_copy(update={"input_size": size})
 
 
 def positive_probability(logits: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,267 @@
+"""build_report on a fake run tree: files, table values, statistics, self-contained HTML,
+byte-identical rebuilds (also in another process) and updates when runs are added."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sstats
+
+from progbench.errors import ConfigError, RunError
+from progbench.report import MANIFEST, REPORT_HTML, build_report
+from progbench.report.data import prepare
+from progbench.report.tables import summary_table
+from tests.runtree import REPORT_TREE, built_report, evaluated_tree
+
+FIGURES = (
+    "rq1-strategies-boxplot",
+    "rq1-cnn-vs-fm",
+    "rq2-efficiency",
+    "rq3-fewshot",
+    "extra-cd-full",
+)
+SETTINGS = ("full", "fewshot-k2", "fewshot-k8")
+
+
+@pytest.fixture(scope="module")
+def results() -> pd.DataFrame:
+    return evaluated_tree()[1]
+
+
+@pytest.fixture(scope="module")
+def report() -> Path:
+    return built_report()
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _run_values(results: pd.DataFrame, metric: str = "mcc") -> pd.DataFrame:
+    """Per-run test values straight from the results table, independent of progbench.report."""
+    r = results[(results["level"] == "run") & (results["split"] == "test")]
+    r = r[r["metric"] == metric].copy()
+    r["value"] = r["value"].astype(float)
+    return r
+
+
+def test_writes_every_file_with_a_manifest(report: Path) -> None:
+    files = _files(report)
+    expected = {REPORT_HTML, MANIFEST, "tables.md", "stats/summary.json"}
+    expected |= {"provenance/runs.csv", "provenance/cost.csv", "stats/nemenyi-full.csv"}
+    for key in SETTINGS:
+        expected |= {f"tables/{key}.md", f"tables/{key}.csv"}
+        expected |= {f"stats/wilcoxon-{key}.md", f"stats/wilcoxon-{key}.csv"}
+        expected.add(f"stats/friedman-{key}.md")
+    for name in FIGURES:
+        expected |= {f"figures/{name}.png", f"figures/{name}.svg"}
+    assert set(files) == expected
+    manifest = json.loads(files[MANIFEST])["files"]
+    assert set(manifest) == expected - {MANIFEST}
+    for rel, digest in manifest.items():
+        assert hashlib.sha256(files[rel]).hexdigest() == digest, rel
+    for name in FIGURES:
+        assert files[f"figures/{name}.png"].startswith(b"\x89PNG\r\n\x1a\n")
+        svg = ET.fromstring(files[f"figures/{name}.svg"])
+        assert svg.tag.endswith("svg")
+        # No date, no version stamp: the bytes depend on the table alone.
+        assert b"<dc:date>" not in files[f"figures/{name}.svg"]
+        assert b"Matplotlib v" not in files[f"figures/{name}.svg"]
+
+
+def test_full_data_table_is_mean_and_std_over_folds(report: Path, results: pd.DataFrame) -> None:
+    runs = _run_values(results)
+    runs = runs[runs["regime"] == "full"]
+    ref = runs.groupby(["task", "backbone", "strategy"])["value"].agg(["mean", "std", "count"])
+    table = pd.read_csv(report / "tables" / "full.csv")
+    assert len(table) == len(ref) == 2 * 3 * 3
+    for row in table.itertuples(index=False):
+        mean, std, count = ref.loc[(row.task, row.backbone, row.strategy)]
+        assert count == REPORT_TREE.folds
+        assert row.mean == pytest.approx(mean) and row.std == pytest.approx(std)
+        assert row.cell == f"{100 * mean:.1f} ± {100 * std:.1f}"
+    # The best cell of each task is the largest mean, bold in the Markdown table.
+    md = (report / "tables" / "full.md").read_text(encoding="utf-8")
+    for task, part in table.groupby("task"):
+        best = part.loc[part["mean"].idxmax()]
+        assert list(part["best"]) == [m == best["mean"] for m in part["mean"]]
+        line = next(x for x in md.splitlines() if x.startswith(f"| {task} | {best.backbone} |"))
+        assert f"**{best.cell}**" in line
+        assert md.count(f"| {task} |") == 3  # one row per backbone
+    assert table["family"].tolist().count("CNN") == 6  # resnet18 x 2 tasks x 3 strategies
+    assert set(table["family"]) == {"CNN", "FM", "unknown"}
+
+
+def test_fewshot_table_is_mean_over_folds_of_mean_over_draws(
+    report: Path, results: pd.DataFrame
+) -> None:
+    runs = _run_values(results)
+    runs = runs[(runs["regime"] == "fewshot") & (runs["shots"].astype(float) == 8)]
+    per_fold = runs.groupby(["strategy", "fold"])["value"].mean()
+    ref = per_fold.groupby("strategy").agg(["mean", "std"])
+    table = pd.read_csv(report / "tables" / "fewshot-k8.csv").set_index("strategy")
+    assert set(table.index) == {"lp", "lora-r8"}
+    for strategy, (mean, std) in ref.iterrows():
+        assert table.loc[strategy, "mean"] == pytest.approx(mean)
+        assert table.loc[strategy, "std"] == pytest.approx(std)
+        assert table.loc[strategy, "shots"] == 8
+
+
+def test_wilcoxon_pairs_runs_on_task_backbone_fold(report: Path, results: pd.DataFrame) -> None:
+    runs = _run_values(results)
+    wide = runs[runs["regime"] == "full"].pivot_table(
+        index=["task", "backbone", "fold"], columns="strategy", values="value"
+    )
+    table = pd.read_csv(report / "stats" / "wilcoxon-full.csv")
+    assert len(table) == 3
+    assert (table["n_pairs"] == 2 * 3 * REPORT_TREE.folds).all()
+    for row in table.itertuples(index=False):
+        ref = sstats.wilcoxon(wide[row.a], wide[row.b], zero_method="wilcox")
+        assert row.p == pytest.approx(ref.pvalue)
+        assert row.wins_a == int((wide[row.a] > wide[row.b]).sum())
+    holm = np.minimum(1.0, np.maximum.accumulate(np.sort(table["p"]) * [3, 2, 1]))
+    assert sorted(table["p_holm"]) == pytest.approx(list(holm))
+    # The tree separates fft's classes best: it beats linear probing on matched folds.
+    fft_lp = table[(table["a"].isin(["fft", "lp"])) & (table["b"].isin(["fft", "lp"]))].iloc[0]
+    fft_wins = fft_lp.wins_a if fft_lp.a == "fft" else fft_lp.wins_b
+    assert fft_wins >= 15 and bool(fft_lp.significant)
+
+
+def test_friedman_ranks_strategies_over_task_backbone_blocks(
+    report: Path, results: pd.DataFrame
+) -> None:
+    summary = json.loads((report / "stats" / "summary.json").read_text(encoding="utf-8"))
+    assert set(summary) == set(SETTINGS)
+    f = summary["full"]["friedman"]
+    assert f["n_blocks"] == 6
+    runs = _run_values(results)
+    means = (
+        runs[runs["regime"] == "full"]
+        .groupby(["task", "backbone", "strategy"])["value"]
+        .mean()
+        .unstack("strategy")
+    )
+    ranks = pd.DataFrame(sstats.rankdata(-means.to_numpy(), axis=1), columns=means.columns).mean()
+    assert f["mean_ranks"] == pytest.approx(ranks.to_dict())
+    assert f["p"] == pytest.approx(sstats.friedmanchisquare(*means.to_numpy().T).pvalue)
+    assert min(f["mean_ranks"], key=f["mean_ranks"].get) == "fft"
+    # Two strategies per few-shot setting: no Friedman test, and the reason is recorded.
+    assert summary["fewshot-k2"]["friedman"] is None
+    assert "at least 3 strategies" in summary["fewshot-k2"]["friedman_note"]
+    assert len(summary["fewshot-k2"]["wilcoxon"]) == 1
+
+
+def test_html_is_self_contained(report: Path, results: pd.DataFrame) -> None:
+    html = (report / REPORT_HTML).read_text(encoding="utf-8")
+    # Nothing is fetched: no remote address, every image is inline.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert '<link rel="stylesheet"' not in html and "<script src" not in html
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == len(re.findall(r"<img ", html)) == len(FIGURES)
+    pngs = {(report / "figures" / f"{n}.png").read_bytes() for n in FIGURES}
+    assert {base64.b64decode(x) for x in images} == pngs
+    for table_id in ("table-full", "table-fewshot-k2", "wilcoxon-full", "nemenyi-full", "runs"):
+        assert f'<table class="sortable" id="{table_id}">' in html
+    # Provenance: versions, weights, git SHA, and the cost per run and in total.
+    sha = results["git_sha"].dropna().iloc[0]
+    assert sha in html and ">random<" in html
+    assert 'id="versions-report"' in html and 'id="cost"' in html
+    assert html.count("<tr>") > 78  # the runs table alone has one row per run
+    cost = pd.read_csv(report / "provenance" / "cost.csv")
+    total = cost[cost["backbone"] == "total"].iloc[0]
+    run_rows = results[(results["level"] == "run") & (results["split"] == "test")]
+    run_rows = run_rows.drop_duplicates("run_dir")
+    assert total["runs"] == len(run_rows) == 78
+    assert total["wall_time_h"] == pytest.approx(run_rows["wall_time_s"].astype(float).sum() / 3600)
+
+
+def test_rebuild_in_another_process_is_byte_identical(report: Path, tmp_path: Path) -> None:
+    """The CLI, given the results table as a file, in a process with another hash seed."""
+    table = tmp_path / "results.parquet"
+    evaluated_tree()[1].to_parquet(table)
+    out = tmp_path / "again"
+    env = dict(os.environ, PYTHONHASHSEED="12345", COLUMNS="200")
+    proc = subprocess.run(
+        [sys.executable, "-m", "progbench.cli", "report", str(table), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert f"report: {out / REPORT_HTML}" in proc.stdout
+    assert _files(out) == _files(report)
+
+
+def test_adding_and_removing_runs_updates_the_report(
+    report: Path, results: pd.DataFrame, tmp_path: Path
+) -> None:
+    # Full-data runs of one task and two backbones (small, so it draws quickly).
+    fewer = results[
+        (results["task"] == "death")
+        & (results["backbone"] != "fake-net")
+        & (results["regime"] == "full")
+    ]
+    out = tmp_path / "report"
+    shutil.copytree(report, out)
+    (out / "notes.txt").write_text("mine", encoding="utf-8")  # not the report's: kept
+    build_report(fewer, out)
+    files = _files(out)
+    assert not any("fewshot" in name for name in files)  # the previous build's files are gone
+    assert "figures/rq3-fewshot.png" not in files
+    assert set(json.loads(files[MANIFEST])["files"]) == set(files) - {MANIFEST, "notes.txt"}
+    assert "fake-net" not in files["tables/full.md"].decode()
+    assert "severity" not in files["tables/full.md"].decode()
+    # Adding the runs back gives the report of the whole table, byte for byte.
+    build_report(results, out)
+    files = _files(out)
+    assert files.pop("notes.txt") == b"mine"
+    assert files == _files(report)
+
+
+def test_refuses_a_folder_that_holds_something_else(results: pd.DataFrame, tmp_path: Path) -> None:
+    (tmp_path / "thesis.tex").write_text("keep me", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not empty"):
+        build_report(results, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]
+
+
+def test_rejects_unknown_metric_and_foreign_tables(results: pd.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown metric 'accuracy'"):
+        build_report(results, tmp_path / "a", metric="accuracy")
+    with pytest.raises(RunError, match="lacks column"):
+        build_report(results.drop(columns=["level"]), tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_lower_is_better_metric_bolds_the_smallest(results: pd.DataFrame) -> None:
+    data = prepare(results, "brier")
+    assert not data.higher_is_better and data.label == "Brier score"
+    long = summary_table(data, data.settings[0]).long
+    for _, part in long.groupby("task"):
+        assert list(part["best"]) == [m == part["mean"].min() for m in part["mean"]]
+
+
+def test_backbones_with_several_weights_are_kept_apart(results: pd.DataFrame) -> None:
+    other = results[results["backbone"] == "resnet18"].assign(weights="imagenet")
+    data = prepare(pd.concat([results, other]), "mcc")
+    assert {"resnet18 (random)", "resnet18 (imagenet)", "dinov2-s"} <= set(data.models)
+    assert data.families["resnet18 (imagenet)"] == "CNN"
+    folds = data.folds
+    assert not folds.duplicated(["task", "model", "strategy", "regime", "shots", "fold"]).any()

@@ -1,0 +1,89 @@
+"""`progbench report RUNS --out DIR` on a run tree that grows: the report follows the runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from progbench.cli import main
+from progbench.report import MANIFEST, REPORT_HTML
+from tests.runtree import TreeSpec, write_run_tree
+
+# Full-data runs only (1 task x 2 folds), so evaluation and drawing take seconds.
+SMALL = TreeSpec(
+    tasks=("death",),
+    backbones=("resnet18", "dinov2-s"),
+    strategies=("fft", "lp", "lora-r8"),
+    folds=2,
+    fewshot_tasks=(),
+    n_test=16,
+    n_val=6,
+)
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(args)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _digests(out: Path) -> dict[str, str]:
+    return json.loads((out / MANIFEST).read_text(encoding="utf-8"))["files"]
+
+
+def test_report_follows_the_run_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    write_run_tree(runs, SMALL)
+    args = ["report", str(runs), "--out", str(out), "--n-boot", "5"]
+    code, stdout, stderr = run_cli(args, capsys)
+    assert code == 0, stderr
+    assert f"report: {out / REPORT_HTML}" in stdout.replace("\n", "")
+    first = _digests(out)
+    table = pd.read_csv(out / "tables" / "full.csv")
+    assert sorted(set(table["backbone"])) == ["dinov2-s", "resnet18"]
+    # The runs' own library versions reach the provenance section (read from spec.json).
+    html = (out / REPORT_HTML).read_text(encoding="utf-8")
+    assert 'id="versions-runs"' in html and "set 1 (12 runs)" in html
+
+    # A sweep goes on: one more backbone. The same command updates the report in place.
+    added = write_run_tree(
+        runs, TreeSpec(**{**SMALL.__dict__, "backbones": (*SMALL.backbones, "fake-net")})
+    )
+    assert len(added) == 3 * SMALL.folds
+    code, stdout, stderr = run_cli(args, capsys)
+    assert code == 0, stderr
+    table = pd.read_csv(out / "tables" / "full.csv")
+    assert sorted(set(table["backbone"])) == ["dinov2-s", "fake-net", "resnet18"]
+    second = _digests(out)
+    assert set(second) == set(first)
+    assert second["tables/full.csv"] != first["tables/full.csv"]
+    assert second[REPORT_HTML] != first[REPORT_HTML]
+    assert "fake-net" in (out / "provenance" / "runs.csv").read_text(encoding="utf-8")
+
+
+def test_report_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(
+        ["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")], capsys
+    )
+    assert code != 0 and "not a directory" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(
+        ["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], capsys
+    )
+    assert code != 0 and "no finished runs" in err
+    code, _, err = run_cli(
+        ["report", str(tmp_path), "--out", str(tmp_path / "r"), "--metric", "acc"], capsys
+    )
+    assert code != 0 and "unknown metric 'acc'" in err and "mcc" in err
+    bad = tmp_path / "results.txt"
+    bad.write_text("x", encoding="utf-8")
+    code, _, err = run_cli(["report", str(bad), "--out", str(tmp_path / "r")], capsys)
+    assert code != 0 and "unknown extension" in err
+    assert not (tmp_path / "r").exists()
