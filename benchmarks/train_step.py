@@ -69,9 +69,11 @@ def _minimal_model(backbone: str, strategy: str, seed: int) -> tuple[nn.Module, 
     loaded = load_backbone(backbone, "random")
     encoder: nn.Module = loaded.encoder
     spec = loaded.spec
+    for name in spec.unused_parameters:  # never reached by the feature path: frozen always
+        encoder.get_parameter(name).requires_grad_(False)
     torch.manual_seed(seed)
     if strategy == "fft":
-        encoder.requires_grad_(True)
+        pass  # every parameter trains
     elif strategy == "bitfit":
         for name, p in encoder.named_parameters():
             p.requires_grad_(name.endswith(".bias"))
@@ -79,8 +81,6 @@ def _minimal_model(backbone: str, strategy: str, seed: int) -> tuple[nn.Module, 
         t = spec.targets.lora
         config = LoraConfig(r=8, lora_alpha=1, lora_dropout=0.1, target_modules=t.modules)
         encoder = get_peft_model(encoder, config)
-    for name in spec.unused_parameters:
-        encoder.get_parameter(name).requires_grad_(False)
     head = nn.Linear(spec.feature_dim, 2)
     return encoder, head
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -275,11 +275,30 @@ def demo(
     console.print(f"image store: {result.image_store}", soft_wrap=True)
     for scheme, rows in result.split_rows.items():
         console.print(_fold_table(f"{scheme} splits ({result.splits[scheme]})", rows))
-    for title, printable in result.sections:
-        console.rule(title)
-        console.print(printable)
+    if result.matrix is not None:
+        _print_matrix(result.matrix)
+    if result.features:
+        feats = Table(title="feature stores (progbench cache ls)")
+        for col in ("backbone", "key", "images", "computed now", "img/s"):
+            feats.add_column(col, justify="left" if col in ("backbone", "key") else "right")
+        for name, res in result.features.items():
+            rate = f"{res.images_per_s:.1f}" if res.images_per_s else "-"
+            feats.add_row(name, res.key, str(res.n_images), str(res.computed), rate)
+        console.print(feats)
+    if result.summary:
+        console.print(
+            group_summary_table(
+                f"{result.runs}: test split, mean ± std over folds", result.summary
+            )
+        )
+        console.print(f"CIs and the results table: [bold]progbench evaluate {result.runs}[/]")
+    if result.report is not None:
+        console.print(f"report: {result.report.html}", soft_wrap=True, highlight=False)
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     console.print(
-        f"[green]demo finished in {time.perf_counter() - start:.0f} s[/]; outputs in {out}"
+        f"[green]demo finished in {time.perf_counter() - start:.0f} s[/] ({stages}); "
+        f"outputs in {out}",
+        soft_wrap=True,
     )
 
 
@@ -324,12 +343,7 @@ def models(
     """
     import json
 
-    from progbench.models.matrix import (
-        compute_matrix,
-        format_percent,
-        not_applicable_notes,
-        to_markdown,
-    )
+    from progbench.models.matrix import compute_matrix, to_markdown
     from progbench.models.registry import get_backbone_spec, list_backbones
 
     names = [b.strip() for b in backbone.split(",") if b.strip()] if backbone else None
@@ -347,6 +361,13 @@ def models(
     if markdown:
         typer.echo(to_markdown(matrix), nl=False)
         return
+    _print_matrix(matrix)
+
+
+def _print_matrix(matrix: Any) -> None:
+    """The backbones table and the backbone x strategy grid of a ModelMatrix."""
+    from progbench.models.matrix import format_percent, not_applicable_notes
+
     info = Table(title="Backbones")
     for col in ("backbone", "library", "source", "feature dim", "encoder params"):
         info.add_column(

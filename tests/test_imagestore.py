@@ -55,7 +55,9 @@ def test_reuse_and_key_changes(cohort: Path, cache_dir: Path) -> None:
 def test_box_crop_is_applied(tmp_path: Path, cache_dir: Path) -> None:
     m = load_manifest(write_cohort(tmp_path / "b", patients=6, boxes=True))
     with_crop = ImageStore(build_image_store(m, ImageStoreParams(size=16), workers=1).path)
-    no_crop = ImageStore(build_image_store(m, ImageStoreParams(size=16, crop=False), workers=1).path)
+    no_crop = ImageStore(
+        build_image_store(m, ImageStoreParams(size=16, crop=False), workers=1).path
+    )
     assert not np.array_equal(with_crop.read(np.arange(3)), no_crop.read(np.arange(3)))
 
 
@@ -123,6 +125,8 @@ def test_sigkill_then_resume(tmp_path: Path, cache_dir: Path) -> None:
 
 
 def test_unknown_image_id(cohort: Path, cache_dir: Path) -> None:
-    store = ImageStore(build_image_store(load_manifest(cohort), ImageStoreParams(size=16), workers=1).path)
+    store = ImageStore(
+        build_image_store(load_manifest(cohort), ImageStoreParams(size=16), workers=1).path
+    )
     with pytest.raises(CacheError, match="'nope' is not in image store"):
         store.indices(["nope"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import make_splits
 from progbench.data.synth import synthesize
+from progbench.errors import RunError
 from progbench.evaluate.results import evaluate_tree, summarise
 from progbench.extract.features import extract_features, stream_features
 from progbench.models.loaders import load_backbone
@@ -185,3 +187,16 @@ def test_probe_matches_sklearn_logistic_regression() -> None:
     )
     ref.fit(xs[tr], y[tr])
     np.testing.assert_allclose(fit.predict(xs[200:]), ref.predict_proba(xs[200:])[:, 1], atol=5e-3)
+
+
+def test_finished_runs_of_other_weights_are_not_reused(strong, tmp_path: Path) -> None:
+    """The run path does not hold the weights: a finished run of other weights is an error."""
+    _, task, store, splits, ctx, _ = strong
+    one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
+    run_linear_probes(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    other = dataclasses.replace(ctx, weights="pretrained", weights_fingerprint="f" * 20)
+    with pytest.raises(RunError, match=r"another setup.*weights_fingerprint"):
+        run_linear_probes(task, one_fold, store, other, tmp_path, fewshot=False)
+    again = run_linear_probes(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
+    assert len(again.written) == 1
+    assert (tmp_path / ".replaced").is_dir()

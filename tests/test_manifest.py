@@ -136,7 +136,9 @@ def test_every_problem_is_listed_at_once(cohort: Path) -> None:
     with pytest.raises(ManifestError) as info:
         load_manifest(cohort)
     msg = str(info.value)
-    assert "3 problem(s)" in msg and "a.png" in msg and "b.png" in msg and "'patient_id': empty" in msg
+    assert (
+        "3 problem(s)" in msg and "a.png" in msg and "b.png" in msg and "'patient_id': empty" in msg
+    )
 
 
 def test_manifest_passed_as_task_is_explained(cohort: Path) -> None:
@@ -151,7 +153,9 @@ def test_bad_task_yaml_key(cohort: Path) -> None:
         load_task(bad)
 
 
-def test_foreign_manifest_with_absolute_paths_and_extra_columns(tmp_path: Path, cohort: Path) -> None:
+def test_foreign_manifest_with_absolute_paths_and_extra_columns(
+    tmp_path: Path, cohort: Path
+) -> None:
     """A manifest progbench did not write: absolute paths, other column order, extra columns."""
     df = pd.read_csv(cohort)
     df["path"] = [str((cohort.parent / p).resolve()) for p in df["path"]]

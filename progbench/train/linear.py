@@ -24,9 +24,9 @@ from progbench.atomic import atomic_write_with
 from progbench.cache.featurestore import FeatureStore
 from progbench.data.manifest import Task
 from progbench.data.splits import Fold, Splits
-from progbench.runs import RunCost, RunSpec, finish_run, is_done, run_dir_for, write_spec
+from progbench.runs import RunCost, RunSpec, finish_run, run_dir_for, write_spec
 from progbench.train.probe import ProbeConfig, ProbeFit, fit_probes, standardiser
-from progbench.train.rundirs import prepare_run_dir
+from progbench.train.rundirs import is_finished_match, prepare_run_dir
 
 ProgressFn = Callable[[int, int], None]
 # Folds solved at once. Each uses one core; more threads than cores only adds contention.
@@ -157,7 +157,7 @@ def run_linear_probes(
         todo = []
         for p in problems:
             d = run_dir_for(runs_root, p.spec)
-            if is_done(d) and not force:
+            if is_finished_match(d, p.spec, force):
                 summary.skipped.append(d)
             else:
                 todo.append(p)

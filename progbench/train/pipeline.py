@@ -40,6 +40,7 @@ class TrainSummary:
     skipped: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    features: Any = None  # the ExtractResult LP was trained on (LP only)
 
 
 def resolve_splits(task: Task, req: SplitRequest, runs_root: Path) -> tuple[Splits, Path]:
@@ -139,7 +140,7 @@ def train_lp(
         lp = run_linear_probes(
             task, splits, store, ctx, runs_root, fewshot=bool(req.shots), force=force
         )
-    summary = TrainSummary(runs_root, splits_path, lp.written, lp.skipped)
+    summary = TrainSummary(runs_root, splits_path, lp.written, lp.skipped, features=res)
     summary.seconds = time.perf_counter() - start
     if res.computed:
         summary.notes.append(f"extracted {res.computed} images ({res.images_per_s or 0:.1f} img/s)")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from progbench.errors import RunError
-from progbench.runs import is_done
+from progbench.runs import RunSpec, is_done, read_spec
 
 
 def replaced_dir(run_dir: Path, runs_root: Path) -> Path:
@@ -36,3 +36,31 @@ def prepare_run_dir(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+# Spec fields that must match for a finished run to stand for the one asked for: the run path
+# (task/backbone/strategy/regime/fold[/k/repeat]) does not hold the weights or the split seed.
+IDENTITY_FIELDS = ("weights_fingerprint", "scheme", "seed")
+
+
+def is_finished_match(run_dir: Path, spec: RunSpec, force: bool) -> bool:
+    """True when `run_dir` holds a finished run of `spec` (skip it). A finished run made with
+    other weights or splits is an error rather than a silent skip, unless `force`."""
+    if force or not is_done(run_dir):
+        return False
+    try:
+        old = read_spec(run_dir)
+    except RunError:
+        return True  # unreadable spec: reading the run will say so; never recompute silently
+    diff = [
+        f"{f}: {getattr(old, f)!r} there, {getattr(spec, f)!r} now"
+        for f in IDENTITY_FIELDS
+        if getattr(old, f) != getattr(spec, f)
+    ]
+    if diff:
+        raise RunError(
+            f"{run_dir} is a finished run of another setup ({'; '.join(diff)})",
+            "Use another --runs folder for this setup, or pass --force to replace it (the old "
+            "run is moved to .replaced/).",
+        )
+    return True
