@@ -286,10 +286,8 @@ def demo(
             feats.add_row(name, res.key, str(res.n_images), str(res.computed), rate)
         console.print(feats)
     if result.summary:
-        console.print(
-            group_summary_table(
-                f"{result.runs}: test split, mean ± std over folds", result.summary
-            )
+        _print_wide(
+            group_summary_table(f"{result.runs}: test split, mean ± std over folds", result.summary)
         )
         console.print(f"CIs and the results table: [bold]progbench evaluate {result.runs}[/]")
     if result.report is not None:
@@ -653,6 +651,23 @@ def train(
         bool, typer.Option("--compile", help="torch.compile the model (PEFT/FFT).")
     ] = False,
     image_size: Annotated[int, typer.Option("--image-size", help="Side of the image store.")] = 224,
+    probe: Annotated[
+        str,
+        typer.Option(
+            "--probe",
+            help="LP solver preset: default (lbfgs over L2 strength) or reference (the study's "
+            "head-lr grid 1e-2,1e-3,1e-4 with Adam and early stopping).",
+        ),
+    ] = "default",
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            "--input-size", help="Model input side (PEFT/FFT; CNNs only). Default: the backbone's."
+        ),
+    ] = None,
+    weight_decay: Annotated[
+        float, typer.Option("--weight-decay", help="AdamW weight decay (PEFT/FFT).")
+    ] = 0.0,
     cache_dir: CacheDirOpt = None,
     manifest: ManifestOpt = None,
     outcome: OutcomeOpt = None,
@@ -697,6 +712,7 @@ def train(
             cache_dir,
             image_size,
             _progress,
+            probe,
         )
     else:
         from progbench.train.options import FinetuneOptions
@@ -714,6 +730,8 @@ def train(
             device=device,
             dtype=dtype,
             image_size=image_size,
+            input_size=input_size,
+            weight_decay=weight_decay,
             cache_dir=cache_dir,
         )
         summary = train_finetune(t, backbone, weights, strategy, req, runs, opts, force, _progress)

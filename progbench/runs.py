@@ -272,7 +272,11 @@ def write_predictions(run_dir: str | os.PathLike[str], df: pd.DataFrame) -> Path
     """Validate and write predictions.parquet atomically."""
     run_dir = Path(run_dir)
     _refuse_if_done(run_dir, PREDICTIONS_FILE)
-    clean = validate_predictions(df, f"predictions for {run_dir}")
+    return _write_clean_predictions(run_dir, validate_predictions(df, f"predictions for {run_dir}"))
+
+
+def _write_clean_predictions(run_dir: Path, clean: pd.DataFrame) -> Path:
+    _refuse_if_done(run_dir, PREDICTIONS_FILE)
     path = run_dir / PREDICTIONS_FILE
     atomic_write_with(path, lambda tmp: clean.to_parquet(tmp, index=False))
     return path
@@ -369,8 +373,9 @@ def finish_run(
     run_dir = Path(run_dir)
     if not (run_dir / SPEC_FILE).is_file():
         raise RunError(f"cannot finish {run_dir}: no {SPEC_FILE}", "Call write_spec first.")
-    write_predictions(run_dir, predictions)
-    metrics = evaluate_predictions(predictions, threshold)
+    clean = validate_predictions(predictions, f"predictions for {run_dir}")
+    _write_clean_predictions(run_dir, clean)
+    metrics = evaluate_predictions(clean, threshold, validated=True)
     write_metrics(run_dir, metrics, cost)
     mark_done(run_dir)
     return metrics

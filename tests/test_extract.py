@@ -113,15 +113,20 @@ def test_bf16_close_to_fp32(cohort: Path, cache_dir: Path, tiny) -> None:
 
 
 def _extract_cmd(manifest: Path, batch: int) -> list[str]:
+    cli = [sys.executable, "-m", "progbench.cli", "extract", str(manifest)]
     return [
-        sys.executable,
-        "-m",
-        "progbench.cli",
-        "extract",
-        str(manifest),
+        *cli,
         "--backbone",
         "resnet18",
-    ] + ["--weights", "random", "--batch-size", str(batch), "--image-size", "96", "--device", "cpu"]
+        "--weights",
+        "random",
+        "--batch-size",
+        str(batch),
+        "--image-size",
+        "96",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_sigkill_resume_is_bit_identical(tmp_path: Path, cache_dir: Path) -> None:

@@ -17,11 +17,12 @@ from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import make_splits
 from progbench.data.synth import synthesize
-from progbench.errors import RunError
+from progbench.errors import ConfigError, RunError
 from progbench.evaluate.results import evaluate_tree, summarise
 from progbench.extract.features import extract_features, stream_features
 from progbench.models.loaders import load_backbone
 from progbench.runs import iter_runs, read_run
+from progbench.train import linear
 from progbench.train.linear import LPContext, run_linear_probes
 from progbench.train.probe import ProbeConfig, fit_probes, standardiser
 
@@ -141,12 +142,14 @@ def test_killed_grid_resumes_without_recomputing(strong, tmp_path: Path) -> None
     with pytest.raises(KeyboardInterrupt):
         run_linear_probes(task, splits, store, ctx, tmp_path / "grid", progress=die_after_two_folds)
     first = sorted(iter_runs(tmp_path / "grid").done)
-    assert len(first) == 2 * 7
+    # The interrupt comes after two folds' runs; folds already handed to the writer still finish.
+    assert 2 * 7 <= len(first) < 5 * 7 and len(first) % 7 == 0
     stamps = {p: (p / "DONE").stat().st_mtime_ns for p in first}
     # A run killed between its files and DONE: it holds no result and is redone.
     (first[0] / "DONE").unlink()
     resumed = run_linear_probes(task, splits, store, ctx, tmp_path / "grid")
-    assert len(resumed.skipped) == 2 * 7 - 1 and len(resumed.written) == 3 * 7 + 1
+    assert len(resumed.skipped) == len(first) - 1
+    assert len(resumed.written) == 5 * 7 - len(first) + 1
     assert all((p / "DONE").stat().st_mtime_ns == t for p, t in stamps.items() if p != first[0])
     run_linear_probes(task, splits, store, ctx, tmp_path / "clean")
     for a, b in zip(
@@ -157,6 +160,25 @@ def test_killed_grid_resumes_without_recomputing(strong, tmp_path: Path) -> None
         np.testing.assert_allclose(
             read_run(a).predictions["p_pos"], read_run(b).predictions["p_pos"], atol=1e-4
         )
+
+
+def test_process_writers_write_the_same_runs(strong, tmp_path: Path, monkeypatch) -> None:
+    """Big grids are written by worker processes; the runs are those of the writer thread."""
+    _, task, store, splits, ctx, _ = strong
+    two_folds = splits.model_copy(update={"folds": splits.folds[:2]})
+    run_linear_probes(task, two_folds, store, ctx, tmp_path / "thread")
+    monkeypatch.setattr(linear, "PROCESS_WRITERS_FROM", 1)
+    seen: list[int] = []
+    out = run_linear_probes(
+        task, two_folds, store, ctx, tmp_path / "process", progress=lambda d, t: seen.append(d)
+    )
+    assert len(out.written) == 2 * 7 and seen[-1] == 2 * 7
+    a, b = iter_runs(tmp_path / "thread").done, iter_runs(tmp_path / "process").done
+    assert [p.relative_to(tmp_path / "thread") for p in sorted(a)] == [
+        p.relative_to(tmp_path / "process") for p in sorted(b)
+    ]
+    for x, y in zip(sorted(a), sorted(b), strict=True):
+        pd.testing.assert_frame_equal(read_run(x).predictions, read_run(y).predictions)
 
 
 def test_force_keeps_the_old_run(strong, tmp_path: Path) -> None:
@@ -171,8 +193,9 @@ def test_force_keeps_the_old_run(strong, tmp_path: Path) -> None:
     assert len(iter_runs(tmp_path).done) == 1  # the replaced copy is not evaluated
 
 
-def test_probe_matches_sklearn_logistic_regression() -> None:
-    """Without early stopping, the probe converges to scikit-learn's class-weighted solution."""
+def test_adam_probe_matches_sklearn_logistic_regression() -> None:
+    """Without early stopping, the batched Adam probe (the reference preset's solver) converges
+    to scikit-learn's class-weighted solution, which the default solver computes directly."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 12))
     y = (x @ rng.normal(size=12) + rng.normal(size=300) * 2 > 1.0).astype(int)
@@ -180,13 +203,37 @@ def test_probe_matches_sklearn_logistic_regression() -> None:
     xs = (x - mean) / std
     tr = np.arange(200)
     wd = 1e-2
-    cfg = ProbeConfig(lrs=(5e-2,), weight_decays=(wd,), max_steps=3000, eval_every=3000, patience=1)
+    cfg = ProbeConfig(
+        solver="adam",
+        lrs=(5e-2,),
+        weight_decays=(wd,),
+        max_steps=3000,
+        eval_every=3000,
+        patience=1,
+    )
     fit = fit_probes(xs, y, [tr], tr, cfg)[0]
+    default = fit_probes(xs, y, [tr], tr, ProbeConfig(weight_decays=(wd,)))[0]
     ref = LogisticRegression(
         C=1 / (wd * len(tr)), class_weight="balanced", max_iter=10_000, tol=1e-10
     )
     ref.fit(xs[tr], y[tr])
     np.testing.assert_allclose(fit.predict(xs[200:]), ref.predict_proba(xs[200:])[:, 1], atol=5e-3)
+    np.testing.assert_allclose(
+        default.predict(xs[200:]), ref.predict_proba(xs[200:])[:, 1], atol=1e-3
+    )
+
+
+def test_reference_preset_runs_the_lr_grid(strong, tmp_path: Path) -> None:
+    _, task, store, splits, ctx, _ = strong
+    one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
+    cfg = ProbeConfig.preset("reference")
+    run_linear_probes(task, one_fold, store, ctx, tmp_path, cfg, fewshot=False)
+    (run,) = iter_runs(tmp_path).done
+    extra = read_run(run).spec.extra
+    assert extra["probe"]["lrs"] == [1e-2, 1e-3, 1e-4]
+    assert extra["selected"]["lr"] in (1e-2, 1e-3, 1e-4)
+    with pytest.raises(ConfigError, match="unknown probe preset"):
+        ProbeConfig.preset("fast")
 
 
 def test_finished_runs_of_other_weights_are_not_reused(strong, tmp_path: Path) -> None:

@@ -68,11 +68,9 @@ def test_predict_reproduces_the_runs_test_predictions(trained: Trained, strategy
     merged = run.predictions.merge(preds, on="image_id", suffixes=("_run", "_new"))
     assert len(merged) == len(run.predictions)
     np.testing.assert_allclose(merged["p_pos_new"], merged["p_pos_run"], rtol=0, atol=1e-6)
-    # y_true needs the outcome in spec.json, which the streaming trainer records (LP runs do not
-    # record it yet).
-    if strategy != "lp":
-        assert list(preds.columns) == ["image_id", "p_pos", "y_true"]
-        np.testing.assert_array_equal(merged["y_true_new"], merged["y_true_run"])
+    # y_true comes from the outcome and positive value recorded in spec.json by both trainers.
+    assert list(preds.columns) == ["image_id", "p_pos", "y_true"]
+    np.testing.assert_array_equal(merged["y_true_new"], merged["y_true_run"])
 
 
 def test_predict_on_a_folder_or_one_image_matches_the_manifest_path(

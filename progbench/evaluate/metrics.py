@@ -113,16 +113,17 @@ def binary_metrics(
 
 
 def evaluate_predictions(
-    df: pd.DataFrame, threshold: str = "fixed:0.5"
+    df: pd.DataFrame, threshold: str = "fixed:0.5", validated: bool = False
 ) -> dict[str, dict[str, MetricValue]]:
     """The one evaluator: metrics per split present ('val', 'test') under a threshold policy.
 
     `fixed:<t>` applies t everywhere; `val-mcc` and `val-youden` choose the threshold from the
     validation rows alone (see thresholds.py) and apply it to both splits. Each split's result
-    holds RESULT_KEYS plus `threshold_rule`, the rule actually used.
+    holds RESULT_KEYS plus `threshold_rule`, the rule actually used. `validated` says `df`
+    already came out of `validate_predictions` (finish_run), so it is not checked twice.
     """
     policy = parse_threshold_policy(threshold)
-    clean = validate_predictions(df)
+    clean = df if validated else validate_predictions(df)
     val = clean[clean["split"] == "val"]
     choice = choose_threshold(policy, val["y_true"].to_numpy(), val["p_pos"].to_numpy())
     out: dict[str, dict[str, MetricValue]] = {}

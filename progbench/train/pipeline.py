@@ -88,6 +88,7 @@ def train_lp(
     cache_dir: Path | None = None,
     image_size: int = 224,
     progress: ProgressFactory | None = None,
+    probe: str = "default",
 ) -> TrainSummary:
     """Linear probing (and the few-shot grid) from the feature store, extracting it first if needed."""
     import time
@@ -97,7 +98,9 @@ def train_lp(
     from progbench.extract.features import extract_features
     from progbench.models.loaders import load_backbone
     from progbench.train.linear import LPContext, run_linear_probes
+    from progbench.train.probe import ProbeConfig
 
+    cfg = ProbeConfig.preset(probe)  # a bad preset fails before any work
     start = time.perf_counter()
     splits, splits_path = resolve_splits(task, req, runs_root)
     loaded = load_backbone(backbone, weights)
@@ -132,13 +135,14 @@ def train_lp(
                 store,
                 ctx,
                 runs_root,
+                cfg,
                 fewshot=bool(req.shots),
                 force=force,
                 progress=update,
             )
     else:
         lp = run_linear_probes(
-            task, splits, store, ctx, runs_root, fewshot=bool(req.shots), force=force
+            task, splits, store, ctx, runs_root, cfg, fewshot=bool(req.shots), force=force
         )
     summary = TrainSummary(runs_root, splits_path, lp.written, lp.skipped, features=res)
     summary.seconds = time.perf_counter() - start
@@ -163,9 +167,16 @@ def train_finetune(
     """PEFT or FFT runs streamed from the image store (progbench.train.finetune)."""
     import time
 
+    from progbench.errors import NotApplicableError
+    from progbench.models.registry import get_backbone_spec, get_strategy_spec
+    from progbench.models.strategies import resolve
     from progbench.train.finetune import run_finetune
 
     start = time.perf_counter()
+    # Refuse an impossible pair before anything is written, splits included.
+    res = resolve(get_backbone_spec(backbone), get_strategy_spec(strategy))
+    if not res.applicable:
+        raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
     splits, splits_path = resolve_splits(task, req, runs_root)
     written, skipped = run_finetune(
         task, splits, backbone, weights, strategy, runs_root, opts, force, progress
