@@ -1,7 +1,9 @@
 """A prefetching batch loader over the uint8 image store.
 
-A background thread reads the next batches from Zarr (decompression releases the GIL) and, on
-CUDA, pins them, while the model works on the current one; so the data path is not the bottleneck.
+On CUDA a background thread reads the next batches from Zarr and pins them while the GPU works
+on the current one, so the data path is not the bottleneck. On a CPU the model already uses
+every core: a reader thread only steals them from its threads (measured with
+benchmarks/extract_throughput.py on 2 cores), so batches are read in turn instead.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ class PrefetchLoader:
         self,
         store: ImageStore,
         batches: list[np.ndarray],
-        prefetch: int = 4,
+        prefetch: int | None = None,
         pin_memory: bool = False,
     ) -> None:
+        """`prefetch`: batches read ahead; None is 3 when pinning for CUDA, else 0 (in turn)."""
         self.store = store
         self.batches = batches
-        self.prefetch = max(1, prefetch)
+        self.prefetch = (3 if pin_memory else 0) if prefetch is None else max(0, prefetch)
         self.pin_memory = pin_memory
 
     def __len__(self) -> int:
@@ -41,6 +44,10 @@ class PrefetchLoader:
         return t.pin_memory() if self.pin_memory else t
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        if self.prefetch == 0:
+            for rows in self.batches:
+                yield rows, self._read(rows)
+            return
         q: queue.Queue[object] = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 

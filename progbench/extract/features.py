@@ -163,7 +163,7 @@ def _extract_locked(
         progress(int(done.sum()), n)
     start = time.perf_counter()
     computed = 0
-    for rows, batch in PrefetchLoader(store, todo, prefetch=3, pin_memory=accel.pin_memory):
+    for rows, batch in PrefetchLoader(store, todo, pin_memory=accel.pin_memory):
         feats = encode(loaded, accel, batch)
         if feats.shape != (len(rows), loaded.spec.feature_dim):
             raise CacheError(

@@ -46,7 +46,7 @@ from progbench.models.params import count_parameters
 from progbench.models.registry import get_backbone_spec, get_strategy_spec
 from progbench.models.strategies import ClassifierModel, build_classifier, resolve
 from progbench.provenance import fingerprint
-from progbench.runs import append_train_log, finish_run, is_done, run_dir_for, write_spec
+from progbench.runs import append_train_log, finish_run, run_dir_for, write_spec
 from progbench.train.augment import AugmentConfig
 from progbench.train.checkpoint import (
     TrainState,
@@ -61,7 +61,7 @@ from progbench.train.checkpoint import (
 from progbench.train.cost import CostMeter, run_cost
 from progbench.train.options import FinetuneOptions
 from progbench.train.problems import Problem, finetune_problems
-from progbench.train.rundirs import prepare_run_dir
+from progbench.train.rundirs import is_finished_match, prepare_run_dir
 from progbench.train.schedule import Schedule, plateau_patience_evals
 from progbench.train.steps import (
     Steps,
@@ -130,7 +130,7 @@ def run_finetune(
     if not res.applicable:
         raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
     problems = finetune_problems(task, splits, loaded, strategy)
-    finished = [is_done(run_dir_for(runs_root, p.spec)) and not force for p in problems]
+    finished = [is_finished_match(run_dir_for(runs_root, p.spec), p.spec, force) for p in problems]
     todo = [p for p, f in zip(problems, finished, strict=True) if not f]
     skipped = [run_dir_for(runs_root, p.spec) for p, f in zip(problems, finished, strict=True) if f]
     if not todo:
