@@ -841,6 +841,25 @@ def _print_group_summary(root: Path) -> None:
 # ---------------------------------------------------------------- commands: evaluate
 
 
+def _evaluate_tree(
+    path: Path, threshold: str, n_boot: int, seed: int, jobs: int, show_progress: bool = True
+) -> Any:
+    """`evaluate_tree` with a progress bar (none when stdout must stay pure JSON)."""
+    from progbench.evaluate.results import evaluate_tree
+
+    if not show_progress:
+        return evaluate_tree(path, threshold, n_boot=n_boot, seed=seed, n_jobs=jobs)
+    with _progress("evaluating") as update:
+        return evaluate_tree(
+            path,
+            threshold,
+            n_boot=n_boot,
+            seed=seed,
+            n_jobs=jobs,
+            progress=lambda _stage, done, total: update(done, total),
+        )
+
+
 def _fmt(x: object, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
@@ -927,7 +946,7 @@ def evaluate(
 
     from progbench.errors import RunError
     from progbench.evaluate import evaluate_predictions
-    from progbench.evaluate.results import evaluate_tree, summarise, write_results
+    from progbench.evaluate.results import summarise, write_results
     from progbench.runs import is_run_dir, read_predictions_file, read_run
 
     def emit(obj: object) -> None:
@@ -949,18 +968,7 @@ def evaluate(
             f"not found: {path}", "Give a run directory, a tree of runs or a predictions file."
         )
 
-    if json_out:
-        result = evaluate_tree(path, threshold, n_boot=n_boot, seed=seed, n_jobs=jobs)
-    else:
-        with _progress("evaluating") as update:
-            result = evaluate_tree(
-                path,
-                threshold,
-                n_boot=n_boot,
-                seed=seed,
-                n_jobs=jobs,
-                progress=lambda _stage, done, total: update(done, total),
-            )
+    result = _evaluate_tree(path, threshold, n_boot, seed, jobs, show_progress=not json_out)
     if result.incomplete:
         err_console.print(
             f"[yellow]warning:[/] skipped {len(result.incomplete)} incomplete run(s) (no DONE):",
@@ -1031,17 +1039,7 @@ def report(
     if runs.is_file():
         results = read_results(runs)
     else:
-        from progbench.evaluate.results import evaluate_tree
-
-        with _progress("evaluating") as update:
-            evaluated = evaluate_tree(
-                runs,
-                threshold,
-                n_boot=n_boot,
-                seed=seed,
-                n_jobs=jobs,
-                progress=lambda _stage, done, total: update(done, total),
-            )
+        evaluated = _evaluate_tree(runs, threshold, n_boot, seed, jobs)
         if evaluated.incomplete:
             err_console.print(
                 f"[yellow]warning:[/] skipped {len(evaluated.incomplete)} incomplete run(s) (no DONE)",

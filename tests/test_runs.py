@@ -255,3 +255,12 @@ def test_iter_runs_separates_done_and_incomplete(tmp_path: Path) -> None:
     scan = iter_runs(tmp_path)
     assert scan.done == sorted(run_dir_for(tmp_path, s) for s in finished)
     assert scan.incomplete == [half]
+
+
+def test_atomic_files_get_the_usual_mode(tmp_path: Path) -> None:
+    """Published files are readable by others under the default umask, not mkstemp's 0600."""
+    from progbench.atomic import _FILE_MODE, atomic_write_text
+
+    atomic_write_text(tmp_path / "x.txt", "hi")
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == _FILE_MODE
+    assert (tmp_path / "x.txt").read_text() == "hi"

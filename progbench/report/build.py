@@ -38,6 +38,7 @@ from progbench.report import html as H
 from progbench.report.data import ReportData, Setting, prepare
 from progbench.report.provenance import cost_by_group, git_shas, report_versions, weights_table
 from progbench.report.significance import (
+    WILCOXON_HEADER,
     SettingStats,
     friedman_markdown,
     setting_stats,
@@ -205,25 +206,7 @@ def _stats_html(
             for r in st.wilcoxon.itertuples(index=False)
         ]
         if rows:
-            parts.append(
-                H.table_html(
-                    f"wilcoxon-{key}",
-                    [
-                        "a",
-                        "b",
-                        "pairs",
-                        "a wins",
-                        "b wins",
-                        "ties",
-                        "median a − b ×100",
-                        "W",
-                        "p",
-                        "p (Holm)",
-                        "significant",
-                    ],
-                    rows,
-                )
-            )
+            parts.append(H.table_html(f"wilcoxon-{key}", WILCOXON_HEADER, rows))
         else:
             parts.append(H.paragraph("No pair of strategies to compare.", "note"))
         parts.append(H.heading(f"{st.setting.title}: Friedman and Nemenyi"))

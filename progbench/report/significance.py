@@ -68,20 +68,23 @@ def setting_stats(data: ReportData, setting: Setting, alpha: float = DEFAULT_ALP
     return SettingStats(setting, wilcoxon, result, note, alpha)
 
 
+WILCOXON_HEADER = [
+    "a",
+    "b",
+    "pairs",
+    "a wins",
+    "b wins",
+    "ties",
+    "median a − b ×100",
+    "W",
+    "p",
+    "p (Holm)",
+    "significant",
+]
+
+
 def wilcoxon_markdown(st: SettingStats, data: ReportData) -> str:
-    header = [
-        "a",
-        "b",
-        "pairs",
-        "a wins",
-        "b wins",
-        "ties",
-        "median a − b ×100",
-        "W",
-        "p",
-        "p (Holm)",
-        "significant",
-    ]
+    header = WILCOXON_HEADER
     rows = [
         [
             r.a,
