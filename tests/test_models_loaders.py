@@ -10,16 +10,7 @@ import torch
 
 from progbench.errors import WeightsError
 from progbench.models.loaders import LoadedBackbone, load_backbone, save_backbone
-
-TWINS = [
-    "tiny-resnet",
-    "tiny-densenet",
-    "tiny-medclip-r50",
-    "tiny-dinov2",
-    "tiny-clip",
-    "tiny-swin",
-    "tiny-openclip",
-]
+from tests.twins import TWINS
 
 
 def _x(loaded: LoadedBackbone, batch: int = 2) -> torch.Tensor:

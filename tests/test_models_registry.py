@@ -18,6 +18,7 @@ from progbench.models.registry import (
     list_strategies,
     registry_fingerprint,
 )
+from tests.twins import TWINS
 
 STUDY_BACKBONES = [
     "resnet18",
@@ -43,15 +44,6 @@ STUDY_STRATEGIES = [
     "vera-r16",
     "bitfit",
     "ia3",
-]
-TWINS = [
-    "tiny-resnet",
-    "tiny-densenet",
-    "tiny-medclip-r50",
-    "tiny-dinov2",
-    "tiny-clip",
-    "tiny-swin",
-    "tiny-openclip",
 ]
 
 

@@ -28,16 +28,8 @@ from progbench.models.registry import (
     list_strategies,
 )
 from progbench.models.strategies import HEAD_NAME, ClassifierModel, build_classifier, resolve
+from tests.twins import TWINS
 
-TWINS = [
-    "tiny-resnet",
-    "tiny-densenet",
-    "tiny-medclip-r50",
-    "tiny-dinov2",
-    "tiny-clip",
-    "tiny-swin",
-    "tiny-openclip",
-]
 CELLS = [(b, s) for b in TWINS for s in list_strategies()]
 CNN_TWINS = {"tiny-resnet", "tiny-densenet", "tiny-medclip-r50"}
 
