@@ -341,3 +341,4 @@ def test_cli_train_writes_runs_skips_finished_ones_and_refuses_with_the_reason(
         main(refused)
     assert exc.value.code != 0
     assert not list((tmp_path / "x").rglob("fold-*"))
+    assert not (tmp_path / "x").exists()  # not even the splits file

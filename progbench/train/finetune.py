@@ -104,6 +104,19 @@ class CandidateResult:
     best_path: Path
 
 
+def refuse_if_not_applicable(
+    backbone: str, strategy: str, encoder: torch.nn.Module | None = None
+) -> None:
+    """Raise before any work when `strategy` cannot train `backbone` by streaming, with the
+    registry's reason (lp is trained from the feature cache instead)."""
+    sspec, bspec = get_strategy_spec(strategy), get_backbone_spec(backbone)
+    if sspec.kind == "lp":
+        raise ConfigError("lp is trained on cached features", "Use train_lp (`--strategy lp`).")
+    res = resolve(bspec, sspec, encoder)
+    if not res.applicable:
+        raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
+
+
 def run_finetune(
     task: Task,
     splits: Splits,
@@ -116,19 +129,14 @@ def run_finetune(
     progress: ProgressFactory | None = None,
 ) -> tuple[list[Path], list[Path]]:
     """Train every run of `splits` (full data, and each few-shot draw); returns (written, skipped)."""
-    sspec, bspec = get_strategy_spec(strategy), get_backbone_spec(backbone)
-    if sspec.kind == "lp":
-        raise ConfigError("lp is trained on cached features", "Use train_lp (`--strategy lp`).")
-    res = resolve(bspec, sspec)
-    if not res.applicable:
-        raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
+    refuse_if_not_applicable(backbone, strategy)
     if min(opts.epochs, opts.batch_size, opts.accumulate, opts.eval_every) < 1:
         raise ConfigError("--epochs, --batch-size, --accumulate and --eval-every must be >= 1")
+    bspec, sspec = get_backbone_spec(backbone), get_strategy_spec(strategy)
     model_spec = with_input_size(bspec, opts.input_size)
     loaded = load_backbone(backbone, weights)
-    res = resolve(bspec, sspec, loaded.encoder)  # checks every target against the real modules
-    if not res.applicable:
-        raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
+    # Again on the built encoder: checks every target against the real module names.
+    refuse_if_not_applicable(backbone, strategy, loaded.encoder)
     problems = finetune_problems(task, splits, loaded, strategy)
     finished = [is_finished_match(run_dir_for(runs_root, p.spec), p.spec, force) for p in problems]
     todo = [p for p, f in zip(problems, finished, strict=True) if not f]

@@ -167,16 +167,10 @@ def train_finetune(
     """PEFT or FFT runs streamed from the image store (progbench.train.finetune)."""
     import time
 
-    from progbench.errors import NotApplicableError
-    from progbench.models.registry import get_backbone_spec, get_strategy_spec
-    from progbench.models.strategies import resolve
-    from progbench.train.finetune import run_finetune
+    from progbench.train.finetune import refuse_if_not_applicable, run_finetune
 
     start = time.perf_counter()
-    # Refuse an impossible pair before anything is written, splits included.
-    res = resolve(get_backbone_spec(backbone), get_strategy_spec(strategy))
-    if not res.applicable:
-        raise NotApplicableError(f"{strategy} cannot be used on {backbone}: {res.reason}")
+    refuse_if_not_applicable(backbone, strategy)  # before anything is written, splits included
     splits, splits_path = resolve_splits(task, req, runs_root)
     written, skipped = run_finetune(
         task, splits, backbone, weights, strategy, runs_root, opts, force, progress
