@@ -25,6 +25,7 @@ import pandas as pd
 
 from progbench.errors import ConfigError, RegistryError, RunError
 from progbench.evaluate.metrics import METRIC_NAMES
+from progbench.evaluate.results import COST_COLUMNS, SPEC_COLUMNS
 from progbench.models.registry import get_backbone_spec, list_backbones, list_strategies
 
 # Every metric is better when higher, except the Brier score (a squared error).
@@ -54,23 +55,14 @@ REQUIRED_COLUMNS = (
     "n_runs",
 )
 REGIME_ORDER = ("full", "fewshot", "fewshot-center")
+# The results table's spec and cost columns, in its order, for one row per run.
 RUN_COLUMNS = (
     "run_dir",
-    "task",
-    "backbone",
-    "weights",
-    "weights_fingerprint",
-    "strategy",
-    "regime",
-    "scheme",
+    *SPEC_COLUMNS,
     "shots",
     "repeat",
     "fold",
-    "trainable_percent",
-    "wall_time_s",
-    "device_time_s",
-    "peak_host_mb",
-    "peak_device_mb",
+    *COST_COLUMNS,
     "git_sha",
     "measured_at",
 )
