@@ -139,7 +139,8 @@ def _models_and_probes(
     log: Callable[[str], None],
 ) -> None:
     from progbench.models.matrix import compute_matrix
-    from progbench.train.pipeline import SplitRequest, train_lp
+    from progbench.train.options import FinetuneOptions
+    from progbench.train.pipeline import SplitRequest, TrainRequest, train_lp
 
     stop = _timed(result, "models")
     log(f"4. parameter matrix of {', '.join(cfg.backbones)} (full-size, random init)")
@@ -150,18 +151,11 @@ def _models_and_probes(
     req = SplitRequest(
         scheme="kfold", shots=cfg.shots, repeats=cfg.repeats, splits_file=result.splits["kfold"]
     )
+    options = FinetuneOptions(cache_dir=out / "cache", image_size=cfg.size)
     for i, backbone in enumerate(cfg.backbones):
         log(f"{5 + i}. features of {backbone} ({cfg.weights} weights), then LP and few-shot LP")
-        lp = train_lp(
-            task,
-            backbone,
-            cfg.weights,
-            req,
-            result.runs,
-            cache_dir=out / "cache",
-            image_size=cfg.size,
-            progress=progress,
-        )
+        request = TrainRequest(task, backbone, "lp", req, result.runs, cfg.weights, options=options)
+        lp = train_lp(request, progress)
         result.features[backbone] = lp.features
     stop()
 

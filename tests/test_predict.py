@@ -18,7 +18,7 @@ from progbench.predict import PredictOptions, predict_run
 from progbench.runs import read_run, read_spec
 from progbench.train.finetune import run_finetune
 from progbench.train.options import FinetuneOptions
-from progbench.train.pipeline import SplitRequest, resolve_splits, train_lp
+from progbench.train.pipeline import SplitRequest, TrainRequest, resolve_splits, train_lp
 from tests.conftest import write_cohort
 
 STORE_SIZE = 32
@@ -38,10 +38,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     task = load_task(root / "cohort" / "tasks" / "severity.yaml")
     cache, runs_root = root / "cache", root / "runs"
     req = SplitRequest(folds=2)
-    lp = train_lp(
-        task, "tiny-dinov2", "random", req, runs_root, device="cpu", cache_dir=cache,
-        image_size=STORE_SIZE,
-    )  # fmt: skip
+    lp_opts = FinetuneOptions(device="cpu", cache_dir=cache, image_size=STORE_SIZE)
+    lp = train_lp(TrainRequest(task, "tiny-dinov2", "lp", req, runs_root, "random", options=lp_opts))
     splits, _ = resolve_splits(task, req, runs_root)
     one = splits.model_copy(update={"folds": splits.folds[:1]})
     runs = {"lp": next(p for p in lp.written if p.name == "fold-0")}

@@ -136,6 +136,16 @@ def find_store(key: str, cache_dir: str | Path | None = None) -> Path:
     return hits[0]
 
 
+def store_attrs(path: Path) -> dict[str, Any]:
+    """A store's attributes (its provenance), read without opening its arrays."""
+    try:
+        return dict(zarr.open_group(path, mode="r").attrs)
+    except Exception as err:  # zarr raises several kinds for a damaged group
+        raise CacheError(
+            f"cannot read store {path}: {err}", "Check it with `progbench cache verify`."
+        ) from err
+
+
 def list_stores(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One summary dict per store found under the cache root."""
     out = []

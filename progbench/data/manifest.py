@@ -241,6 +241,14 @@ def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:
     return labels
 
 
+def load_source_manifest(source: str | Path) -> Manifest:
+    """The manifest of a task YAML, or the manifest file itself (commands that need no outcome)."""
+    source = Path(source)
+    if source.suffix.lower() in (".yaml", ".yml"):
+        return load_manifest(load_task_yaml(source).manifest)
+    return load_manifest(source)
+
+
 def load_task(
     spec: str | Path | None = None,
     *,

@@ -6,7 +6,8 @@ strategy and backbone of a study is trained and tested on the same patients.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from progbench.data.fewshot import add_fewshot
 from progbench.data.manifest import Task
 from progbench.data.splits import Scheme, Splits, make_splits, read_splits
 from progbench.errors import SplitError
+from progbench.train.options import FinetuneOptions
 
 ProgressFactory = Callable[[str], Any]
 
@@ -41,6 +43,8 @@ class TrainSummary:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     features: Any = None  # the ExtractResult LP was trained on (LP only)
+    cell_root: Path | None = None  # the runs of this (task, backbone, strategy)
+    groups: list[dict[str, Any]] = field(default_factory=list)  # evaluate.results.summarise
 
 
 def resolve_splits(task: Task, req: SplitRequest, runs_root: Path) -> tuple[Splits, Path]:
@@ -75,21 +79,37 @@ def resolve_splits(task: Task, req: SplitRequest, runs_root: Path) -> tuple[Spli
     return splits, path
 
 
-def train_lp(
-    task: Task,
-    backbone: str,
-    weights: str,
-    req: SplitRequest,
-    runs_root: Path,
-    force: bool = False,
-    device: str = "auto",
-    dtype: str = "auto",
-    batch_size: int = 64,
-    cache_dir: Path | None = None,
-    image_size: int = 224,
-    progress: ProgressFactory | None = None,
-    probe: str = "default",
-) -> TrainSummary:
+@dataclass(frozen=True)
+class TrainRequest:
+    """One `progbench train` call: a strategy on a backbone, over every fold and draw of a task."""
+
+    task: Task
+    backbone: str
+    strategy: str
+    splits: SplitRequest
+    runs_root: Path
+    weights: str = "pretrained"
+    force: bool = False
+    probe: str = "default"  # LP solver preset
+    options: FinetuneOptions = field(default_factory=FinetuneOptions)
+
+
+def run_train(request: TrainRequest, progress: ProgressFactory | None = None) -> TrainSummary:
+    """Train the request's runs (LP from the feature cache, PEFT/FFT by streaming images), then
+    score them with the shared evaluator (no bootstrap: `progbench evaluate` adds the CIs)."""
+    from progbench.evaluate.results import evaluate_tree, summarise
+    from progbench.models.registry import get_strategy_spec
+
+    if get_strategy_spec(request.strategy).kind == "lp":
+        summary = train_lp(request, progress)
+    else:
+        summary = train_finetune(request, progress)
+    summary.cell_root = request.runs_root / request.task.name / request.backbone / request.strategy
+    summary.groups = summarise(evaluate_tree(summary.cell_root, n_boot=0, cache=False).results)
+    return summary
+
+
+def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> TrainSummary:
     """Linear probing (and the few-shot grid) from the feature store, extracting it first if needed."""
     import time
 
@@ -100,25 +120,22 @@ def train_lp(
     from progbench.train.linear import LPContext, run_linear_probes
     from progbench.train.probe import ProbeConfig
 
-    cfg = ProbeConfig.preset(probe)  # a bad preset fails before any work
+    task, backbone, opts = request.task, request.backbone, request.options
+    cfg = ProbeConfig.preset(request.probe)  # a bad preset fails before any work
     start = time.perf_counter()
-    splits, splits_path = resolve_splits(task, req, runs_root)
-    loaded = load_backbone(backbone, weights)
-    params = ImageStoreParams(size=image_size)
+    splits, splits_path = resolve_splits(task, request.splits, request.runs_root)
+    loaded = load_backbone(backbone, request.weights)
     kwargs = dict(
-        weights=weights,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        cache_dir=cache_dir,
-        image_params=params,
+        weights=request.weights,
+        batch_size=opts.batch_size,
+        device=opts.device,
+        dtype=opts.dtype,
+        cache_dir=opts.cache_dir,
+        image_params=ImageStoreParams(size=opts.image_size),
         loaded=loaded,
     )
-    if progress:
-        with progress(f"features {backbone}") as update:
-            res = extract_features(task.manifest, backbone, progress=update, **kwargs)
-    else:
-        res = extract_features(task.manifest, backbone, **kwargs)
+    with _maybe(progress, f"features {backbone}") as update:
+        res = extract_features(task.manifest, backbone, progress=update, **kwargs)
     ctx = LPContext(
         backbone=backbone,
         weights=loaded.weights,
@@ -126,25 +143,19 @@ def train_lp(
         feature_store=res.key,
         encoder_params=sum(p.numel() for p in loaded.encoder.parameters()),
     )
-    store = FeatureStore(res.path)
-    if progress:
-        with progress(f"linear probes {backbone}") as update:
-            lp = run_linear_probes(
-                task,
-                splits,
-                store,
-                ctx,
-                runs_root,
-                cfg,
-                fewshot=bool(req.shots),
-                force=force,
-                progress=update,
-            )
-    else:
+    with _maybe(progress, f"linear probes {backbone}") as update:
         lp = run_linear_probes(
-            task, splits, store, ctx, runs_root, cfg, fewshot=bool(req.shots), force=force
+            task,
+            splits,
+            FeatureStore(res.path),
+            ctx,
+            request.runs_root,
+            cfg,
+            fewshot=bool(request.splits.shots),
+            force=request.force,
+            progress=update,
         )
-    summary = TrainSummary(runs_root, splits_path, lp.written, lp.skipped, features=res)
+    summary = TrainSummary(request.runs_root, splits_path, lp.written, lp.skipped, features=res)
     summary.seconds = time.perf_counter() - start
     if res.computed:
         summary.notes.append(f"extracted {res.computed} images ({res.images_per_s or 0:.1f} img/s)")
@@ -153,28 +164,36 @@ def train_lp(
     return summary
 
 
-def train_finetune(
-    task: Task,
-    backbone: str,
-    weights: str,
-    strategy: str,
-    req: SplitRequest,
-    runs_root: Path,
-    opts: Any,
-    force: bool = False,
-    progress: ProgressFactory | None = None,
-) -> TrainSummary:
+def train_finetune(request: TrainRequest, progress: ProgressFactory | None = None) -> TrainSummary:
     """PEFT or FFT runs streamed from the image store (progbench.train.finetune)."""
     import time
 
     from progbench.train.finetune import refuse_if_not_applicable, run_finetune
 
     start = time.perf_counter()
-    refuse_if_not_applicable(backbone, strategy)  # before anything is written, splits included
-    splits, splits_path = resolve_splits(task, req, runs_root)
+    # Before anything is written, splits included.
+    refuse_if_not_applicable(request.backbone, request.strategy)
+    splits, splits_path = resolve_splits(request.task, request.splits, request.runs_root)
     written, skipped = run_finetune(
-        task, splits, backbone, weights, strategy, runs_root, opts, force, progress
+        request.task,
+        splits,
+        request.backbone,
+        request.weights,
+        request.strategy,
+        request.runs_root,
+        request.options,
+        request.force,
+        progress,
     )
-    summary = TrainSummary(runs_root, splits_path, written, skipped)
+    summary = TrainSummary(request.runs_root, splits_path, written, skipped)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@contextmanager
+def _maybe(progress: ProgressFactory | None, description: str) -> Iterator[Any]:
+    if progress is None:
+        yield None
+        return
+    with progress(description) as update:
+        yield update

@@ -1,0 +1,155 @@
+"""Data commands: `synth`, `splits` and `demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from progbench.commands.app import command
+from progbench.commands.options import (
+    ManifestOpt,
+    NegativeOpt,
+    OutcomeOpt,
+    PositiveOpt,
+    TaskArg,
+    load_task_from_options,
+    refuse_existing,
+    split_list,
+)
+from progbench.commands.output import console, print_wide, progress
+from progbench.commands.render import dict_table, fold_table, matrix_tables, simple_table
+
+
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the cohort into.")],
+    patients: Annotated[int, typer.Option(help="Number of patients.")] = 300,
+    centers: Annotated[int, typer.Option(help="Number of centres (acquisition sites).")] = 3,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the output is a pure function of it.")
+    ] = 0,
+    dicom: Annotated[bool, typer.Option("--dicom", help="Write DICOM instead of PNG.")] = False,
+    signal: Annotated[float, typer.Option(help="Effect size of the outcome on the images.")] = 1.0,
+) -> None:
+    """Write a synthetic chest X-ray cohort: manifest.csv, images/ and tasks/*.yaml.
+
+    Example: [bold]progbench synth --out cohort --patients 300 --centers 3[/]
+    """
+    from progbench.data.synth import synthesize
+
+    summary = synthesize(
+        out, patients=patients, centers=centers, seed=seed, dicom=dicom, signal=signal
+    )
+    tasks = ", ".join(str(p) for p in sorted((out / "tasks").glob("*.yaml")))
+    console.print(
+        f"wrote {summary.n_images} images of {summary.n_patients} patients to {out}\n"
+        f"manifest: {out / 'manifest.csv'}\ntasks: {tasks}"
+    )
+
+
+def splits(
+    task: TaskArg = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the splits JSON.")] = Path(
+        "splits.json"
+    ),
+    scheme: Annotated[str, typer.Option(help="loco | kfold | holdout.")] = "kfold",
+    folds: Annotated[int, typer.Option(help="Number of folds for kfold.")] = 5,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of training patients held out for validation.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed for folds and draws.")] = 42,
+    shots: Annotated[
+        list[str] | None, typer.Option(help="Few-shot k values, e.g. 2,4,8,16,32.")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="Few-shot draws per k.")] = 5,
+    per_center: Annotated[
+        bool, typer.Option("--per-center", help="Draw k per class in every centre.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing --out file.")
+    ] = False,
+    manifest: ManifestOpt = None,
+    outcome: OutcomeOpt = None,
+    positive: PositiveOpt = None,
+    negative: NegativeOpt = None,
+) -> None:
+    """Write patient-level splits (and optional few-shot draws) as JSON.
+
+    Example: [bold]progbench splits cohort/tasks/severity.yaml --scheme loco --shots 2,4,8 --repeats 5 --out splits.json[/]
+    """
+    from progbench.data.fewshot import add_fewshot, parse_shots
+    from progbench.data.splits import make_splits, write_splits
+    from progbench.data.summary import split_summary
+
+    refuse_existing(out, force)
+    t = load_task_from_options(task, manifest, outcome, positive, negative)
+    result = make_splits(t, scheme, folds=folds, val_fraction=val_fraction, seed=seed)  # type: ignore[arg-type]
+    if shots:
+        result = add_fewshot(
+            result, t, parse_shots(",".join(split_list(shots))), repeats, per_center
+        )
+    write_splits(result, out)
+    title = f"{t.name}: {result.scheme} splits (seed {result.seed})"
+    print_wide(fold_table(title, split_summary(t, result)))
+    console.print(f"wrote {out}")
+
+
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the demo cohort, stores and runs.")
+    ] = Path("demo-output"),
+) -> None:
+    """Run every stage end to end on a synthetic cohort (a few minutes on 2 CPU cores).
+
+    Rerunning reuses every finished piece.
+
+    Example: [bold]progbench demo --out demo-output[/]
+    """
+    import time
+
+    from progbench.commands.render import summary_table
+    from progbench.demo import run_demo
+
+    start = time.perf_counter()
+    result = run_demo(out, progress=progress, log=lambda m: console.print(f"[bold cyan]{m}[/]"))
+    print_wide(dict_table("cohort", result.cohort))
+    console.print(f"image store: {result.image_store}", soft_wrap=True)
+    for scheme, rows in result.split_rows.items():
+        print_wide(fold_table(f"{scheme} splits ({result.splits[scheme]})", rows))
+    if result.matrix is not None:
+        info, grid, notes = matrix_tables(result.matrix)
+        print_wide(info)
+        print_wide(grid)
+        for note in notes:
+            console.print(note, highlight=False)
+    if result.features:
+        rows = [
+            (n, r.key, r.n_images, r.computed, f"{r.images_per_s:.1f}" if r.images_per_s else "-")
+            for n, r in result.features.items()
+        ]
+        print_wide(
+            simple_table(
+                "feature stores (progbench cache ls)",
+                ("backbone", "key", "images", "computed now", "img/s"),
+                rows,
+                right=("images", "computed now", "img/s"),
+            )
+        )
+    if result.summary:
+        print_wide(summary_table(f"{result.runs}: test split", result.summary))
+        console.print(f"CIs and the results table: [bold]progbench evaluate {result.runs}[/]")
+    if result.report is not None:
+        console.print(f"report: {result.report.html}", soft_wrap=True, highlight=False)
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+    console.print(
+        f"[green]demo finished in {time.perf_counter() - start:.0f} s[/] ({stages}); "
+        f"outputs in {out}",
+        soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    command(app, synth)
+    command(app, splits)
+    command(app, demo)

@@ -1,0 +1,176 @@
+"""Every table the CLI prints, built from the plain data the library returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.table import Table
+
+UNDEFINED = "—"
+FOLD_COLUMNS = (
+    "fold",
+    "test centre",
+    "train img/pat",
+    "val img/pat",
+    "test img/pat",
+    "test pos %",
+    "few-shot",
+)
+
+
+def fmt(x: object, digits: int = 3) -> str:
+    return UNDEFINED if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def simple_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    right: Iterable[str] = (),
+) -> Table:
+    """A table of text cells; columns named in `right` are right-aligned."""
+    table = Table(title=title)
+    right = set(right)
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    return table
+
+
+def fold_table(title: str, rows: list[tuple[object, ...]]) -> Table:
+    return simple_table(title, FOLD_COLUMNS, rows, right=FOLD_COLUMNS)
+
+
+def dict_table(title: str, data: Mapping[str, object]) -> Table:
+    table = Table(title=title, show_header=False)
+    for k, v in data.items():
+        table.add_row(str(k), str(v))
+    return table
+
+
+def matrix_tables(matrix: Any) -> tuple[Table, Table, list[str]]:
+    """The backbones table, the backbone x strategy grid and the notes of a ModelMatrix."""
+    from progbench.models.matrix import format_percent, not_applicable_notes
+
+    info = simple_table(
+        "Backbones",
+        ("backbone", "library", "source", "feature dim", "encoder params"),
+        [
+            (b.name, b.library, b.source or "-", b.feature_dim, f"{b.encoder_params / 1e6:.2f}M")
+            for b in matrix.backbones
+        ],
+        right=("feature dim", "encoder params"),
+    )
+    grid = simple_table(
+        "Trainable parameters, % of the classifier (2-way head included)",
+        ("backbone", *matrix.strategies),
+        [
+            (
+                b.name,
+                *(
+                    format_percent(c.percent) if c.percent is not None else "n/a"
+                    for c in (matrix.cell(b.name, s) for s in matrix.strategies)
+                ),
+            )
+            for b in matrix.backbones
+        ],
+        right=matrix.strategies,
+    )
+    notes = [f"[yellow]n/a:[/] {n}" for n in not_applicable_notes(matrix)]
+    notes += [
+        f"[yellow]warning:[/] {b.name}: the built encoder has {b.encoder_params} parameters; "
+        f"its YAML says encoder_params: {b.expected_params}"
+        for b in matrix.backbones
+        if b.encoder_params != b.expected_params
+    ]
+    return info, grid, notes
+
+
+def stores_table(stores: list[dict[str, Any]]) -> Table:
+    return simple_table(
+        "stores",
+        ("kind", "key", "backbone", "n", "dim/size", "complete", "MB", "created"),
+        [
+            (
+                s["kind"],
+                s["key"],
+                s["backbone"],
+                s["n"],
+                s["dim"],
+                "yes" if s["complete"] else "[red]no[/]",
+                s["mb"],
+                s["created"],
+            )
+            for s in stores
+        ],
+    )
+
+
+def pooled_with_ci(entry: Mapping[str, Any]) -> str:
+    """`pooled [low, high]`, or the pooled value alone when no bootstrap was run."""
+    if entry.get("pooled") is None:
+        return UNDEFINED
+    if entry.get("ci_low") is None:
+        return f"{entry['pooled']:.3f}"
+    return f"{entry['pooled']:.3f} [{fmt(entry['ci_low'])}, {fmt(entry['ci_high'])}]"
+
+
+def mean_pm_std(entry: Mapping[str, Any], digits: int = 3) -> str:
+    if entry.get("mean") is None:
+        return UNDEFINED
+    std = entry.get("std")
+    text = f"{entry['mean']:.{digits}f}"
+    return text if std is None else f"{text} ± {std:.{digits}f}"
+
+
+def metrics_table(title: str, by_split: Mapping[str, Mapping[str, object]]) -> Table:
+    """Rows are metrics, columns are splits; '—' marks an undefined metric."""
+    from progbench.evaluate import RESULT_KEYS
+
+    splits = [s for s in ("val", "test") if s in by_split]
+    rows = [
+        (
+            "pr_auc (baseline = prevalence)" if key == "pr_auc" else key,
+            *[fmt(by_split[s].get(key)) for s in splits],
+        )
+        for key in RESULT_KEYS
+    ]
+    rows.append(("threshold rule", *[str(by_split[s].get("threshold_rule")) for s in splits]))
+    return simple_table(title, ("metric", *splits), rows, right=splits)
+
+
+GROUP_COLUMNS = ("task", "scheme", "backbone", "strategy", "regime", "k", "folds")
+SUMMARY_COLUMNS = (
+    *GROUP_COLUMNS,
+    "MCC mean ± std",
+    "MCC pooled [95% CI]",
+    "PR-AUC mean ± std (base)",
+    "PR-AUC pooled [95% CI]",
+)
+
+
+def summary_table(title: str, groups: list[dict[str, Any]]) -> Table:
+    """One row per group of runs: MCC and PR-AUC as mean ± std over folds and pooled with the
+    patient-bootstrap CI (no CI when the bootstrap was not run)."""
+    rows = []
+    for g in groups:
+        mcc, ap = g["metrics"]["mcc"], g["metrics"]["pr_auc"]
+        base = f" ({fmt(g.get('prevalence'), 2)})" if g.get("prevalence") is not None else ""
+        rows.append(
+            (
+                g["task"],
+                g.get("scheme") or UNDEFINED,
+                g["backbone"],
+                g["strategy"],
+                g["regime"],
+                fmt(g["shots"]) if g.get("shots") else "all",
+                fmt(mcc.get("n_folds")),
+                mean_pm_std(mcc),
+                pooled_with_ci(mcc),
+                mean_pm_std(ap) + base,
+                pooled_with_ci(ap),
+            )
+        )
+    return simple_table(title, SUMMARY_COLUMNS, rows, right=SUMMARY_COLUMNS[5:])

@@ -1,0 +1,75 @@
+"""`progbench report`: tables, statistics, figures and report.html from a run tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from progbench.commands.app import command
+from progbench.commands.evaluate import (
+    JobsOpt,
+    NBootOpt,
+    SeedOpt,
+    ThresholdOpt,
+    evaluate_with_progress,
+    warn_incomplete,
+)
+from progbench.commands.output import console, progress
+
+
+def report(
+    runs: Annotated[
+        Path,
+        typer.Argument(help="A tree of runs, or a results table (results.parquet / results.csv)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for the report (new, empty, or an earlier report)."),
+    ],
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="mcc | pr_auc | auroc | balanced_accuracy | sensitivity | specificity | f1 | brier."
+        ),
+    ] = "mcc",
+    threshold: ThresholdOpt = "fixed:0.5",
+    n_boot: NBootOpt = 1000,
+    seed: SeedOpt = 42,
+    jobs: JobsOpt = 1,
+) -> None:
+    """Tables, significance tests, figures and a self-contained report.html from a run tree.
+
+    Evaluates the tree as `progbench evaluate` does (cached), then writes the report: the same
+    runs give byte-identical files; new runs update it. Definitions: docs/METHODOLOGY.md, 7.
+
+    Example: [bold]progbench report runs/ --out report/ --metric mcc[/]
+    """
+    from progbench.evaluate.target import EvaluateConfig
+    from progbench.report import build_report, collect_run_versions
+    from progbench.report.data import check_metric, read_results
+
+    check_metric(metric)
+    run_versions = None
+    if runs.is_file():
+        results = read_results(runs)
+    else:
+        evaluated = evaluate_with_progress(
+            EvaluateConfig(runs, threshold, n_boot, seed, jobs, write=False, tree_only=True)
+        )
+        warn_incomplete(evaluated.tree.incomplete)
+        results = evaluated.tree.results
+        run_versions = collect_run_versions(runs)
+    with progress("writing the report") as update:
+        result = build_report(
+            results, out, metric=metric, run_versions=run_versions, progress=update
+        )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    console.print(f"wrote {len(result.files)} files to {result.out_dir}", soft_wrap=True)
+    console.print(f"report: {result.html}", soft_wrap=True, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    command(app, report)
