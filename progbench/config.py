@@ -59,6 +59,9 @@ class TaskConfig(StrictModel):
     outcome: str
     positive: str
     negative: list[str] | None = None  # needed only when the column has more than two values
+    # A prognosis outcome belongs to a patient: images of one patient with different labels are
+    # an error unless the outcome is declared per image.
+    per_image_labels: bool = False
     description: str = ""
 
     @field_validator("positive", mode="before")
@@ -94,6 +97,7 @@ def task_from_options(
     positive: str,
     negative: list[str] | None = None,
     name: str | None = None,
+    per_image_labels: bool = False,
 ) -> TaskConfig:
     manifest = Path(manifest).resolve()
     return TaskConfig(
@@ -102,6 +106,7 @@ def task_from_options(
         outcome=outcome,
         positive=positive,
         negative=negative,
+        per_image_labels=per_image_labels,
     )
 
 

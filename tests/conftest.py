@@ -32,6 +32,7 @@ def write_cohort(
     for p in range(patients):
         center = f"C{p % centers}"
         y = int(rng.random() < prevalence)
+        death = int(y and rng.random() < 0.5)  # an outcome belongs to the patient
         n_img = 1 + (p % multi_image_every == 0) * int(rng.integers(1, 3))
         for j in range(n_img):
             iid = f"P{p:03d}-{j}"
@@ -44,7 +45,7 @@ def write_cohort(
                 "patient_id": f"P{p:03d}",
                 "center": center,
                 "severity": y,
-                "death": int(y and rng.random() < 0.5),
+                "death": death,
             }
             if boxes:
                 row |= {"box_x0": 2, "box_y0": 3, "box_x1": size - 2, "box_y1": size - 4}
@@ -54,7 +55,9 @@ def write_cohort(
     for c in df["center"].unique():
         m = df["center"] == c
         if df.loc[m, "severity"].nunique() < 2:
-            df.loc[df.index[m][0], "severity"] = 1 - df.loc[df.index[m][0], "severity"]
+            first = df.loc[df.index[m][0], "patient_id"]
+            flip = df["patient_id"] == first  # every image of that patient
+            df.loc[flip, "severity"] = 1 - df.loc[flip, "severity"]
     df.to_csv(root / "manifest.csv", index=False)
     (root / "tasks").mkdir(exist_ok=True)
     (root / "tasks" / "severity.yaml").write_text(

@@ -166,3 +166,25 @@ def test_foreign_manifest_with_absolute_paths_and_extra_columns(
     df.to_csv(other, index=False)
     task = load_task(manifest=other, outcome="death", positive="1")
     assert task.labels.sum() == df["death"].sum()
+
+
+def test_a_patient_with_two_outcome_labels_is_named_with_its_rows(
+    tmp_path: Path, cohort: Path
+) -> None:
+    df = pd.read_csv(cohort)
+    multi = df["patient_id"].value_counts()
+    patient = multi.index[multi > 1][0]
+    rows = df.index[df["patient_id"] == patient]
+    df.loc[rows[0], "severity"] = 1 - df.loc[rows[1], "severity"]
+    df.to_csv(cohort, index=False)
+    with pytest.raises(ManifestError) as err:
+        load_task(manifest=cohort, outcome="severity", positive="1")
+    assert repr(patient) in err.value.message
+    assert f"line {rows[0] + 2}" in err.value.message and f"line {rows[1] + 2}" in err.value.message
+    assert "per_image_labels" in (err.value.hint or "")
+    # Declared per image, the same table is a valid task.
+    task_yaml = tmp_path / "task.yaml"
+    task_yaml.write_text(
+        f"name: t\nmanifest: {cohort}\noutcome: severity\npositive: 1\nper_image_labels: true\n"
+    )
+    assert len(load_task(task_yaml).labels) == len(df)

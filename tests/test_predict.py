@@ -39,7 +39,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     cache, runs_root = root / "cache", root / "runs"
     req = SplitRequest(folds=2)
     lp_opts = FinetuneOptions(device="cpu", cache_dir=cache, image_size=STORE_SIZE)
-    lp = train_lp(TrainRequest(task, "tiny-dinov2", "lp", req, runs_root, "random", options=lp_opts))
+    lp = train_lp(
+        TrainRequest(task, "tiny-dinov2", "lp", req, runs_root, "random", options=lp_opts)
+    )
     splits, _ = resolve_splits(task, req, runs_root)
     one = splits.model_copy(update={"folds": splits.folds[:1]})
     runs = {"lp": next(p for p in lp.written if p.name == "fold-0")}

@@ -17,6 +17,7 @@ from progbench.commands.evaluate import (
     warn_incomplete,
 )
 from progbench.commands.output import console, progress
+from progbench.evaluate.registry import METRIC_NAMES
 
 
 def report(
@@ -30,9 +31,7 @@ def report(
     ],
     metric: Annotated[
         str,
-        typer.Option(
-            help="mcc | pr_auc | auroc | balanced_accuracy | sensitivity | specificity | f1 | brier."
-        ),
+        typer.Option(help=" | ".join(METRIC_NAMES) + "."),
     ] = "mcc",
     threshold: ThresholdOpt = "fixed:0.5",
     n_boot: NBootOpt = 1000,

@@ -238,7 +238,29 @@ def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:
     labels = (values == positive).to_numpy().astype(np.int64)
     if labels.min() == labels.max():
         raise ManifestError(f"{path.name}, column {task.outcome!r}: every row has the same class")
+    if not task.per_image_labels:
+        _check_patient_labels(manifest, task.outcome, labels)
     return labels
+
+
+def _check_patient_labels(manifest: Manifest, outcome: str, labels: np.ndarray) -> None:
+    """Every image of a patient must carry the patient's one outcome label."""
+    df, path = manifest.frame, manifest.source
+    per_patient = pd.Series(labels).groupby(df["patient_id"].to_numpy()).nunique()
+    mixed = sorted(per_patient.index[per_patient > 1])
+    if not mixed:
+        return
+    problems = []
+    for patient in mixed:
+        rows = np.flatnonzero(df["patient_id"].to_numpy() == patient)
+        where = ", ".join(f"{row_label(path, i)} ({df[outcome].iloc[i]!r})" for i in rows)
+        problems.append(f"patient {patient!r}: {where}")
+    raise ManifestError(
+        f"{path}, column {outcome!r}: {len(mixed)} patient(s) have images with different "
+        f"outcome labels:\n{_bullets(problems)}",
+        "A prognosis outcome belongs to the patient: fix these rows, or, if the outcome really is "
+        "per image, set `per_image_labels: true` in the task YAML.",
+    )
 
 
 def load_source_manifest(source: str | Path) -> Manifest:

@@ -32,20 +32,10 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from progbench.evaluate.registry import METRIC_NAMES
 from progbench.evaluate.thresholds import choose_threshold, parse_threshold_policy
 from progbench.runs import SPLITS, validate_predictions
 
-# The eight reported metrics, primary first.
-METRIC_NAMES: tuple[str, ...] = (
-    "mcc",
-    "pr_auc",
-    "auroc",
-    "balanced_accuracy",
-    "sensitivity",
-    "specificity",
-    "f1",
-    "brier",
-)
 # Keys of every per-split result, in the order of the JSON the CLI prints.
 RESULT_KEYS: tuple[str, ...] = (*METRIC_NAMES, "threshold", "n", "prevalence")
 

@@ -23,23 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from progbench.errors import ConfigError, RegistryError, RunError
-from progbench.evaluate.metrics import METRIC_NAMES
+from progbench.errors import RegistryError, RunError
+from progbench.evaluate.registry import METRICS, get_metric
 from progbench.evaluate.results import COST_COLUMNS, SPEC_COLUMNS
 from progbench.models.registry import get_backbone_spec, list_backbones, list_strategies
 
-# Every metric is better when higher, except the Brier score (a squared error).
-LOWER_IS_BETTER = frozenset({"brier"})
-METRIC_LABELS = {
-    "mcc": "MCC",
-    "pr_auc": "PR-AUC",
-    "auroc": "AUROC",
-    "balanced_accuracy": "balanced accuracy",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-    "f1": "F1",
-    "brier": "Brier score",
-}
 REQUIRED_COLUMNS = (
     "level",
     "task",
@@ -123,11 +111,11 @@ class ReportData:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric not in LOWER_IS_BETTER
+        return METRICS[self.metric].higher_is_better
 
     @property
     def label(self) -> str:
-        return METRIC_LABELS.get(self.metric, self.metric)
+        return METRICS[self.metric].label
 
     @cached_property
     def settings(self) -> list[Setting]:
@@ -144,11 +132,7 @@ class ReportData:
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRIC_NAMES:
-        raise ConfigError(
-            f"unknown metric {metric!r}", f"Choose one of: {', '.join(METRIC_NAMES)}."
-        )
-    return metric
+    return get_metric(metric).name
 
 
 def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
