@@ -51,8 +51,8 @@ def throughput(backbone: str, n: int, batch: int, root: Path, rounds: int) -> di
     import torch
 
     from progbench.accel import prepare_model, resolve_accel, to_input
-    from progbench.cache.featurestore import remove_store
-    from progbench.data.imagestore import ImageStore, build_image_store
+    from progbench.cache.listing import remove_store
+    from progbench.cache.imagestore import ImageStore, build_image_store
     from progbench.data.manifest import load_manifest
     from progbench.extract.features import extract_features
     from progbench.models.loaders import load_backbone
@@ -131,7 +131,7 @@ def main() -> None:
     if args.child:
         peak_rss_child(args.backbone, args.child[0], args.child[1], args.batch_size)
         return
-    from progbench.data.imagestore import build_image_store
+    from progbench.cache.imagestore import build_image_store
     from progbench.data.manifest import load_manifest
 
     with tempfile.TemporaryDirectory() as tmp:

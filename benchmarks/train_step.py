@@ -101,8 +101,8 @@ def _sync(device: torch.device) -> None:
 
 def run_case(case: Case, args: argparse.Namespace, root: Path) -> dict[str, object]:
     from progbench.accel import prepare_model, resolve_accel
-    from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
-    from progbench.data.loader import PrefetchLoader
+    from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
+    from progbench.cache.loader import PrefetchLoader
     from progbench.data.manifest import load_task
     from progbench.models.loaders import load_backbone
     from progbench.models.registry import get_backbone_spec, get_strategy_spec

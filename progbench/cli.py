@@ -98,11 +98,12 @@ def main(argv: list[str] | None = None) -> None:
             "kept, and the same command resumes.",
         )
         sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print(
-            "[red]interrupted[/]: finished work is kept; run the same command to resume."
-        )
-        sys.exit(130)
+    except SystemExit as exit_:
+        if exit_.code == 130:  # typer turns Ctrl-C into exit code 130, silently
+            err_console.print(
+                "[red]interrupted[/]: finished work is kept; run the same command to resume."
+            )
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

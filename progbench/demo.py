@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from progbench.cache.imagestore import ImageStoreParams, build_image_store
 from progbench.data.fewshot import add_fewshot
-from progbench.data.imagestore import ImageStoreParams, build_image_store
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import Splits, make_splits, read_splits, write_splits
 from progbench.data.summary import cohort_summary, split_summary

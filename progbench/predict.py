@@ -20,13 +20,15 @@ import pandas as pd
 import torch
 
 from progbench.accel import Accel, prepare_model, resolve_accel
+from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.cache.loader import PrefetchLoader, batches_of
 from progbench.data.images import is_dicom, load_image
-from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
-from progbench.data.loader import PrefetchLoader, batches_of
 from progbench.data.manifest import Manifest, load_manifest, normalise_value
-from progbench.errors import CacheError, ConfigError, RunError, WeightsError
+from progbench.data.splits import read_splits
+from progbench.errors import CacheError, ConfigError, ProgbenchError, RunError, WeightsError
 from progbench.models.loaders import LoadedBackbone, load_backbone
-from progbench.runs import RunSpec, is_done, read_spec
+from progbench.models.strategies import get_strategy
+from progbench.runs import PREDICTIONS_FILE, RunSpec, is_done, read_spec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
 MANIFEST_SUFFIXES = {".csv", ".parquet", ".pq"}
@@ -73,7 +75,7 @@ def predict_run(
     if not is_done(run_dir):
         raise RunError(
             f"{run_dir} is not a finished run (no DONE marker)",
-            "Give a run directory such as runs/<task>/<backbone>/<strategy>/full/fold-0.",
+            "Give a run directory such as runs/<task>/<scheme>/<backbone>/<strategy>/full/fold-0.",
         )
     spec = read_spec(run_dir)
     loaded = load_backbone(spec.backbone, opts.weights or spec.weights)
@@ -86,7 +88,7 @@ def predict_run(
     size, crop = _image_params(spec, opts)
     images = _image_set(source, size, crop, opts.cache_dir)
     spec_b = loaded.spec
-    if spec.strategy == "lp":
+    if get_strategy(spec.strategy).path == "features":
         accel = resolve_accel(opts.device, opts.dtype, spec_b.is_cnn, spec_b.bf16_cast_weights)
         p_pos = _predict_lp(run_dir, loaded, accel, images, opts.batch_size, size)
     else:
@@ -97,7 +99,41 @@ def predict_run(
         y = _labels(images.manifest, spec)
         if y is not None:
             out["y_true"] = y
+    out["split"] = run_parts(run_dir, spec, images.ids)
     return out
+
+
+def run_parts(run_dir: Path, spec: RunSpec, ids: list[str]) -> list[str]:
+    """The part each image played in the run: train, val, test, unused (in the run's cohort
+    but not in its fold or draw), new (not in its cohort), or unknown (its splits file is gone)."""
+    preds = pd.read_parquet(run_dir / PREDICTIONS_FILE, columns=["image_id", "split"])
+    part = dict(zip(preds["image_id"], preds["split"], strict=True))
+    train = _train_ids(spec)
+    if train is None:
+        return [part.get(i, "unknown") for i in ids]
+    cohort = set(train.cohort)
+    return [
+        part.get(i) or ("train" if i in train.ids else "unused" if i in cohort else "new")
+        for i in ids
+    ]
+
+
+@dataclass(frozen=True)
+class _TrainIds:
+    ids: set[str]
+    cohort: list[str]
+
+
+def _train_ids(spec: RunSpec) -> _TrainIds | None:
+    path = spec.extra.get("splits_file")
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        fold = read_splits(path).folds[spec.fold]
+    except (ProgbenchError, IndexError):
+        return None
+    train = fold.train if spec.shots is None else fold.draw(spec.shots, spec.repeat or 0).train
+    return _TrainIds(set(train), [*fold.train, *fold.val, *fold.test])
 
 
 def _image_params(spec: RunSpec, opts: PredictOptions) -> tuple[int, bool]:
@@ -107,9 +143,10 @@ def _image_params(spec: RunSpec, opts: PredictOptions) -> tuple[int, bool]:
         return opts.image_size, bool(extra.get("image_crop", True))
     if "image_size" in extra:
         return int(extra["image_size"]), bool(extra.get("image_crop", True))
-    key = extra.get("feature_store")
+    key = spec.settings.get("features") or extra.get("feature_store")
     if key is not None:  # an LP run: its feature store records the transform
-        from progbench.cache.featurestore import FeatureStore, find_store
+        from progbench.cache.featurestore import FeatureStore
+        from progbench.cache.listing import find_store
 
         try:
             transform: dict[str, Any] = FeatureStore(find_store(key, opts.cache_dir)).attrs[
@@ -176,7 +213,7 @@ def _predict_trained(
     batch_size: int,
     size: int,
 ) -> np.ndarray:
-    from progbench.models.adapters import load_trained
+    from progbench.models.strategies.files import load_trained
     from progbench.train.steps import Steps, positive_probability, with_input_size
 
     model = prepare_model(load_trained(run_dir, loaded, spec.strategy), accel).eval()
@@ -188,7 +225,8 @@ def _predict_trained(
 
 def _labels(manifest: Manifest, spec: RunSpec) -> pd.Series | None:
     """0/1 from the run's outcome and positive value; missing where the manifest has no value."""
-    outcome, positive = spec.extra.get("outcome"), spec.extra.get("positive")
+    task = spec.settings.get("task") or spec.extra  # older runs kept the task in `extra`
+    outcome, positive = task.get("outcome"), task.get("positive")
     if outcome is None or positive is None or outcome not in manifest.frame.columns:
         return None
     values = manifest.frame[outcome].map(normalise_value)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from progbench.runs import RunCost, RunSpec, finish_run, is_done, run_dir_for, write_spec
+from progbench.evaluate.finish import finish_scored_run
+from progbench.runs import RunCost, RunSpec, is_done, run_dir_for, write_spec
 
 # % of parameters each strategy trains (order of magnitude of the reference study's values).
 TRAINABLE_PERCENT = {"fft": 100.0, "lp": 0.01, "lora-r8": 1.2, "bitfit": 0.1, "ia3": 0.05}
@@ -132,7 +133,7 @@ def write_run_tree(root: Path, tree: TreeSpec | None = None) -> list[Path]:
         if is_done(run_dir):
             continue
         write_spec(run_dir, spec)
-        finish_run(run_dir, predictions_for(spec, tree), cost=cost_for(spec))
+        finish_scored_run(run_dir, predictions_for(spec, tree), cost=cost_for(spec))
         out.append(run_dir)
     return out
 

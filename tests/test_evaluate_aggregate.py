@@ -17,13 +17,14 @@ from progbench.evaluate.aggregate import (
     patient_bootstrap,
     percentile_ci,
 )
+from progbench.evaluate.finish import finish_scored_run
 from progbench.evaluate.results import (
     RESULT_COLUMNS,
     evaluate_tree,
     summarise,
     write_results,
 )
-from progbench.runs import RunCost, RunSpec, append_train_log, finish_run, run_dir_for, write_spec
+from progbench.runs import RunCost, RunSpec, append_train_log, run_dir_for, write_spec
 
 
 def build_run(
@@ -63,7 +64,7 @@ def build_run(
             "p_pos": [0.2, 0.8, 0.3, 0.9, *p_test],
         }
     )
-    finish_run(run_dir, df, cost=cost)
+    finish_scored_run(run_dir, df, cost=cost)
     return run_dir
 
 

@@ -17,9 +17,11 @@ import torch
 import zarr
 
 from progbench.accel import resolve_accel
-from progbench.cache.featurestore import FeatureKey, FeatureStore, list_stores
-from progbench.cache.verify import export_store, verify_store
-from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.cache.export import export_store
+from progbench.cache.featurestore import FeatureKey, FeatureStore
+from progbench.cache.listing import list_stores
+from progbench.cache.verify import verify_store
+from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.data.manifest import load_manifest
 from progbench.extract.features import encode, extract_features, feature_key
 from progbench.models.loaders import load_backbone

@@ -19,16 +19,17 @@ from typer.testing import CliRunner
 
 from progbench.accel import resolve_accel, to_input
 from progbench.data.fewshot import add_fewshot
-from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import Splits, make_splits
 from progbench.errors import ConfigError, NotApplicableError
-from progbench.models.adapters import HEAD_FILE
+from progbench.models.strategies.kinds import HEAD_FILE
 from progbench.models.loaders import load_backbone
 from progbench.runs import read_run, read_spec, read_train_log
-from progbench.train import finetune as finetune_module
+from progbench.train import fit as fit_module
 from progbench.train.finetune import STATE_DIR, run_finetune
 from progbench.train.options import FinetuneOptions
+from progbench.train.plan import SplitRequest
 from progbench.train.steps import Steps, epoch_batches
 from tests.conftest import write_cohort
 
@@ -71,7 +72,7 @@ def opts_for(c: Cohort, **kw: Any) -> FinetuneOptions:
 
 
 def run_dir_of(root: Path, backbone: str, strategy: str) -> Path:
-    return root / "tiny-severity" / backbone / strategy / "full" / "fold-0"
+    return root / "tiny-severity" / "kfold" / backbone / strategy / "full" / "fold-0"
 
 
 class Spy:
@@ -245,15 +246,15 @@ def test_early_stopping_restores_the_best_epoch(
 ) -> None:
     # Scripted validation losses: the best is epoch 2; with patience 2 training stops after 4.
     losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.4])
-    monkeypatch.setattr(finetune_module, "weighted_loss", lambda *_: next(losses))
+    monkeypatch.setattr(fit_module, "weighted_loss", lambda *_: next(losses))
     saved: dict[int, dict[str, torch.Tensor]] = {}
-    original = finetune_module.save_state
+    original = fit_module.save_state
 
     def record(state_dir: Path, state: Any, best: Any) -> None:
         saved[state.epoch] = dict(state.weights)
         original(state_dir, state, best)
 
-    monkeypatch.setattr(finetune_module, "save_state", record)
+    monkeypatch.setattr(fit_module, "save_state", record)
     opts = opts_for(cohort, epochs=10, patience=2)
     (run_dir,), _ = run_finetune(
         cohort.task, cohort.splits, CNN, "random", "bitfit", tmp_path, opts
@@ -272,8 +273,11 @@ def test_early_stopping_restores_the_best_epoch(
 def test_fewshot_draws_become_their_own_runs(cohort: Cohort, tmp_path: Path) -> None:
     splits = add_fewshot(cohort.splits, cohort.task, [2], repeats=2)
     opts = opts_for(cohort, epochs=1)
-    written, _ = run_finetune(cohort.task, splits, VIT, "random", "bitfit", tmp_path, opts)
-    base = tmp_path / "tiny-severity" / VIT / "bitfit"
+    request = SplitRequest(shots=(2,), repeats=2)
+    written, _ = run_finetune(
+        cohort.task, splits, VIT, "random", "bitfit", tmp_path, opts, request=request
+    )
+    base = tmp_path / "tiny-severity" / splits.scheme / VIT / "bitfit"
     assert written == [
         base / "full" / "fold-0",
         base / "fewshot" / "fold-0" / "shots-2" / "rep-0",
@@ -321,7 +325,7 @@ def test_cli_train_writes_runs_skips_finished_ones_and_refuses_with_the_reason(
     task_yaml = cohort.manifest.parent / "tasks" / "severity.yaml"
     args = [
         "train", str(task_yaml), "--backbone", VIT, "--weights", "random",
-        "--strategy", "lora-r4", "--folds", "2", "--epochs", "1", "--eval-every", "1",
+        "--strategy", "lora-r4", "--scheme", "kfold", "--folds", "2", "--epochs", "1", "--eval-every", "1",
         "--lr-head", "1e-2", "--batch-size", "8", "--image-size", str(STORE_SIZE),
         "--no-augment", "--device", "cpu", "--cache-dir", str(cohort.cache),
         "--runs", str(tmp_path / "runs"),
@@ -330,7 +334,7 @@ def test_cli_train_writes_runs_skips_finished_ones_and_refuses_with_the_reason(
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "2 run(s) written, 0 already finished" in first.output
-    runs = sorted((tmp_path / "runs" / "tiny-severity" / VIT / "lora-r4" / "full").iterdir())
+    runs = sorted((tmp_path / "runs" / "tiny-severity" / "kfold" / VIT / "lora-r4" / "full").iterdir())
     assert [r.name for r in runs] == ["fold-0", "fold-1"]
     assert all((r / "DONE").is_file() and (r / "adapter_model.safetensors").is_file() for r in runs)
     second = runner.invoke(app, args)

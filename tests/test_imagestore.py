@@ -15,7 +15,7 @@ import pytest
 import zarr
 
 from progbench.data.images import load_image
-from progbench.data.imagestore import (
+from progbench.cache.imagestore import (
     ImageStore,
     ImageStoreParams,
     build_image_store,

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from progbench.accel import resolve_accel
 from progbench.cache.featurestore import FeatureStore
 from progbench.data.fewshot import add_fewshot
-from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import make_splits
 from progbench.data.synth import synthesize
@@ -23,8 +23,9 @@ from progbench.extract.features import extract_features, stream_features
 from progbench.models.loaders import load_backbone
 from progbench.runs import iter_runs, read_run
 from progbench.train import linear
-from progbench.train.linear import LPContext, run_linear_probes
+from progbench.train.linear import LPContext
 from progbench.train.probe import ProbeConfig, fit_probes, standardiser
+from tests.helpers.lp import lp_runs
 
 STORE = ImageStoreParams(size=96)
 
@@ -56,7 +57,7 @@ def _pooled(root: Path, regime: str = "full", shots: int | None = None) -> dict:
 
 def test_strong_signal_beats_chance_and_shuffled_labels_do_not(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
-    run_linear_probes(task, splits, store, ctx, tmp_path / "real", fewshot=False)
+    lp_runs(task, splits, store, ctx, tmp_path / "real", fewshot=False)
     mcc = _pooled(tmp_path / "real")["mcc"]
     assert mcc["mean"] > 0.4, mcc  # observed ~0.66; a broken pipeline sits near 0
     # Control: shuffle outcomes across patients (keeps prevalence and patient structure).
@@ -76,13 +77,13 @@ def test_strong_signal_beats_chance_and_shuffled_labels_do_not(strong, tmp_path:
         task.config, task.manifest, df["patient_id"].map(per_patient).to_numpy().astype(np.int64)
     )
     control = make_splits(shuffled, "kfold", folds=5, seed=42)
-    run_linear_probes(shuffled, control, store, ctx, tmp_path / "shuffled", fewshot=False)
+    lp_runs(shuffled, control, store, ctx, tmp_path / "shuffled", fewshot=False)
     assert abs(_pooled(tmp_path / "shuffled")["mcc"]["mean"]) < 0.2
 
 
 def test_fewshot_runs_use_the_draws_and_leave_val_test_alone(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
-    summary = run_linear_probes(task, splits, store, ctx, tmp_path, full=False)
+    summary = lp_runs(task, splits, store, ctx, tmp_path, full=False)
     assert len(summary.written) == 5 * 2 * 3
     preds = {}
     for path in iter_runs(tmp_path).done:
@@ -102,7 +103,7 @@ def test_fewshot_runs_use_the_draws_and_leave_val_test_alone(strong, tmp_path: P
 def test_same_seed_same_results(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
     for name in ("a", "b"):
-        run_linear_probes(task, splits, store, ctx, tmp_path / name)
+        lp_runs(task, splits, store, ctx, tmp_path / name)
     a = sorted(iter_runs(tmp_path / "a").done)
     b = sorted(iter_runs(tmp_path / "b").done)
     assert len(a) == len(b) == 5 * (1 + 2 * 3)
@@ -120,8 +121,8 @@ def test_cache_parity_with_streamed_features(strong, tmp_path: Path) -> None:
     )[::-1]
     np.testing.assert_allclose(streamed, store.load(ids), rtol=1e-4, atol=1e-5)
     one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
-    run_linear_probes(task, one_fold, store, ctx, tmp_path / "cache")
-    run_linear_probes(task, one_fold, streamed, ctx, tmp_path / "stream")
+    lp_runs(task, one_fold, store, ctx, tmp_path / "cache")
+    lp_runs(task, one_fold, streamed, ctx, tmp_path / "stream")
     for a, b in zip(
         sorted(iter_runs(tmp_path / "cache").done),
         sorted(iter_runs(tmp_path / "stream").done),
@@ -140,18 +141,18 @@ def test_killed_grid_resumes_without_recomputing(strong, tmp_path: Path) -> None
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_linear_probes(task, splits, store, ctx, tmp_path / "grid", progress=die_after_two_folds)
+        lp_runs(task, splits, store, ctx, tmp_path / "grid", progress=die_after_two_folds)
     first = sorted(iter_runs(tmp_path / "grid").done)
     # The interrupt comes after two folds' runs; folds already handed to the writer still finish.
     assert 2 * 7 <= len(first) < 5 * 7 and len(first) % 7 == 0
     stamps = {p: (p / "DONE").stat().st_mtime_ns for p in first}
     # A run killed between its files and DONE: it holds no result and is redone.
     (first[0] / "DONE").unlink()
-    resumed = run_linear_probes(task, splits, store, ctx, tmp_path / "grid")
+    resumed = lp_runs(task, splits, store, ctx, tmp_path / "grid")
     assert len(resumed.skipped) == len(first) - 1
     assert len(resumed.written) == 5 * 7 - len(first) + 1
     assert all((p / "DONE").stat().st_mtime_ns == t for p, t in stamps.items() if p != first[0])
-    run_linear_probes(task, splits, store, ctx, tmp_path / "clean")
+    lp_runs(task, splits, store, ctx, tmp_path / "clean")
     for a, b in zip(
         sorted(iter_runs(tmp_path / "grid").done),
         sorted(iter_runs(tmp_path / "clean").done),
@@ -166,10 +167,10 @@ def test_process_writers_write_the_same_runs(strong, tmp_path: Path, monkeypatch
     """Big grids are written by worker processes; the runs are those of the writer thread."""
     _, task, store, splits, ctx, _ = strong
     two_folds = splits.model_copy(update={"folds": splits.folds[:2]})
-    run_linear_probes(task, two_folds, store, ctx, tmp_path / "thread")
+    lp_runs(task, two_folds, store, ctx, tmp_path / "thread")
     monkeypatch.setattr(linear, "PROCESS_WRITERS_FROM", 1)
     seen: list[int] = []
-    out = run_linear_probes(
+    out = lp_runs(
         task, two_folds, store, ctx, tmp_path / "process", progress=lambda d, t: seen.append(d)
     )
     assert len(out.written) == 2 * 7 and seen[-1] == 2 * 7
@@ -184,10 +185,10 @@ def test_process_writers_write_the_same_runs(strong, tmp_path: Path, monkeypatch
 def test_force_keeps_the_old_run(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
     one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
-    run_linear_probes(task, one_fold, store, ctx, tmp_path, fewshot=False)
-    again = run_linear_probes(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    again = lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
     assert len(again.skipped) == 1 and not again.written
-    forced = run_linear_probes(task, one_fold, store, ctx, tmp_path, fewshot=False, force=True)
+    forced = lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False, force=True)
     assert len(forced.written) == 1
     assert len(list((tmp_path / ".replaced").rglob("DONE"))) == 1
     assert len(iter_runs(tmp_path).done) == 1  # the replaced copy is not evaluated
@@ -227,11 +228,11 @@ def test_reference_preset_runs_the_lr_grid(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
     one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
     cfg = ProbeConfig.preset("reference")
-    run_linear_probes(task, one_fold, store, ctx, tmp_path, cfg, fewshot=False)
+    lp_runs(task, one_fold, store, ctx, tmp_path, cfg, fewshot=False)
     (run,) = iter_runs(tmp_path).done
-    extra = read_run(run).spec.extra
-    assert extra["probe"]["lrs"] == [1e-2, 1e-3, 1e-4]
-    assert extra["selected"]["lr"] in (1e-2, 1e-3, 1e-4)
+    spec = read_run(run).spec
+    assert spec.settings["probe"]["lrs"] == [1e-2, 1e-3, 1e-4]  # the preset is in its identity
+    assert spec.extra["selected"]["lr"] in (1e-2, 1e-3, 1e-4)
     with pytest.raises(ConfigError, match="unknown probe preset"):
         ProbeConfig.preset("fast")
 
@@ -240,10 +241,10 @@ def test_finished_runs_of_other_weights_are_not_reused(strong, tmp_path: Path) -
     """The run path does not hold the weights: a finished run of other weights is an error."""
     _, task, store, splits, ctx, _ = strong
     one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
-    run_linear_probes(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
     other = dataclasses.replace(ctx, weights="pretrained", weights_fingerprint="f" * 20)
     with pytest.raises(RunError, match=r"another setup.*weights_fingerprint"):
-        run_linear_probes(task, one_fold, store, other, tmp_path, fewshot=False)
-    again = run_linear_probes(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
+        lp_runs(task, one_fold, store, other, tmp_path, fewshot=False)
+    again = lp_runs(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
     assert len(again.written) == 1
     assert (tmp_path / ".replaced").is_dir()

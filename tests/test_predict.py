@@ -37,12 +37,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     manifest = write_cohort(root / "cohort", patients=30, size=40)
     task = load_task(root / "cohort" / "tasks" / "severity.yaml")
     cache, runs_root = root / "cache", root / "runs"
-    req = SplitRequest(folds=2)
+    req = SplitRequest(scheme="kfold", folds=2)
     lp_opts = FinetuneOptions(device="cpu", cache_dir=cache, image_size=STORE_SIZE)
     lp = train_lp(
         TrainRequest(task, "tiny-dinov2", "lp", req, runs_root, "random", options=lp_opts)
     )
-    splits, _ = resolve_splits(task, req, runs_root)
+    splits, splits_file, _ = resolve_splits(task, req, runs_root)
     one = splits.model_copy(update={"folds": splits.folds[:1]})
     runs = {"lp": next(p for p in lp.written if p.name == "fold-0")}
     for backbone, strategy, input_size in (
@@ -54,7 +54,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
             epochs=2, batch_size=8, eval_every=1, lr_backbone=1e-3, lr_head=1e-2, augment=False,
             image_size=STORE_SIZE, input_size=input_size, cache_dir=cache, device="cpu",
         )  # fmt: skip
-        (run_dir,), _ = run_finetune(task, one, backbone, "random", strategy, runs_root, opts)
+        (run_dir,), _ = run_finetune(
+            task, one, backbone, "random", strategy, runs_root, opts, source=splits_file
+        )
         runs[strategy] = run_dir
     return Trained(manifest, cache, runs)
 
@@ -69,7 +71,11 @@ def test_predict_reproduces_the_runs_test_predictions(trained: Trained, strategy
     assert len(merged) == len(run.predictions)
     np.testing.assert_allclose(merged["p_pos_new"], merged["p_pos_run"], rtol=0, atol=1e-6)
     # y_true comes from the outcome and positive value recorded in spec.json by both trainers.
-    assert list(preds.columns) == ["image_id", "p_pos", "y_true"]
+    assert list(preds.columns) == ["image_id", "p_pos", "y_true", "split"]
+    # Each image says which part of the run's fold it was in: its own training images too.
+    assert (merged["split_new"] == merged["split_run"]).all()
+    rest = preds[~preds["image_id"].isin(run.predictions["image_id"])]
+    assert set(rest["split"]) == {"train"}
     np.testing.assert_array_equal(merged["y_true_new"], merged["y_true_run"])
 
 

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from progbench.errors import RunError
+from progbench.evaluate.finish import finish_scored_run
 from progbench.runs import (
     DONE_FILE,
     METRICS_FILE,
@@ -18,7 +19,6 @@ from progbench.runs import (
     RunCost,
     RunSpec,
     append_train_log,
-    finish_run,
     is_done,
     iter_runs,
     mark_done,
@@ -64,12 +64,12 @@ def predictions(n: int = 12, seed: int = 0) -> pd.DataFrame:
 
 def test_run_dir_layout_full_and_fewshot(tmp_path: Path) -> None:
     assert (
-        run_dir_for(tmp_path, spec(fold=3)) == tmp_path / "covid-severity/resnet18/lora/full/fold-3"
+        run_dir_for(tmp_path, spec(fold=3)) == tmp_path / "covid-severity/kfold/resnet18/lora/full/fold-3"
     )
     few = spec(regime="fewshot", shots=8, repeat=2, fold=1)
     assert (
         run_dir_for(tmp_path, few)
-        == tmp_path / "covid-severity/resnet18/lora/fewshot/fold-1/shots-8/rep-2"
+        == tmp_path / "covid-severity/kfold/resnet18/lora/fewshot/fold-1/shots-8/rep-2"
     )
     centre = spec(regime="fewshot-center", shots=2, repeat=0)
     assert run_dir_for(tmp_path, centre).parts[-4:] == (
@@ -174,7 +174,7 @@ def test_round_trip(tmp_path: Path) -> None:
     cost = RunCost(
         wall_time_s=12.5, peak_host_mb=300.0, trainable=10, total=1000, trainable_percent=1.0
     )
-    metrics = finish_run(run_dir, predictions(), "val-mcc", cost)
+    metrics = finish_scored_run(run_dir, predictions(), "val-mcc", cost)
     assert is_done(run_dir)
     run = read_run(run_dir)
     assert run.spec == s
@@ -209,7 +209,7 @@ def test_mark_done_needs_all_files(tmp_path: Path) -> None:
 
 def test_finished_runs_are_never_overwritten(tmp_path: Path) -> None:
     write_spec(tmp_path, spec())
-    finish_run(tmp_path, predictions())
+    finish_scored_run(tmp_path, predictions())
     for write in (
         lambda: write_spec(tmp_path, spec()),
         lambda: write_predictions(tmp_path, predictions()),
@@ -223,7 +223,7 @@ def test_finished_runs_are_never_overwritten(tmp_path: Path) -> None:
 
 def test_changed_after_done_is_detected(tmp_path: Path) -> None:
     write_spec(tmp_path, spec())
-    finish_run(tmp_path, predictions())
+    finish_scored_run(tmp_path, predictions())
     df = predictions()
     df["p_pos"] = 1 - df["p_pos"]
     df.to_parquet(tmp_path / PREDICTIONS_FILE, index=False)
@@ -247,7 +247,7 @@ def test_iter_runs_separates_done_and_incomplete(tmp_path: Path) -> None:
     finished = [spec(fold=0), spec(regime="fewshot", shots=2, repeat=0), spec(strategy="lp")]
     for s in finished:
         write_spec(run_dir_for(tmp_path, s), s)
-        finish_run(run_dir_for(tmp_path, s), predictions())
+        finish_scored_run(run_dir_for(tmp_path, s), predictions())
     half = run_dir_for(tmp_path, spec(fold=1))
     append_train_log(half, {"epoch": 0})
     (tmp_path / ".hidden.tmp").mkdir()

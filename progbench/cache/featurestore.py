@@ -1,5 +1,7 @@
 """Feature stores: frozen-backbone embeddings of one image set, in Zarr v3, keyed by content.
 
+Built through the store protocol (progbench.cache.store) by progbench.extract.
+
 Layout: `features (N, D)` float32 chunked by `rows_per_chunk` rows, `image_id (N)`, `done (N)`.
 Rows are computed and written a whole chunk at a time, so a rerun never has to read a chunk that
 a killed process may have left half-written, and the same rows always go through the model in
@@ -8,7 +10,6 @@ the same batch (bit-identical features after a resume). `complete` is set last.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,17 @@ from typing import Any
 import numpy as np
 import zarr
 
-from progbench.cache.paths import feature_store_dir, image_store_dir
-from progbench.cache.zarr_io import read_strings, write_strings
+from progbench.cache.store import (
+    create_array,
+    open_complete,
+    read_checked,
+    read_strings,
+    write_strings,
+)
 from progbench.errors import CacheError
 from progbench.provenance import fingerprint
 
-FEATURE_FORMAT_VERSION = 1
+FEATURE_FORMAT_VERSION = 2  # 2: checksummed chunks
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,9 @@ def create_store(
 ) -> zarr.Group:
     n = len(image_ids)
     group = zarr.open_group(path, mode="w")
-    group.create_array(
-        "features", shape=(n, dim), chunks=(rows_per_chunk, dim), dtype="float32", fill_value=0.0
-    )
+    create_array(group, "features", (n, dim), (rows_per_chunk, dim), "float32", 0.0)
     write_strings(group, "image_id", image_ids)
-    group.create_array("done", shape=(n,), dtype=bool, fill_value=False)
+    create_array(group, "done", (n,), (max(n, 1),), bool, False)
     group.attrs.update(
         {
             "kind": "progbench-feature-store",
@@ -85,19 +89,12 @@ def create_store(
 class FeatureStore:
     """A feature store opened for reading."""
 
-    def __init__(self, path: str | Path, require_complete: bool = True) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not (self.path / "zarr.json").is_file():
-            raise CacheError(
-                f"no feature store at {self.path}", "Create it with `progbench extract`."
-            )
-        self.group = zarr.open_group(self.path, mode="r")
+        self.group = open_complete(
+            self.path, "features", "feature store", "Create it with `progbench extract`."
+        )
         self.attrs: dict[str, Any] = dict(self.group.attrs)
-        if require_complete and not self.attrs.get("complete"):
-            raise CacheError(
-                f"feature store {self.path} is incomplete",
-                "Run the same `progbench extract` command again to finish it.",
-            )
         self.image_ids = read_strings(self.group["image_id"])
 
     @property
@@ -106,7 +103,8 @@ class FeatureStore:
 
     def load(self, image_ids: list[str] | np.ndarray | None = None) -> np.ndarray:
         """All features in RAM as float32 (N, D), in the order of `image_ids` (default: store order)."""
-        feats = np.asarray(self.group["features"][:], dtype=np.float32)
+        raw = read_checked(self.group["features"], slice(None), self.path, self.attrs)
+        feats = raw.astype(np.float32, copy=False)
         if image_ids is None:
             return feats
         pos = {iid: i for i, iid in enumerate(self.image_ids)}
@@ -117,67 +115,3 @@ class FeatureStore:
                 "The manifest changed since extraction; run `progbench extract` again.",
             )
         return feats[[pos[i] for i in image_ids]]
-
-
-def find_store(key: str, cache_dir: str | Path | None = None) -> Path:
-    """Resolve a full key or a unique prefix to a store path (feature stores, then image stores)."""
-    hits = [
-        p
-        for root in (feature_store_dir(cache_dir), image_store_dir(cache_dir))
-        if root.is_dir()
-        for p in root.glob(f"{key}*.zarr")
-    ]
-    if not hits:
-        raise CacheError(f"no store with key {key!r}", "List stores with `progbench cache ls`.")
-    if len(hits) > 1:
-        raise CacheError(
-            f"key prefix {key!r} matches {len(hits)} stores", "Give more characters of the key."
-        )
-    return hits[0]
-
-
-def store_attrs(path: Path) -> dict[str, Any]:
-    """A store's attributes (its provenance), read without opening its arrays."""
-    try:
-        return dict(zarr.open_group(path, mode="r").attrs)
-    except Exception as err:  # zarr raises several kinds for a damaged group
-        raise CacheError(
-            f"cannot read store {path}: {err}", "Check it with `progbench cache verify`."
-        ) from err
-
-
-def list_stores(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One summary dict per store found under the cache root."""
-    out = []
-    for kind, root in (
-        ("images", image_store_dir(cache_dir)),
-        ("features", feature_store_dir(cache_dir)),
-    ):
-        for p in sorted(root.glob("*.zarr")) if root.is_dir() else []:
-            try:
-                attrs = dict(zarr.open_group(p, mode="r").attrs)
-            except Exception as err:  # a broken store must still be listed
-                attrs = {"error": str(err)}
-            size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-            out.append(
-                {
-                    "kind": kind,
-                    "key": p.stem,
-                    "backbone": attrs.get("backbone", "-"),
-                    "n": attrs.get("n"),
-                    "dim": attrs.get("dim", attrs.get("size")),
-                    "complete": bool(attrs.get("complete")),
-                    "created": attrs.get("created"),
-                    "mb": round(size / 2**20, 2),
-                    "path": str(p),
-                    "error": attrs.get("error"),
-                }
-            )
-    return out
-
-
-def remove_store(path: Path) -> None:
-    shutil.rmtree(path)
-    lock = Path(str(path) + ".lock")
-    if lock.exists():
-        lock.unlink()

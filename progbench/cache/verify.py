@@ -1,21 +1,24 @@
-"""Checking and exporting stores: `progbench cache verify` and `progbench cache export`."""
+"""Checking and repairing stores: `progbench cache verify [KEY] [--manifest M] [--repair]`.
+
+Verification opens every chunk of a store's data (each carries a crc32c checksum), and checks
+the `complete` flag, the `done` mask, missing chunk files, finite features and, given a
+manifest, its image ids. Repair deletes the damaged and missing chunks, marks their rows not
+done, and has those rows rebuilt from the inputs its attrs record (progbench.extract.rebuild).
+"""
 
 from __future__ import annotations
 
-import json
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 
-from progbench.atomic import atomic_write_with
-from progbench.cache.featurestore import FeatureStore
-from progbench.cache.zarr_io import read_strings
+from progbench.cache.store import chunk_present, read_strings, rebuild_command
 from progbench.data.manifest import load_manifest
-from progbench.errors import CacheError
-
-EXPORT_FORMATS = ("h5", "npz")
 
 
 @dataclass
@@ -23,14 +26,73 @@ class VerifyReport:
     path: Path
     kind: str
     problems: list[str] = field(default_factory=list)
+    bad_chunks: list[int] = field(default_factory=list)  # chunk indices along the rows
+    repaired: int | None = None  # rows recomputed by --repair
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
+def _data_name(kind: str) -> str:
+    return "features" if kind == "features" else "images"
+
+
+def _scan_chunks(report: VerifyReport, data: zarr.Array) -> None:
+    """Read every chunk: missing ones, ones failing their checksum, non-finite features."""
+    step = data.chunks[0]
+    present = chunk_present(data)
+    missing, corrupt = [], []
+    for c in range(data.cdata_shape[0]):
+        rows = slice(c * step, min((c + 1) * step, data.shape[0]))
+        if not present[c]:
+            missing.append(c)
+            continue
+        try:
+            block = np.asarray(data[rows])
+        except Exception:  # a checksum mismatch or a truncated chunk file
+            corrupt.append(c)
+            continue
+        if report.kind == "features" and not np.isfinite(block).all():
+            report.problems.append(f"non-finite features in rows {rows.start}..{rows.stop - 1}")
+    n = data.cdata_shape[0]
+    if missing:
+        report.problems.append(
+            f"truncated: {len(missing)} of {n} chunks of {data.path!r} are missing "
+            f"(chunks {_first(missing)}; Zarr would read them as zeros)"
+        )
+    if corrupt:
+        report.problems.append(
+            f"corrupt: {len(corrupt)} of {n} chunks of {data.path!r} fail their checksum or "
+            f"cannot be decoded (chunks {_first(corrupt)})"
+        )
+    report.bad_chunks = sorted(missing + corrupt)
+
+
+def _first(chunks: list[int]) -> str:
+    return ", ".join(map(str, chunks[:10])) + (" ..." if len(chunks) > 10 else "")
+
+
+def _check_ids(report: VerifyReport, ids: np.ndarray, manifest: Path) -> None:
+    if not manifest.is_file():
+        report.problems.append(f"manifest {manifest} no longer exists")
+        return
+    expected = load_manifest(manifest, check_files=False).frame["image_id"].tolist()
+    if list(ids) == expected:
+        return
+    extra = sorted(set(ids) - set(expected))[:3]
+    lost = sorted(set(expected) - set(ids))[:3]
+    report.problems.append(
+        f"image ids do not match {manifest.name}: {len(ids)} in store vs {len(expected)} in "
+        "manifest"
+        + (f"; only in store e.g. {extra}" if extra else "")
+        + (f"; only in manifest e.g. {lost}" if lost else "")
+        + ("" if extra or lost else "; same ids, other order")
+    )
+
+
 def verify_store(path: Path, manifest: Path | None = None) -> VerifyReport:
-    """Find incomplete, truncated or corrupt stores and image ids that no longer match the manifest."""
+    """Find incomplete, damaged or truncated stores and image ids that no longer match."""
     report = VerifyReport(path=path, kind="?")
     try:
         group = zarr.open_group(path, mode="r")
@@ -40,81 +102,47 @@ def verify_store(path: Path, manifest: Path | None = None) -> VerifyReport:
         return report
     kind = str(attrs.get("kind", ""))
     report.kind = "features" if "feature" in kind else "images" if "image" in kind else "?"
-    data_name = "features" if report.kind == "features" else "images"
-    for name in (data_name, "image_id", "done"):
-        if name not in group:
-            report.problems.append(f"array {name!r} is missing")
-    if report.problems:
+    data_name = _data_name(report.kind)
+    missing = [n for n in (data_name, "image_id", "done") if n not in group]
+    if missing:
+        report.problems.append(f"array(s) {', '.join(missing)} missing")
         return report
-    data = group[data_name]
     if not attrs.get("complete"):
-        report.problems.append("not complete (interrupted build); rerun the command that made it")
+        report.problems.append(f"not complete (interrupted build); rerun: {rebuild_command(attrs)}")
     done = np.asarray(group["done"][:])
     if not done.all():
         report.problems.append(f"{int((~done).sum())} of {len(done)} rows not done")
-    # Missing chunk files read back as the fill value, so count them rather than trust a read.
-    if data.nchunks_initialized != data.nchunks:
-        report.problems.append(
-            f"truncated: {data.nchunks - data.nchunks_initialized} of {data.nchunks} chunks of {data_name!r} are missing"
-        )
-    try:
-        step = data.chunks[0] * max(1, 256 // data.chunks[0])
-        for start in range(0, data.shape[0], step):
-            block = np.asarray(data[start : start + step])
-            if report.kind == "features" and not np.isfinite(block).all():
-                report.problems.append(
-                    f"non-finite features in rows {start}..{start + len(block) - 1}"
-                )
-                break
-    except Exception as err:
-        report.problems.append(f"corrupt chunk data in {data_name!r}: {err}")
+    data = group[data_name]
+    _scan_chunks(report, data)
     ids = read_strings(group["image_id"])
     if len(ids) != data.shape[0]:
         report.problems.append(f"{len(ids)} image ids for {data.shape[0]} rows")
     manifest_path = manifest or (Path(attrs["manifest"]) if attrs.get("manifest") else None)
     if manifest_path is not None:
-        if not manifest_path.is_file():
-            report.problems.append(f"manifest {manifest_path} no longer exists")
-        else:
-            expected = load_manifest(manifest_path, check_files=False).frame["image_id"].tolist()
-            if list(ids) != expected:
-                extra = sorted(set(ids) - set(expected))[:3]
-                lost = sorted(set(expected) - set(ids))[:3]
-                report.problems.append(
-                    f"image ids do not match {manifest_path.name}: "
-                    f"{len(ids)} in store vs {len(expected)} in manifest"
-                    + (f"; only in store e.g. {extra}" if extra else "")
-                    + (f"; only in manifest e.g. {lost}" if lost else "")
-                    + ("" if extra or lost else "; same ids, other order")
-                )
+        _check_ids(report, ids, manifest_path)
     return report
 
 
-def export_store(path: Path, fmt: str, out: Path) -> Path:
-    """Write a complete feature store as HDF5 (h5py) or npz, atomically."""
-    if fmt not in EXPORT_FORMATS:
-        raise CacheError(
-            f"unknown export format {fmt!r}", f"Use one of {', '.join(EXPORT_FORMATS)}."
-        )
-    store = FeatureStore(path)
-    feats = store.load()
-    ids = np.asarray(store.image_ids, dtype=str)
-    meta = json.dumps(store.attrs, sort_keys=True, default=str)
+Rebuild = Callable[[Path, dict[str, Any]], None]
 
-    if fmt == "npz":
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:  # a file handle: np.savez would append .npz to a path
-                np.savez(fh, features=feats, image_id=ids, attrs=np.array(meta))
-
-    else:
-        import h5py
-
-        def write(tmp: Path) -> None:
-            with h5py.File(tmp, "w") as h5:
-                h5.create_dataset("features", data=feats)
-                h5.create_dataset("image_id", data=ids.astype(object), dtype=h5py.string_dtype())
-                h5.attrs["progbench"] = meta
-
-    atomic_write_with(out, write)
-    return out
+def repair_store(path: Path, report: VerifyReport, rebuild: Rebuild) -> VerifyReport:
+    """Delete the bad chunks of `report`, mark their rows not done, and rebuild them with
+    `rebuild(path, attrs)` (progbench.extract.rebuild.rebuild_store)."""
+    group = zarr.open_group(path, mode="r+")
+    attrs = dict(group.attrs)
+    data = group[_data_name(report.kind)]
+    step = data.chunks[0]
+    done = np.asarray(group["done"][:])
+    for c in report.bad_chunks:
+        root = Path(str(data.store.root)) / data.path / "c" / str(c)
+        if root.exists():
+            shutil.rmtree(root) if root.is_dir() else root.unlink()
+        done[c * step : (c + 1) * step] = False
+    group["done"][:] = done
+    group.attrs["complete"] = False
+    repaired = int((~done).sum())
+    rebuild(path, attrs)
+    after = verify_store(path)
+    after.repaired = repaired
+    return after

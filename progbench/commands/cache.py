@@ -37,6 +37,14 @@ def cache_images(
     crop: Annotated[
         bool, typer.Option("--crop/--no-crop", help="Crop to the box_* columns when present.")
     ] = True,
+    equalize: Annotated[
+        bool,
+        typer.Option(
+            "--equalize",
+            help="Global histogram equalisation after decoding (the reference study's "
+            "AIforCOVID conversion). Part of the store's key.",
+        ),
+    ] = False,
     workers: Annotated[
         int | None, typer.Option(help="Decoding processes. Default: CPU count, at most 8.")
     ] = None,
@@ -46,13 +54,19 @@ def cache_images(
 
     Example: [bold]progbench cache images cohort/manifest.csv --size 224[/]
     """
-    from progbench.data.imagestore import ImageStoreParams, build_image_store
+    from progbench.cache.imagestore import ImageStoreParams, build_image_store
 
     manifest = _manifest_of(source)
     with progress("decoding images") as update:
         result = build_image_store(
-            manifest, ImageStoreParams(size=size, crop=crop), cache_dir, workers, update
+            manifest,
+            ImageStoreParams(size=size, crop=crop, equalize=equalize),
+            cache_dir,
+            workers,
+            update,
         )
+    if result.repaired:
+        console.print(f"re-decoded {result.repaired} images whose chunks were missing")
     verb = "reused" if result.computed == 0 else f"decoded {result.computed} images into"
     console.print(f"{verb} image store ({result.n_images} images)")
     console.print(str(result.path), soft_wrap=True)
@@ -75,7 +89,7 @@ def extract(
 
     Example: [bold]progbench extract cohort/manifest.csv --backbone resnet18 --weights random[/]
     """
-    from progbench.data.imagestore import ImageStoreParams
+    from progbench.cache.imagestore import ImageStoreParams
     from progbench.extract.features import extract_features
 
     manifest = _manifest_of(source)
@@ -111,7 +125,7 @@ def cache_ls(
     """
     import json
 
-    from progbench.cache.featurestore import list_stores
+    from progbench.cache.listing import list_stores
 
     stores = list_stores(cache_dir)
     if as_json:
@@ -130,7 +144,7 @@ def cache_info(
     """
     import json
 
-    from progbench.cache.featurestore import find_store, store_attrs
+    from progbench.cache.listing import find_store, store_attrs
 
     path = find_store(key, cache_dir)
     console.print(str(path), soft_wrap=True)
@@ -142,54 +156,109 @@ def cache_verify(
         str | None, typer.Argument(help="Store key or prefix; all stores when omitted.")
     ] = None,
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", help="Check image ids against this manifest.")
+        Path | None,
+        typer.Option(
+            "--manifest", help="Only the stores made from this manifest, checked against its ids."
+        ),
     ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair", help="Recompute the damaged or missing rows of each failing store."
+        ),
+    ] = False,
     cache_dir: CacheDirOpt = None,
 ) -> None:
-    """Check stores for incomplete builds, missing or corrupt chunks and image-id mismatches.
+    """Check stores: incomplete builds, missing or damaged chunks, image-id mismatches.
 
-    Exits non-zero when any store has a problem.
+    Every chunk is read and its checksum checked. Exits non-zero when a store has a problem
+    (after --repair: one that could not be repaired).
 
-    Example: [bold]progbench cache verify[/]
+    Example: [bold]progbench cache verify --manifest cohort/manifest.csv --repair[/]
     """
-    from progbench.cache.featurestore import find_store, list_stores
-    from progbench.cache.verify import verify_store
-    from progbench.errors import CacheError
+    from functools import partial
 
-    paths = (
-        [find_store(key, cache_dir)] if key else [Path(s["path"]) for s in list_stores(cache_dir)]
-    )
-    bad = 0
-    for path in paths:
-        report = verify_store(path, manifest)
-        if report.ok:
-            console.print(f"[green]ok[/]   {report.kind:8} {path.stem}")
-        else:
-            bad += 1
-            console.print(f"[red]FAIL[/] {report.kind:8} {path.stem}")
-            for p in report.problems:
-                console.print(f"       - {p}")
+    from progbench.cache.listing import find_store, store_paths, stores_of_manifest
+    from progbench.cache.verify import repair_store, verify_store
+    from progbench.errors import CacheError
+    from progbench.extract.rebuild import rebuild_store
+
+    if key:
+        paths = [find_store(key, cache_dir)]
+    elif manifest is not None:
+        paths = stores_of_manifest(manifest, cache_dir)
+    else:
+        paths = [p for _, p in store_paths(cache_dir)]
+    bad = []
+    with progress("verifying stores") as update:
+        for i, path in enumerate(paths):
+            report = verify_store(path, manifest)
+            if not report.ok and repair and report.kind != "?":
+                report = repair_store(path, report, partial(rebuild_store, cache_dir=cache_dir))
+            update(i + 1, len(paths))
+            _print_report(report, path)
+            if not report.ok:
+                bad.append(path)
     if bad:
         raise CacheError(
-            f"{bad} of {len(paths)} store(s) failed verification",
-            "Rerun the command that built an incomplete store, or remove a corrupt one with "
-            "`progbench cache rm KEY`.",
+            f"{len(bad)} of {len(paths)} store(s) failed verification",
+            "Repair them with `progbench cache verify KEY --repair` (it recomputes the damaged "
+            "rows), or remove them with `progbench cache rm KEY ...`.",
         )
 
 
+def _print_report(report, path: Path) -> None:
+    fixed = f" (repaired {report.repaired} rows)" if report.repaired else ""
+    if report.ok:
+        console.print(f"[green]ok[/]   {report.kind:8} {path.stem}{fixed}")
+        return
+    console.print(f"[red]FAIL[/] {report.kind:8} {path.stem}")
+    for p in report.problems:
+        console.print(f"       - {p}", highlight=False)
+
+
 def cache_rm(
-    key: Annotated[str, typer.Argument(help="Store key or a unique prefix of it.")],
+    keys: Annotated[list[str], typer.Argument(help="Store keys or unique prefixes of them.")],
     cache_dir: CacheDirOpt = None,
 ) -> None:
-    """Remove one store.
+    """Remove one or more stores.
 
-    Example: [bold]progbench cache rm 3fa2[/]
+    Example: [bold]progbench cache rm 3fa2 91bc[/]
     """
-    from progbench.cache.featurestore import find_store, remove_store
+    from progbench.cache.listing import find_store, remove_store
 
-    path = find_store(key, cache_dir)
-    remove_store(path)
-    console.print(f"removed {path}")
+    paths = [find_store(k, cache_dir) for k in keys]  # every key resolves before any removal
+    for path in paths:
+        remove_store(path)
+        console.print(f"removed {path}", soft_wrap=True)
+
+
+def cache_prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
+    ] = False,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Remove incomplete stores and stores nothing can use any more.
+
+    Orphaned: an image store whose manifest is gone or changed, a feature store whose image
+    store is gone. Stores being built right now are left alone.
+
+    Example: [bold]progbench cache prune --dry-run[/]
+    """
+    from progbench.cache.listing import prune
+    from progbench.commands.render import simple_table
+
+    found = prune(cache_dir, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    print_wide(
+        simple_table(
+            f"{verb} {len(found)} store(s), {sum(c.mb for c in found):.1f} MB",
+            ("kind", "key", "MB", "why"),
+            [(c.kind, c.path.stem, c.mb, c.reason) for c in found],
+            right=("MB",),
+        )
+    )
 
 
 def cache_export(
@@ -203,8 +272,8 @@ def cache_export(
 
     Example: [bold]progbench cache export 3fa2 --format h5 --out features.h5[/]
     """
-    from progbench.cache.featurestore import find_store
-    from progbench.cache.verify import export_store
+    from progbench.cache.export import export_store
+    from progbench.cache.listing import find_store
 
     refuse_existing(out, force)
     export_store(find_store(key, cache_dir), fmt, out)
@@ -218,5 +287,6 @@ def register(root: typer.Typer) -> None:
     command(app, cache_info, "info")
     command(app, cache_verify, "verify")
     command(app, cache_rm, "rm")
+    command(app, cache_prune, "prune")
     command(app, cache_export, "export")
     root.add_typer(app, name="cache")

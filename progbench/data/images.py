@@ -7,6 +7,7 @@ calls them from worker processes. Output convention: 2-D, larger value = brighte
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -113,13 +114,8 @@ def _decode_dicom(path: Path) -> np.ndarray:
         )
     try:
         raw = ds.pixel_array  # pydicom masks bits above BitsStored and sign-extends signed data
-    except (NotImplementedError, RuntimeError) as err:
-        ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if "file_meta" in ds else "unknown"
-        raise ImageDecodeError(
-            f"Cannot decode pixel data of DICOM {path} (transfer syntax {ts}): {err}",
-            "Install the decoder pydicom names (e.g. pylibjpeg or gdcm) or re-export the file "
-            "uncompressed; otherwise drop its row from the manifest.",
-        ) from err
+    except (NotImplementedError, RuntimeError, ValueError) as err:
+        raise _undecodable(path, ds, err) from err
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         # Colour DICOM (secondary captures): pydicom already converted YBR to RGB.
         if raw.ndim == 3 and raw.shape[-1] in (3, 4):
@@ -138,6 +134,39 @@ def _decode_dicom(path: Path) -> np.ndarray:
         # not applied on top: in DX it restates the same inversion (INVERSE for MONOCHROME1).
         arr = (lo + hi) - arr
     return arr.astype(np.float32)
+
+
+def _undecodable(path: Path, ds: object, err: Exception) -> ImageDecodeError:
+    """The transfer syntax, by name, and the decoder plugins pydicom would use for it."""
+    from pydicom.pixels import get_decoder
+
+    meta = getattr(ds, "file_meta", None)
+    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if uid is None:
+        return ImageDecodeError(f"Cannot decode pixel data of DICOM {path}: {err}", _FIX_HINT)
+    plugins: list[str] = []
+    # NotImplementedError/ValueError: pydicom has no decoder for this syntax at all.
+    with contextlib.suppress(NotImplementedError, ValueError):
+        plugins = list(get_decoder(uid).missing_dependencies)
+    if plugins:
+        pick = next((p for p in plugins if p.startswith("pylibjpeg")), plugins[0])
+        hint = (
+            f"Install a decoder pydicom supports for it ({'; '.join(plugins)}), e.g. "
+            f"`pip install {_package_of(pick)}`, or re-export the file uncompressed"
+        )
+    else:
+        hint = "Re-export the file uncompressed (pydicom has no decoder for this transfer syntax)"
+    return ImageDecodeError(
+        f"Cannot decode pixel data of DICOM {path}: its transfer syntax {uid.name} ({uid}) "
+        "needs a decoder that is not installed",
+        hint + "; otherwise drop its row from the manifest.",
+    )
+
+
+def _package_of(requirement: str) -> str:
+    """'pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1' -> the packages."""
+    needs = requirement.split("requires", 1)[-1].replace(" and ", " ").split()
+    return " ".join(n.split(">")[0].split("=")[0] for n in needs if n != "numpy")
 
 
 def _modality_range(ds: object) -> tuple[float, float]:
@@ -226,13 +255,27 @@ def crop_to_box(img: np.ndarray, box: tuple[float, float, float, float]) -> np.n
     return img[r0:r1, c0:c1]
 
 
+def equalize_histogram(img: np.ndarray) -> np.ndarray:
+    """The reference study's AIforCOVID conversion: min-max to 8 bit over the whole image, then
+    global histogram equalisation (Pillow's ImageOps.equalize; the authors used OpenCV's
+    equalizeHist, which maps the same cumulative histogram up to rounding)."""
+    lo, hi = float(img.min()), float(img.max())
+    scaled = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    as_uint8 = np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
+    return np.asarray(ImageOps.equalize(Image.fromarray(as_uint8)), dtype=np.float32)
+
+
 def load_image(
     path: Path,
     size: int = DEFAULT_SIZE,
     box: tuple[float, float, float, float] | None = None,
+    equalize: bool = False,
 ) -> np.ndarray:
-    """decode_image then preprocess; a bad box is reported with the file's name."""
+    """decode_image (then, if asked, histogram equalisation) then preprocess; a bad box is
+    reported with the file's name."""
     arr = decode_image(path)
+    if equalize:
+        arr = equalize_histogram(arr)
     try:
         return preprocess(arr, size=size, box=box)
     except ImageDecodeError as err:

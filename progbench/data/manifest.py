@@ -48,12 +48,10 @@ class Manifest:
         vals = self.frame[list(BOX_COLUMNS)].to_numpy(dtype=float)
         return [None if np.isnan(r).any() else tuple(float(x) for x in r) for r in vals]
 
-    def fingerprint(self) -> str:
-        """Identity of the image set: ids, paths, boxes and file sizes (not pixel content)."""
-        sizes = [p.stat().st_size for p in self.image_paths()]
-        cols = ["image_id", "path"] + ([*BOX_COLUMNS] if self.has_boxes else [])
-        rows = self.frame[cols].astype(str).to_numpy().tolist()
-        return fingerprint({"rows": rows, "sizes": sizes})
+    def grouping_fingerprint(self) -> str:
+        """What splits depend on: image ids, patients and centres (not paths or pixels)."""
+        rows = self.frame[["image_id", "patient_id", "center"]].astype(str).to_numpy().tolist()
+        return fingerprint({"rows": rows})
 
 
 @dataclass(frozen=True)

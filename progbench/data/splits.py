@@ -20,6 +20,8 @@ from progbench.errors import SplitError
 
 Scheme = Literal["loco", "kfold", "holdout"]
 SCHEMES: tuple[str, ...] = ("loco", "kfold", "holdout")
+# What a user may ask for: a scheme, or `auto` (resolve_scheme).
+SCHEME_CHOICES: tuple[str, ...] = ("auto", *SCHEMES)
 
 
 class FewShotDraw(BaseModel):
@@ -54,9 +56,22 @@ class Splits(BaseModel):
     seed: int
     val_fraction: float
     task: str
+    # Image ids, patients and centres the splits were made from (Manifest.grouping_fingerprint).
     manifest_fingerprint: str
+    n_folds: int | None = None  # kfold only
+    test_fraction: float | None = None  # holdout only
     fewshot_config: dict[str, Any] | None = None
     folds: list[Fold]
+
+    def parameters(self) -> dict[str, Any]:
+        """The split's defining parameters (part of every run's identity)."""
+        out: dict[str, Any] = {"scheme": self.scheme, "seed": self.seed}
+        out["val_fraction"] = self.val_fraction
+        if self.scheme == "kfold":
+            out["folds"] = self.n_folds if self.n_folds is not None else len(self.folds)
+        if self.scheme == "holdout":
+            out["test_fraction"] = self.test_fraction
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -154,9 +169,28 @@ def make_splits(
         seed=seed,
         val_fraction=val_fraction,
         task=task.name,
-        manifest_fingerprint=task.manifest.fingerprint(),
+        manifest_fingerprint=task.manifest.grouping_fingerprint(),
+        n_folds=folds if scheme == "kfold" else None,
+        test_fraction=test_fraction if scheme == "holdout" else None,
         folds=out,
     )
+
+
+def resolve_scheme(task: Task, scheme: str) -> tuple[Scheme, str]:
+    """The scheme to use and why. `auto`: LOCO when the cohort has at least two centres and
+    every centre holds both classes of the outcome (each can be a test fold), else k-fold."""
+    if scheme not in SCHEME_CHOICES:
+        raise SplitError(f"unknown scheme {scheme!r}", f"Use one of {', '.join(SCHEME_CHOICES)}.")
+    if scheme != "auto":
+        return scheme, f"{scheme} (asked for)"  # type: ignore[return-value]
+    centres = task.manifest.frame["center"].to_numpy()
+    names = sorted(set(centres))
+    if len(names) < 2:
+        return "kfold", "auto: kfold (one centre)"
+    one_class = [c for c in names if len(set(task.labels[centres == c])) < 2]
+    if one_class:
+        return "kfold", f"auto: kfold (centre(s) {one_class} hold one class only)"
+    return "loco", f"auto: loco ({len(names)} centres)"
 
 
 def write_splits(splits: Splits, path: str | Path) -> Path:

@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import zarr
-from filelock import FileLock
 
 from progbench.accel import Accel, prepare_model, resolve_accel, to_input
 from progbench.cache.featurestore import FeatureKey, create_store
+from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.cache.loader import PrefetchLoader
 from progbench.cache.paths import feature_store_dir
-from progbench.data.imagestore import ImageStore, ImageStoreParams, build_image_store
-from progbench.data.loader import PrefetchLoader
+from progbench.cache.store import lock_for, open_for_build, repair_missing
 from progbench.data.manifest import Manifest
 from progbench.errors import CacheError
 from progbench.models.loaders import LoadedBackbone, load_backbone
@@ -113,7 +112,7 @@ def extract_features(
     key = feature_key(store, loaded, accel)
     path = feature_store_dir(cache_dir) / f"{key.key}.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    with lock_for(path):
         return _extract_locked(
             path, key, store, loaded, accel, batch_size, built.path, manifest, progress
         )
@@ -131,15 +130,8 @@ def _extract_locked(
     progress: ProgressFn | None,
 ) -> ExtractResult:
     n = len(store)
-    if (path / "zarr.json").is_file():
-        group = zarr.open_group(path, mode="r+")
-        if group.attrs.get("key") != key.key:
-            raise CacheError(
-                f"store {path} holds key {group.attrs.get('key')!r}, expected {key.key!r}"
-            )
-        if group.attrs.get("complete"):
-            return ExtractResult(path, key.key, n, 0, 0.0, None)
-    else:
+
+    def create(tmp: Path) -> None:
         attrs: dict[str, Any] = {
             "weights": loaded.weights,
             "manifest": str(manifest.source),
@@ -149,9 +141,12 @@ def _extract_locked(
             **host_info(),
             "created": now_iso(),
         }
-        group = create_store(
-            path, key, list(store.image_ids), loaded.spec.feature_dim, batch_size, attrs
-        )
+        create_store(tmp, key, list(store.image_ids), loaded.spec.feature_dim, batch_size, attrs)
+
+    group = open_for_build(path, key.key, create)
+    repair_missing(group, "features")
+    if group.attrs.get("complete"):
+        return ExtractResult(path, key.key, n, 0, 0.0, None)
     rows_per_chunk = int(group.attrs["rows_per_chunk"])  # a resume keeps the original batches
     done = np.asarray(group["done"][:])
     chunks = [np.arange(s, min(s + rows_per_chunk, n)) for s in range(0, n, rows_per_chunk)]

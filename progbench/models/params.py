@@ -24,6 +24,13 @@ class ParamCount:
         return cls(trainable, total, 100.0 * trainable / total if total else 0.0)
 
 
+def linear_head_parameters(feature_dim: int, num_classes: int = 2) -> int:
+    """Parameters of the linear head every strategy trains on the feature (weights + biases).
+    LP's logistic regression is the same model with one redundant logit, counted this way so
+    that every strategy's trainable share uses one definition."""
+    return feature_dim * num_classes + num_classes
+
+
 def count_parameters(model: nn.Module) -> ParamCount:
     from peft import PeftModel
 

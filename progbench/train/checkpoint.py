@@ -21,35 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from progbench.atomic import atomic_write_with
 
 LAST = "last.pt"
 FORMAT_VERSION = 1
-
-
-def trainable_state(model: nn.Module, full: bool) -> dict[str, torch.Tensor]:
-    """Detached CPU copies of what training changes: the whole state dict for FFT (parameters and
-    BatchNorm statistics), otherwise the trainable parameters only."""
-    if full:
-        items = model.state_dict().items()
-    else:
-        items = ((n, p) for n, p in model.named_parameters() if p.requires_grad)
-    return {n: t.detach().to("cpu", copy=True) for n, t in items}
-
-
-def load_trainable(model: nn.Module, state: dict[str, torch.Tensor], full: bool) -> None:
-    if full:
-        model.load_state_dict(state, strict=True)
-        return
-    params = dict(model.named_parameters())
-    missing = [n for n in state if n not in params]
-    if missing:
-        raise KeyError(f"trainable tensors not in the model: {missing[:5]}")
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
 
 
 def rng_state() -> dict[str, Any]:

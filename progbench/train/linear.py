@@ -7,13 +7,13 @@ run directory per problem through the shared run format and evaluator. Finished 
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,13 +21,15 @@ from threadpoolctl import threadpool_limits
 
 from progbench.cache.featurestore import FeatureStore
 from progbench.data.manifest import Task
-from progbench.data.splits import Fold, Splits
-from progbench.runs import RunCost, RunSpec, run_dir_for
+from progbench.data.splits import Fold
+from progbench.models.params import linear_head_parameters
+from progbench.runs import Claims, RunCost, claim_run, claims, run_dir_for
+from progbench.train.lpruns import RunToWrite, load_probe, save_probe, write_runs
+from progbench.train.plan import Problem
 from progbench.train.probe import ProbeConfig, ProbeFit, fit_probes, standardiser
+from progbench.workers import worker_pool
 
 __all__ = ["LPContext", "load_probe", "run_linear_probes", "save_probe"]
-from progbench.train.lpruns import RunToWrite, load_probe, save_probe, write_runs
-from progbench.train.rundirs import is_finished_match
 
 ProgressFn = Callable[[int, int], None]
 
@@ -42,6 +44,14 @@ class LPContext:
     feature_store: str  # key
     encoder_params: int | None = None
 
+    def identity(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "weights_fingerprint": self.weights_fingerprint,
+            "strategy": "lp",
+        }
+
 
 @dataclass
 class LPSummary:
@@ -50,119 +60,120 @@ class LPSummary:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class Problem:
-    spec: RunSpec
-    train_ids: list[str]
-
-
-def problems_for_fold(
-    task: Task,
-    splits: Splits,
-    fold: Fold,
-    ctx: LPContext,
-    full: bool,
-    fewshot: bool,
-    cfg: ProbeConfig,
-) -> list[Problem]:
-    base = {
-        "task": task.name,
-        "backbone": ctx.backbone,
-        "weights": ctx.weights,
-        "weights_fingerprint": ctx.weights_fingerprint,
-        "strategy": "lp",
-        "fold": fold.fold,
-        "seed": splits.seed,
-        "scheme": splits.scheme,
-    }
-    extra = {
-        "feature_store": ctx.feature_store,
-        "test_center": fold.test_center,
-        "outcome": task.config.outcome,
-        "positive": str(task.config.positive),
-        "probe": cfg.describe(),
-    }
-    out = []
-    if full:
-        out.append(Problem(RunSpec(**base, regime="full", extra=extra), fold.train))
-    if fewshot:
-        per_center = bool((splits.fewshot_config or {}).get("per_center"))
-        regime = "fewshot-center" if per_center else "fewshot"
-        for d in fold.fewshot:
-            spec = RunSpec(**base, regime=regime, shots=d.shots, repeat=d.repeat, extra=extra)
-            out.append(Problem(spec, d.train))
-    return out
+def lp_settings(ctx: LPContext, cfg: ProbeConfig) -> dict[str, Any]:
+    """What, besides the data, decides an LP run's predictions."""
+    return {"features": ctx.feature_store, "probe": cfg.describe()}
 
 
 def run_linear_probes(
     task: Task,
-    splits: Splits,
+    problems: list[Problem],
     features: FeatureStore | np.ndarray,
     ctx: LPContext,
     runs_root: Path,
     cfg: ProbeConfig | None = None,
-    full: bool = True,
-    fewshot: bool = True,
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> LPSummary:
-    """Write every LP run of `splits` under `runs_root`; returns what was written and skipped.
+    """Write every LP run of `problems` under `runs_root`; returns what was written and skipped.
 
     `features` is a feature store or an array aligned with the manifest's rows (the streaming
-    path of the parity test).
+    path of the parity test). Runs are claimed first (runs.lifecycle): runs another process holds
+    are done after it, by that process or, if it died, by this one.
     """
     cfg = cfg or ProbeConfig()
     start = time.perf_counter()
-    df = task.manifest.frame
-    ids = df["image_id"].tolist()
+    ids = task.manifest.frame["image_id"].tolist()
     x = features.load(ids) if isinstance(features, FeatureStore) else np.asarray(features)
     x = x.astype(np.float32)
     pos = {iid: i for i, iid in enumerate(ids)}
     summary = LPSummary()
-    all_problems = [
-        (
-            fold,
-            problems_for_fold(task, splits, fold, ctx, full, fewshot and bool(fold.fewshot), cfg),
-        )
-        for fold in splits.folds
-    ]
-    total = sum(len(p) for _, p in all_problems)
+    total = len(problems)
 
-    def done(paths: list[Path]) -> None:
+    def count(paths: list[Path]) -> None:
         summary.written.extend(paths)
         if progress:
             progress(len(summary.written) + len(summary.skipped), total)
 
-    jobs = []
-    for fold, problems in all_problems:
-        todo = []
-        for p in problems:
-            d = run_dir_for(runs_root, p.spec)
-            if is_finished_match(d, p.spec, force):
-                summary.skipped.append(d)
-            else:
-                todo.append(p)
-        if todo:
-            jobs.append((fold, todo))
     # This thread solves fold after fold while a writer writes and scores the solved folds'
     # runs. Writing (pandas, parquet, scikit-learn metrics) holds the GIL and costs more than
     # solving, so big grids write in two worker processes; small ones in one thread, which
     # starts at once.
-    n_runs = sum(len(todo) for _, todo in jobs)
-    with threadpool_limits(1), _writer(n_runs) as writer:  # one BLAS thread: 2x faster here
-        pending: deque[Future[list[Path]]] = deque()
-        for fold, todo in jobs:
-            solved = _solve_fold(task, fold, todo, x, pos, cfg)
-            items = _runs_to_write(task, solved, ctx)
-            pending.append(writer.submit(write_runs, items, runs_root, force))
-            while pending and pending[0].done():  # progress is reported from this thread only
-                done(pending.popleft().result())
-        while pending:
-            done(pending.popleft().result())
+    with claims(runs_root) as held, threadpool_limits(1), _writer(total) as writer:
+        solver = _FoldSolver(task, x, pos, cfg, ctx, runs_root, force, writer, held, count)
+        busy = solver.first_pass(problems, summary.skipped)
+        solver.drain()
+        for p in busy:  # held by another process: wait for it, then skip or take over
+            if claim_run(held, run_dir_for(runs_root, p.spec), p.spec, force, wait=True):
+                solver.submit([p])
+            else:
+                summary.skipped.append(run_dir_for(runs_root, p.spec))
+        solver.drain()
     if progress and not summary.written:
         progress(len(summary.skipped), total)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@dataclass
+class _FoldSolver:
+    """Solves claimed problems fold by fold and hands them to the writer; releases each claim
+    once its run is written."""
+
+    task: Task
+    x: np.ndarray
+    pos: dict[str, int]
+    cfg: ProbeConfig
+    ctx: LPContext
+    runs_root: Path
+    force: bool
+    writer: Executor
+    held: Claims
+    count: Callable[[list[Path]], None]
+    pending: deque[tuple[Future[list[Path]], list[Path]]] = field(default_factory=deque)
+
+    def first_pass(self, problems: list[Problem], skipped: list[Path]) -> list[Problem]:
+        """Solve what this process can claim now; return the problems others hold."""
+        busy: list[Problem] = []
+        by_fold: dict[int, list[Problem]] = {}
+        for p in problems:
+            by_fold.setdefault(p.spec.fold, []).append(p)
+        for fold_problems in by_fold.values():
+            mine = []
+            for p in fold_problems:
+                d = run_dir_for(self.runs_root, p.spec)
+                state = claim_run(self.held, d, p.spec, self.force)
+                if state is None:
+                    busy.append(p)
+                elif state:
+                    mine.append(p)
+                else:
+                    skipped.append(d)
+            if mine:
+                self.submit(mine)
+        return busy
+
+    def submit(self, todo: list[Problem]) -> None:
+        solved = _solve_fold(self.task, todo[0].fold, todo, self.x, self.pos, self.cfg)
+        items = _runs_to_write(self.task, solved, self.ctx)
+        dirs = [run_dir_for(self.runs_root, p.spec) for p in todo]
+        self.pending.append(
+            (self.writer.submit(write_runs, items, self.runs_root, self.force), dirs)
+        )
+        while self.pending and self.pending[0][0].done():  # progress from this thread only
+            self._collect()
+
+    def _collect(self) -> None:
+        future, dirs = self.pending.popleft()
+        try:
+            self.count(future.result())
+        finally:
+            for d in dirs:
+                self.held.release(d)
+
+    def drain(self) -> None:
+        while self.pending:
+            self._collect()
 
 
 # Runs at or above this count are written by worker processes (measured: the 130-run
@@ -172,7 +183,7 @@ PROCESS_WRITERS_FROM = 60
 
 def _writer(n_runs: int) -> Executor:
     if n_runs >= PROCESS_WRITERS_FROM:
-        return ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver"))
+        return worker_pool(2)
     return ThreadPoolExecutor(1, thread_name_prefix="lp-writer")
 
 
@@ -222,7 +233,9 @@ def _runs_to_write(task: Task, solved: SolvedFold, ctx: LPContext) -> list[RunTo
         "split": np.array(["val"] * len(solved.val_rows) + ["test"] * len(solved.test_rows)),
         "y_true": task.labels[rows],
     }
-    head = solved.xs.shape[1] + 1  # one logistic-regression weight per feature, plus the bias
+    # Counted as the 2-way linear head every strategy trains (models.params), so LP's share is
+    # the one `progbench models` shows.
+    head = linear_head_parameters(solved.xs.shape[1])
     total = head + (ctx.encoder_params or 0)
     cost = RunCost(
         wall_time_s=round(solved.per_run_s, 4),

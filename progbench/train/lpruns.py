@@ -15,8 +15,8 @@ import pandas as pd
 from safetensors.numpy import load_file, save_file
 
 from progbench.atomic import atomic_write_with
-from progbench.runs import RunCost, RunSpec, finish_run, run_dir_for, write_spec
-from progbench.train.rundirs import prepare_run_dir
+from progbench.evaluate.finish import finish_scored_run
+from progbench.runs import RunCost, RunSpec, prepare_run_dir, run_dir_for, write_spec
 
 if TYPE_CHECKING:
     from progbench.train.probe import ProbeFit
@@ -41,7 +41,7 @@ def write_runs(items: list[RunToWrite], runs_root: Path, force: bool) -> list[Pa
         run_dir = prepare_run_dir(run_dir_for(runs_root, item.spec), runs_root, force)
         write_spec(run_dir, item.spec)
         save_probe(run_dir, item.probe)
-        finish_run(run_dir, item.predictions, cost=item.cost)
+        finish_scored_run(run_dir, item.predictions, cost=item.cost)
         written.append(run_dir)
     return written
 

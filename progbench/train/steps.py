@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from progbench.accel import Accel, to_input
+from progbench.cache.imagestore import ImageStore
+from progbench.cache.loader import PrefetchLoader, batches_of
 from progbench.config import BackboneSpec
-from progbench.data.imagestore import ImageStore
-from progbench.data.loader import PrefetchLoader, batches_of
 from progbench.errors import ConfigError
 from progbench.train.augment import AugmentConfig, augment_batch
 from progbench.train.cost import CostMeter

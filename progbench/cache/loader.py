@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from progbench.data.imagestore import ImageStore
+from progbench.cache.imagestore import ImageStore
 
 _END = object()
 

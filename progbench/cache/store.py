@@ -1,0 +1,216 @@
+"""The resumable store protocol shared by the image store and the feature store.
+
+A store is a Zarr v3 group at `<kind root>/<key>.zarr`: a data array (`images` or `features`)
+chunked along rows, `image_id`, a `done` mask, and attrs (its key and provenance). Building:
+
+1. **Lock.** A file lock beside the store (`<key>.zarr.lock`, fcntl: released when its holder
+   dies) serialises builders of one key; a second one waits, then finds the work done.
+2. **Atomic creation.** An empty store is made under a temporary name and renamed into place,
+   so a kill during creation leaves nothing a rerun has to clean; a store left half-made by an
+   older version (no key) is taken over.
+3. **Resume.** Rows are written a chunk at a time, then marked in `done`; a rerun computes the
+   rows not done. Before reuse, every done row's chunk must exist on disk: rows of a missing
+   chunk are marked not done and recomputed (Zarr would read a missing chunk as zeros).
+4. **Complete** is set last.
+
+Every array is written with a crc32c checksum per chunk (Zarr's `crc32c` codec), so a damaged
+chunk fails on read with a CacheError that names the store and the rows, instead of returning
+garbage or a raw decompression error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from filelock import FileLock
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from progbench.errors import CacheError
+
+COMPRESSORS = (ZstdCodec(level=0), Crc32cCodec())
+
+
+def create_array(
+    group: zarr.Group,
+    name: str,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    dtype: Any,
+    fill: Any,
+) -> zarr.Array:
+    return group.create_array(
+        name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, compressors=COMPRESSORS
+    )
+
+
+def write_strings(group: zarr.Group, name: str, values: list[str] | np.ndarray) -> zarr.Array:
+    arr = group.create_array(name, shape=(len(values),), dtype=str, compressors=COMPRESSORS)
+    arr[:] = np.asarray([str(v) for v in values])
+    return arr
+
+
+def read_strings(array: zarr.Array) -> np.ndarray:
+    """A Zarr string array as a numpy object array of Python str."""
+    return np.array([str(v) for v in array[:].tolist()], dtype=object)
+
+
+def lock_for(path: Path) -> FileLock:
+    return FileLock(str(path) + ".lock")
+
+
+def rebuild_hint(path: Path, attrs: dict[str, Any]) -> str:
+    """The command that repairs a damaged or incomplete store."""
+    return (
+        f"Repair it with `progbench cache verify {path.stem} --repair` (it recomputes the "
+        f"damaged rows), or rebuild it: {rebuild_command(attrs)}"
+    )
+
+
+def rebuild_command(attrs: dict[str, Any]) -> str:
+    manifest = attrs.get("manifest", "MANIFEST")
+    if "feature" in str(attrs.get("kind", "")):
+        size = (attrs.get("transform") or {}).get("store_size", 224)
+        return (
+            f"progbench extract {manifest} --backbone {attrs.get('backbone')} --weights "
+            f"{attrs.get('weights')} --image-size {size}"
+        )
+    crop = "" if attrs.get("crop", True) else " --no-crop"
+    equalize = " --equalize" if attrs.get("equalize") else ""
+    return f"progbench cache images {manifest} --size {attrs.get('size', 224)}{crop}{equalize}"
+
+
+def chunk_present(array: zarr.Array) -> np.ndarray:
+    """For each chunk along the first axis, whether every one of its chunk files exists."""
+    root = Path(str(array.store.root)) / array.path / "c"
+    n = array.cdata_shape[0]
+    present = np.zeros(n, dtype=bool)
+    if not root.is_dir():
+        return present
+    rest = array.cdata_shape[1:]
+    for entry in os.scandir(root):
+        if entry.name.isdigit() and int(entry.name) < n:
+            i = int(entry.name)
+            present[i] = _all_files(Path(entry.path), rest)
+    return present
+
+
+def _all_files(folder: Path, rest: tuple[int, ...]) -> bool:
+    if not rest:
+        return folder.is_file()
+    return all(_all_files(folder / str(j), rest[1:]) for j in range(rest[0]))
+
+
+def missing_rows(group: zarr.Group, data: str) -> np.ndarray:
+    """Rows marked done whose data chunk is gone from disk."""
+    array = group[data]
+    rows_per_chunk = array.chunks[0]
+    present = np.repeat(chunk_present(array), rows_per_chunk)[: array.shape[0]]
+    done = np.asarray(group["done"][:])
+    return np.flatnonzero(done & ~present)
+
+
+def repair_missing(group: zarr.Group, data: str) -> int:
+    """Mark the rows of missing chunks not done (and the store incomplete); how many rows."""
+    rows = missing_rows(group, data)
+    if len(rows):
+        done = np.asarray(group["done"][:])
+        done[rows] = False
+        group["done"][:] = done
+        group.attrs["complete"] = False
+    return len(rows)
+
+
+def open_for_build(path: Path, key: str, create: Callable[[Path], None]) -> zarr.Group:
+    """The store at `path` opened for writing, created atomically when absent. The caller holds
+    `lock_for(path)`. A store of another key at this path is refused by name."""
+    if (path / "zarr.json").is_file():
+        group = zarr.open_group(path, mode="r+")
+        found = group.attrs.get("key")
+        if found == key:
+            return group
+        if found is not None:
+            raise CacheError(
+                f"store {path} holds key {found!r}, expected {key!r}",
+                f"It was renamed or damaged; remove it with `progbench cache rm {path.stem}`.",
+            )
+    if path.exists():  # half-made by a killed build: nothing of it is worth keeping
+        shutil.rmtree(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        create(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return zarr.open_group(path, mode="r+")
+
+
+def discard_if_empty(path: Path) -> bool:
+    """Remove a store in which no row was ever done (a failed build leaves nothing behind)."""
+    try:
+        done = np.asarray(zarr.open_group(path, mode="r")["done"][:])
+    except Exception:  # unreadable: nothing in it can be reused either
+        done = np.zeros(1, dtype=bool)
+    if done.any():
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True
+
+
+def open_complete(path: Path, data: str, what: str, build_hint: str) -> zarr.Group:
+    """A complete, intact store opened for reading (every chunk of its data on disk)."""
+    if not (path / "zarr.json").is_file():
+        raise CacheError(f"no {what} at {path}", build_hint)
+    group = zarr.open_group(path, mode="r")
+    attrs = dict(group.attrs)
+    if not attrs.get("complete"):
+        raise CacheError(
+            f"{what} {path} is incomplete", f"Run it again to finish it: {rebuild_command(attrs)}"
+        )
+    missing = missing_rows(group, data)
+    if len(missing):
+        raise CacheError(
+            f"{what} {path} is damaged: the chunks of {len(missing)} row(s) are missing "
+            f"(rows {_ranges(missing)})",
+            rebuild_hint(path, attrs),
+        )
+    return group
+
+
+def read_checked(
+    array: zarr.Array, selection: Any, path: Path, attrs: dict[str, Any]
+) -> np.ndarray:
+    """`array[selection]`, with a damaged chunk reported by store and rows."""
+    try:
+        return np.asarray(array[selection])
+    except (ValueError, RuntimeError, OSError) as err:
+        raise CacheError(
+            f"store {path}: a chunk of {array.path!r} in {_describe(selection)} is damaged "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:120]})",
+            rebuild_hint(path, attrs),
+        ) from err
+
+
+def _describe(selection: Any) -> str:
+    if isinstance(selection, slice):
+        return f"rows {selection.start}..{(selection.stop or 0) - 1}"
+    return "the rows read"
+
+
+def _ranges(rows: np.ndarray, limit: int = 5) -> str:
+    rows = np.sort(rows)
+    out, start = [], rows[0]
+    for a, b in zip(rows, np.append(rows[1:], -1), strict=True):
+        if b != a + 1:
+            out.append(f"{start}" if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out[:limit]) + (
+        f" and {len(out) - limit} more ranges" if len(out) > limit else ""
+    )

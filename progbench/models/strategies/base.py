@@ -1,0 +1,290 @@
+"""The Strategy interface: what every adaptation strategy does, whatever its kind.
+
+A strategy is a YAML preset (StrategySpec) bound to the class of its `kind`. It says whether it
+applies to a backbone (and why not), which training path it takes (`features`: fitted on the
+feature cache; `stream`: images streamed through the model), builds the trainable classifier,
+names its trainable state, and saves and loads what training changed. Nothing outside
+`progbench.models.strategies` looks at a strategy's name or kind.
+
+Nothing is a silent no-op: every adapter target must match at least one module of a type the
+method supports, and parameters the feature path never reaches (the backbone spec's
+`unused_parameters`) stay frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from progbench.config import BackboneSpec, StrategySpec
+from progbench.errors import NotApplicableError, ProgbenchError, RegistryError
+from progbench.models.strategies.tensors import load_subset, save_tensors
+
+if TYPE_CHECKING:
+    from progbench.models.loaders import LoadedBackbone
+
+_CLAIMED = "_progbench_claimed"
+TrainingPath = Literal["features", "stream"]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a strategy touches on a backbone, or why it cannot be used there."""
+
+    backbone: str
+    strategy: str
+    kind: str
+    applicable: bool
+    reason: str | None = None
+    target_modules: list[str] = field(default_factory=list)  # names handed to peft (suffixes)
+    feedforward_modules: list[str] = field(default_factory=list)  # IA3 only
+    matched_modules: list[str] = field(default_factory=list)  # full module names they match
+    trainable_parameters: list[str] = field(default_factory=list)  # bitfit / fft, by name
+    checked: bool = False  # True when matched against a built encoder
+
+
+def unused_parameters(spec: BackboneSpec, encoder: nn.Module) -> set[str]:
+    names = dict(encoder.named_parameters())
+    missing = [n for n in spec.unused_parameters if n not in names]
+    if missing:
+        raise RegistryError(
+            f"backbone {spec.name!r}: unused_parameters {missing} are not parameters of the encoder",
+            "Use full parameter names as listed by encoder.named_parameters().",
+        )
+    return set(spec.unused_parameters)
+
+
+def check_unclaimed(loaded: LoadedBackbone) -> None:
+    """Refuse an encoder that is already part of a classifier: adapters and requires_grad change
+    it in place, so building a second classifier on it would silently share it."""
+    if getattr(loaded.encoder, _CLAIMED, False):
+        raise ProgbenchError(
+            f"the encoder of this {loaded.spec.name} LoadedBackbone is already part of a classifier",
+            "Adapters and requires_grad change an encoder in place: call load_backbone again "
+            "for each classifier.",
+        )
+
+
+def claim_encoder(loaded: LoadedBackbone) -> None:
+    """Mark an encoder as part of a classifier (see check_unclaimed)."""
+    check_unclaimed(loaded)
+    setattr(loaded.encoder, _CLAIMED, True)
+
+
+def seeded(seed: int | None) -> contextlib.AbstractContextManager[Any]:
+    """Seed torch's global RNG inside the block without changing it outside."""
+    if seed is None:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.random.fork_rng(devices=[]))
+    torch.manual_seed(seed)
+    return stack
+
+
+class Strategy(ABC):
+    """A strategy preset bound to its kind's behaviour. Subclasses set the class attributes and
+    override what differs; the defaults describe a strategy that trains a subset of the
+    backbone's parameters plus the head."""
+
+    kind: ClassVar[str]
+    path: ClassVar[TrainingPath] = "stream"
+    # True: the trainable state is the whole state dict (parameters and BatchNorm statistics).
+    full_state: ClassVar[bool] = False
+    # True: frozen BatchNorm layers stay in eval mode while training (their statistics are not
+    # saved with the trained state, and drifting ones would change the reloaded model).
+    freeze_batchnorm: ClassVar[bool] = True
+
+    def __init__(self, spec: StrategySpec) -> None:
+        self.spec = spec
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.name!r})"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def uses_peft(self) -> bool:
+        return False
+
+    @property
+    def backbone_lr(self) -> float | None:
+        return self.spec.backbone_lr
+
+    def settings(self) -> dict[str, Any]:
+        """The preset's content: part of every run's identity (another YAML, another run)."""
+        return self.spec.model_dump(mode="json", exclude={"description", "order"})
+
+    # -------------------------------------------------------------------- applicability
+
+    def resolve(self, spec: BackboneSpec, encoder: nn.Module | None = None) -> Resolution:
+        """Whether the strategy applies to `spec`; with an encoder, checked on its modules."""
+        base = self._base(spec)
+        if encoder is None:
+            return Resolution(**base, applicable=True)
+        unused = unused_parameters(spec, encoder)
+        names = [n for n, _ in encoder.named_parameters() if n not in unused]
+        return self._resolve_parameters(base, names)
+
+    def _base(self, spec: BackboneSpec) -> dict[str, Any]:
+        return {"backbone": spec.name, "strategy": self.name, "kind": self.kind}
+
+    def _resolve_parameters(self, base: dict[str, Any], names: list[str]) -> Resolution:
+        return Resolution(**base, applicable=True, checked=True)
+
+    def refuse_if_not_applicable(
+        self, spec: BackboneSpec, encoder: nn.Module | None = None
+    ) -> Resolution:
+        """The resolution, or NotApplicableError with the registry's reason."""
+        res = self.resolve(spec, encoder)
+        if not res.applicable:
+            raise NotApplicableError(
+                f"{self.name} cannot be used on {spec.name}: {res.reason}",
+                "Pick another strategy; `progbench models` shows which pairs apply.",
+            )
+        return res
+
+    # -------------------------------------------------------------------- building
+
+    def adapt(self, encoder: nn.Module, res: Resolution) -> nn.Module:
+        """The backbone module to train (the encoder is frozen when this is called)."""
+        params = dict(encoder.named_parameters())
+        for name in res.trainable_parameters:
+            params[name].requires_grad_(True)
+        return encoder
+
+    def build(
+        self, loaded: LoadedBackbone, num_classes: int = 2, seed: int | None = None
+    ) -> ClassifierModel:
+        """Wrap `loaded.encoder` for training (the encoder is changed in place). `seed` makes
+        the head and adapter initialisation reproducible without touching the global RNG."""
+        spec = loaded.spec
+        check_unclaimed(loaded)
+        res = self.refuse_if_not_applicable(spec, loaded.encoder)
+        claim_encoder(loaded)
+        encoder = loaded.encoder
+        encoder.requires_grad_(False)
+        first = next(encoder.parameters())
+        with seeded(seed):
+            backbone = self.adapt(encoder, res)
+            head = nn.Linear(spec.feature_dim, num_classes, device=first.device, dtype=first.dtype)
+        return ClassifierModel(
+            backbone, head, spec, self, res, loaded.weights, loaded.weights_fingerprint
+        )
+
+    def set_train_mode(self, model: ClassifierModel) -> None:
+        """Called after `model.train()`: frozen parts that must not drift go back to eval."""
+        if self.freeze_batchnorm:
+            for m in model.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    # -------------------------------------------------------------------- trained state
+
+    def trainable_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Detached CPU copies of what training changes."""
+        if self.full_state:
+            items = model.state_dict().items()
+        else:
+            items = ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+        return {n: t.detach().to("cpu", copy=True) for n, t in items}
+
+    def load_trainable(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        if self.full_state:
+            model.load_state_dict(state, strict=True)
+            return
+        params = dict(model.named_parameters())
+        missing = [n for n in state if n not in params]
+        if missing:
+            raise KeyError(f"trainable tensors not in the model: {missing[:5]}")
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+
+    def save(self, model: ClassifierModel, out_dir: Path) -> None:
+        """Write what training changed (the layout is the kind's; see strategies.files)."""
+        trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        save_tensors(out_dir / self.weights_file, trained)
+
+    weights_file: ClassVar[str] = "trained.safetensors"
+
+    def load(self, out_dir: Path, loaded: LoadedBackbone, num_classes: int) -> ClassifierModel:
+        """Rebuild the saved classifier on `loaded` (which carries the same weights)."""
+        from progbench.models.checkpoints import read_state_dict
+
+        model = self.build(loaded, num_classes)
+        file = out_dir / self.weights_file
+        load_subset(model, read_state_dict(file), str(file))
+        return model
+
+
+class ClassifierModel(nn.Module):
+    """The classifier every streamed strategy trains: the encoder (or a PeftModel around it)
+    plus one linear head (`progbench_head`) on the encoder's feature."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Linear,
+        spec: BackboneSpec,
+        strategy: Strategy,
+        resolution: Resolution,
+        weights: str,
+        weights_fingerprint: str,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.progbench_head = head
+        self.spec = spec
+        self.strategy = strategy
+        self.resolution = resolution
+        self.weights = weights
+        self.weights_fingerprint = weights_fingerprint
+
+    @property
+    def num_classes(self) -> int:
+        return self.progbench_head.out_features
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(pixel_values)
+        # A bf16-cast backbone feeding an fp32 head: match the head's dtype.
+        return self.progbench_head(features.to(self.progbench_head.weight.dtype))
+
+    def train(self, mode: bool = True) -> ClassifierModel:
+        """Frozen parts stay in eval mode while training (the strategy says which)."""
+        super().train(mode)
+        if mode:
+            self.strategy.set_train_mode(self)
+        return self
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.progbench_head.parameters())
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """The backbone's trainable parameters (adapters, biases, or all for FFT)."""
+        return [p for p in self.backbone.parameters() if p.requires_grad]
+
+    def describe(self) -> dict[str, Any]:
+        from progbench.models.params import count_parameters
+
+        c = count_parameters(self)
+        return {
+            "backbone": self.spec.name,
+            "strategy": self.strategy.name,
+            "kind": self.strategy.kind,
+            "weights": self.weights,
+            "weights_fingerprint": self.weights_fingerprint,
+            "num_classes": self.num_classes,
+            "target_modules": self.resolution.target_modules,
+            "feedforward_modules": self.resolution.feedforward_modules,
+            "trainable": c.trainable,
+            "total": c.total,
+            "percent": c.percent,
+        }

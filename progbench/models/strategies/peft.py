@@ -1,0 +1,220 @@
+"""LoRA, VeRA and IA3 through Hugging Face peft (`get_peft_model` on the encoder;
+`inject_adapter_in_model` cannot do VeRA). Targets come from the backbone's YAML; each must match
+at least one module of a type the method supports, and peft must adapt exactly those modules."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import nn
+
+from progbench.config import BackboneSpec
+from progbench.errors import ConfigError, RegistryError
+from progbench.models.strategies.base import (
+    ClassifierModel,
+    Resolution,
+    Strategy,
+    check_unclaimed,
+    claim_encoder,
+    unused_parameters,
+)
+from progbench.models.strategies.kinds import HEAD_FILE
+from progbench.models.strategies.registry import register_kind
+from progbench.models.strategies.tensors import HEAD_NAME, save_tensors
+
+if TYPE_CHECKING:
+    from progbench.models.loaders import LoadedBackbone
+
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def _matches(name: str, target: str) -> bool:
+    # peft's rule for a list of target_modules (tuners_utils.check_target_module_exists).
+    return name == target or name.endswith("." + target)
+
+
+class PeftStrategy(Strategy):
+    """An adapter method of peft. Subclasses give the layer types it supports and its config."""
+
+    method: ClassVar[str]  # the section of the backbone YAML's `targets`
+
+    @property
+    def uses_peft(self) -> bool:
+        return True
+
+    @abstractmethod
+    def supported_types(self) -> tuple[type, ...]:
+        """The layer types the method can adapt."""
+
+    @abstractmethod
+    def peft_config(self, res: Resolution) -> Any:
+        """The peft config object for the resolved targets."""
+
+    def resolve(self, spec: BackboneSpec, encoder: nn.Module | None = None) -> Resolution:
+        base = self._base(spec)
+        t = spec.targets.for_kind(self.method)  # type: ignore[arg-type]
+        if t.not_applicable is not None:
+            return Resolution(**base, applicable=False, reason=t.not_applicable.strip())
+        base |= {"target_modules": list(t.modules), "feedforward_modules": list(t.feedforward)}
+        if encoder is None:
+            return Resolution(**base, applicable=True)
+        unused_parameters(spec, encoder)
+        matched = self._match_targets(spec, t.modules, encoder)
+        return Resolution(**base, applicable=True, matched_modules=matched, checked=True)
+
+    def _match_targets(
+        self, spec: BackboneSpec, targets: list[str], encoder: nn.Module
+    ) -> list[str]:
+        modules = dict(encoder.named_modules())
+        allowed = self.supported_types()
+        matched: list[str] = []
+        for t in targets:
+            hits = [n for n in modules if _matches(n, t)]
+            if not hits:
+                leaves = [n for n, m in modules.items() if n and not list(m.children())][:8]
+                raise RegistryError(
+                    f"backbone {spec.name!r}: {self.method} target {t!r} matches no module",
+                    f"Targets are module names or suffixes, e.g. {', '.join(leaves)} ...",
+                )
+            wrong = sorted(
+                {type(modules[n]).__name__ for n in hits if not isinstance(modules[n], allowed)}
+            )
+            if wrong:
+                raise RegistryError(
+                    f"backbone {spec.name!r}: {self.method} target {t!r} matches "
+                    f"{', '.join(wrong)} modules, which {self.method} cannot adapt (it supports "
+                    f"{', '.join(c.__name__ for c in allowed)})",
+                    f"Choose other targets, or set `targets.{self.method}.not_applicable: "
+                    "<reason>` in the YAML.",
+                )
+            matched.extend(hits)
+        return sorted(set(matched))
+
+    def adapt(self, encoder: nn.Module, res: Resolution) -> nn.Module:
+        from peft import get_peft_model
+
+        try:
+            config = self.peft_config(res)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"strategy {self.name!r}: peft rejects its settings: {err}") from err
+        backbone = get_peft_model(encoder, config)
+        adapted = set(backbone.base_model.targeted_module_names)
+        if adapted != set(res.matched_modules):
+            raise RegistryError(
+                f"{self.name} on {res.backbone}: peft adapted {len(adapted)} modules, progbench "
+                f"matched {len(res.matched_modules)}; they differ by "
+                f"{sorted(adapted ^ set(res.matched_modules))[:8]}"
+            )
+        return backbone
+
+    def save(self, model: ClassifierModel, out_dir: Path) -> None:
+        """peft's save_pretrained layout (PeftModel.from_pretrained loads it), plus the head."""
+        # peft writes its files directly: write them beside, then move each into place.
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".peft-") as tmp:
+            model.backbone.save_pretrained(tmp, safe_serialization=True)
+            for name in PEFT_FILES:
+                os.replace(Path(tmp) / name, out_dir / name)
+        save_tensors(out_dir / HEAD_FILE, head_state(model))
+
+    def load(self, out_dir: Path, loaded: LoadedBackbone, num_classes: int) -> ClassifierModel:
+        from peft import PeftModel
+
+        from progbench.models.checkpoints import load_strict, read_state_dict, take_prefixed
+
+        check_unclaimed(loaded)
+        res = self.resolve(loaded.spec, loaded.encoder)
+        claim_encoder(loaded)
+        loaded.encoder.requires_grad_(False)
+        backbone = PeftModel.from_pretrained(loaded.encoder, str(out_dir), is_trainable=True)
+        first = next(loaded.encoder.parameters())
+        head = nn.Linear(
+            loaded.spec.feature_dim, num_classes, device=first.device, dtype=first.dtype
+        )
+        state = take_prefixed(read_state_dict(out_dir / HEAD_FILE), f"{HEAD_NAME}.")
+        load_strict(head, state, str(out_dir / HEAD_FILE))
+        return ClassifierModel(
+            backbone, head, loaded.spec, self, res, loaded.weights, loaded.weights_fingerprint
+        )
+
+
+def _conv1d() -> type:
+    from transformers.pytorch_utils import Conv1D
+
+    return Conv1D
+
+
+@register_kind("lora")
+class LoRA(PeftStrategy):
+    method = "lora"
+
+    def supported_types(self) -> tuple[type, ...]:
+        # peft 0.21: lora `_create_new_module`.
+        return (
+            nn.Linear,
+            nn.Conv1d,
+            nn.Conv2d,
+            nn.Conv3d,
+            nn.Embedding,
+            nn.MultiheadAttention,
+            _conv1d(),
+        )
+
+    def peft_config(self, res: Resolution) -> Any:
+        from peft import LoraConfig
+
+        s = self.spec
+        return LoraConfig(
+            r=s.rank,
+            lora_alpha=s.alpha,
+            lora_dropout=s.dropout,
+            target_modules=res.target_modules,
+            bias="none",
+            **s.peft_options,
+        )
+
+
+@register_kind("vera")
+class VeRA(PeftStrategy):
+    method = "vera"
+
+    def supported_types(self) -> tuple[type, ...]:
+        return (nn.Linear, _conv1d())
+
+    def peft_config(self, res: Resolution) -> Any:
+        from peft import VeraConfig
+
+        s = self.spec
+        return VeraConfig(
+            r=s.rank,
+            vera_dropout=s.dropout,
+            target_modules=res.target_modules,
+            save_projection=True,  # the adapter file then reproduces the model on its own
+            **s.peft_options,
+        )
+
+
+@register_kind("ia3")
+class IA3(PeftStrategy):
+    method = "ia3"
+
+    def supported_types(self) -> tuple[type, ...]:
+        return (nn.Linear, nn.Conv2d, nn.Conv3d, _conv1d())
+
+    def peft_config(self, res: Resolution) -> Any:
+        from peft import IA3Config
+
+        # IA3 on a model that is not a transformers PreTrainedModel needs explicit feed-forward
+        # modules; an empty list is allowed.
+        return IA3Config(
+            target_modules=res.target_modules,
+            feedforward_modules=res.feedforward_modules,
+            **self.spec.peft_options,
+        )
+
+
+def head_state(model: ClassifierModel) -> dict[str, Any]:
+    return {f"{HEAD_NAME}.{k}": v for k, v in model.progbench_head.state_dict().items()}

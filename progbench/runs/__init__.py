@@ -1,0 +1,85 @@
+"""The run format shared by every trainer and the evaluator: spec, predictions, layout, the
+files of a run, reading trees back, and a run's lifecycle (claim, check, prepare, finish).
+
+See `progbench.runs.layout` for the directory layout and `progbench.runs.lifecycle` for how
+finished runs are recognised, refused or replaced.
+"""
+
+from progbench.runs.files import (
+    append_train_log,
+    mark_done,
+    read_spec,
+    read_train_log,
+    write_metrics,
+    write_predictions,
+    write_spec,
+)
+from progbench.runs.layout import (
+    DONE_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    REQUIRED_FILES,
+    SPEC_FILE,
+    STATE_DIR,
+    TRAIN_LOG_FILE,
+    cell_dir,
+    is_done,
+    is_run_dir,
+    run_dir_for,
+)
+from progbench.runs.lifecycle import (
+    Claims,
+    claim_run,
+    claims,
+    finish_run,
+    is_finished_match,
+    prepare_run_dir,
+)
+from progbench.runs.predictions import (
+    PREDICTION_COLUMNS,
+    SPLITS,
+    read_predictions_file,
+    validate_predictions,
+)
+from progbench.runs.scan import Run, RunScan, iter_runs, read_run
+from progbench.runs.spec import FEWSHOT_REGIMES, Regime, RunCost, RunSpec, identity_diff
+
+__all__ = [
+    "DONE_FILE",
+    "FEWSHOT_REGIMES",
+    "METRICS_FILE",
+    "PREDICTIONS_FILE",
+    "PREDICTION_COLUMNS",
+    "REQUIRED_FILES",
+    "SPEC_FILE",
+    "SPLITS",
+    "STATE_DIR",
+    "TRAIN_LOG_FILE",
+    "Claims",
+    "Regime",
+    "Run",
+    "RunCost",
+    "RunScan",
+    "RunSpec",
+    "append_train_log",
+    "cell_dir",
+    "claim_run",
+    "claims",
+    "finish_run",
+    "identity_diff",
+    "is_done",
+    "is_finished_match",
+    "is_run_dir",
+    "iter_runs",
+    "mark_done",
+    "prepare_run_dir",
+    "read_predictions_file",
+    "read_run",
+    "read_spec",
+    "read_train_log",
+    "run_dir_for",
+    "validate_predictions",
+    "write_metrics",
+    "write_predictions",
+    "write_spec",
+]

@@ -1,0 +1,184 @@
+"""Which runs one `progbench train` call makes, the same rule for every strategy.
+
+The splits are made (or read and checked) once per parameter set and saved beside the runs, so
+every strategy and backbone of a study is trained and tested on the same patients. The runs are
+the full-data run of every fold plus, for each k asked for with `--shots`, the draws
+`repeat < --repeats` of every fold. Draws asked for but absent from a given splits file are an
+error naming what it holds; draws the file holds but nobody asked for are not run.
+
+Every run carries, in its spec's `settings`, what the data of its fold is (a fingerprint of its
+train, validation and test images and their labels), the split's parameters and the task's
+definition, so a finished run made from other splits or other labels is never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from progbench.atomic import atomic_write_json
+from progbench.data.fewshot import add_fewshot
+from progbench.data.manifest import Task
+from progbench.data.splitcheck import check_splits
+from progbench.data.splits import (
+    FewShotDraw,
+    Fold,
+    Splits,
+    make_splits,
+    read_splits,
+    resolve_scheme,
+)
+from progbench.errors import SplitError
+from progbench.provenance import fingerprint
+from progbench.runs import RunSpec
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    scheme: str = "auto"  # auto | loco | kfold | holdout (data.splits.resolve_scheme)
+    folds: int = 5
+    val_fraction: float = 0.2
+    seed: int = 42
+    shots: tuple[int, ...] = ()
+    repeats: int = 5
+    per_center: bool = False
+    test_fraction: float = 0.2  # holdout only
+    splits_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One run to make: its spec, its training images (a fold's or a draw's), and its fold,
+    whose validation and test parts are never subsampled."""
+
+    spec: RunSpec
+    train_ids: list[str]
+    fold: Fold
+
+
+def splits_path(task: Task, req: SplitRequest, scheme: str, runs_root: Path) -> Path:
+    """`<runs>/<task>/splits-<every parameter>.json`: other parameters, another file."""
+    tag = f"{scheme}" + (f"-{req.folds}folds" if scheme == "kfold" else "")
+    tag += f"-val{req.val_fraction:g}-seed{req.seed}"
+    if scheme == "holdout":
+        tag += f"-test{req.test_fraction:g}"
+    if req.shots:
+        center = "-percenter" if req.per_center else ""
+        tag += f"-shots{'_'.join(map(str, req.shots))}x{req.repeats}{center}"
+    return runs_root / task.name / f"splits-{tag}.json"
+
+
+def resolve_splits(task: Task, req: SplitRequest, runs_root: Path) -> tuple[Splits, Path, str]:
+    """The splits (read from `--splits` or the saved file, else made and saved), their path, and
+    a note saying which scheme was used and why."""
+    if req.splits_file is not None:
+        path = req.splits_file
+        splits = read_splits(path)
+        note = f"scheme {splits.scheme} (from {path})"
+    else:
+        scheme, note = resolve_scheme(task, req.scheme)
+        path = splits_path(task, req, scheme, runs_root)
+        if path.is_file():
+            splits = read_splits(path)
+        else:
+            splits = make_splits(
+                task, scheme, req.folds, req.val_fraction, req.seed, req.test_fraction
+            )
+            if req.shots:
+                splits = add_fewshot(splits, task, list(req.shots), req.repeats, req.per_center)
+            atomic_write_json(path, splits.to_json())
+    if splits.manifest_fingerprint != task.manifest.grouping_fingerprint():
+        raise SplitError(
+            f"splits {path} were made for another manifest (other image ids, patients or centres)",
+            "Remove the splits file (and the runs made with it) or pass matching --splits.",
+        )
+    check_splits(splits, task, path)
+    return splits, path, f"scheme {note}"
+
+
+def select_draws(splits: Splits, req: SplitRequest, source: Path) -> dict[int, list[FewShotDraw]]:
+    """Per fold, the draws asked for: k in `req.shots`, repeat < `req.repeats`."""
+    if not req.shots:
+        return {f.fold: [] for f in splits.folds}
+    present = sorted({(d.shots, d.repeat) for f in splits.folds for d in f.fewshot})
+    wanted = {(k, r) for k in req.shots for r in range(req.repeats)}
+    missing = sorted(wanted - set(present))
+    if missing:
+        ks = sorted({k for k, _ in present})
+        reps = max((r for _, r in present), default=-1) + 1
+        raise SplitError(
+            f"{source} holds no few-shot draw for {_draws(missing)}; it holds k = "
+            f"{', '.join(map(str, ks)) or 'none'} with {reps} repeat(s)",
+            "Ask for draws it holds (--shots, --repeats), or write splits with those draws.",
+        )
+    return {f.fold: [d for d in f.fewshot if (d.shots, d.repeat) in wanted] for f in splits.folds}
+
+
+def _draws(pairs: list[tuple[int, int]]) -> str:
+    by_k: dict[int, list[int]] = {}
+    for k, r in pairs:
+        by_k.setdefault(k, []).append(r)
+    return "; ".join(f"k={k} repeat(s) {', '.join(map(str, rs))}" for k, rs in by_k.items())
+
+
+def data_fingerprint(task: Task, train: list[str], val: list[str], test: list[str]) -> str:
+    """The images of a run's parts and their labels: other splits or labels, another value."""
+    pos = {iid: i for i, iid in enumerate(task.manifest.frame["image_id"])}
+
+    def part(ids: list[str]) -> list[list[Any]]:
+        rows = np.array([pos[i] for i in ids], dtype=np.int64)
+        return [sorted(ids), task.labels[rows].tolist() if len(rows) else []]
+
+    return fingerprint({"train": part(train), "val": part(val), "test": part(test)})
+
+
+def task_definition(task: Task) -> dict[str, Any]:
+    c = task.config
+    return {
+        "outcome": c.outcome,
+        "positive": str(c.positive),
+        "negative": c.negative,
+        "per_image_labels": c.per_image_labels,
+    }
+
+
+def plan_runs(
+    task: Task,
+    splits: Splits,
+    req: SplitRequest,
+    source: Path,
+    identity: dict[str, Any],
+    settings: dict[str, Any],
+) -> list[Problem]:
+    """Every run of the request: `identity` holds backbone, weights, weights_fingerprint and
+    strategy; `settings` the strategy's own identity settings (hyper-parameters, features)."""
+    draws = select_draws(splits, req, source)
+    regime = "fewshot-center" if (splits.fewshot_config or {}).get("per_center") else "fewshot"
+    common = {**identity, "task": task.name, "seed": splits.seed, "scheme": splits.scheme}
+    split = splits.parameters()
+    out = []
+    for fold in splits.folds:
+        extra = {"test_center": fold.test_center, "splits_file": str(Path(source).resolve())}
+        parts = [(None, fold.train)] + [(d, d.train) for d in draws[fold.fold]]
+        for draw, train in parts:
+            run_settings = {
+                **settings,
+                "split": split | ({"per_center": regime == "fewshot-center"} if draw else {}),
+                "task": task_definition(task),
+                "data": data_fingerprint(task, list(train), fold.val, fold.test),
+            }
+            fields = (
+                {"regime": "full"}
+                if draw is None
+                else {
+                    "regime": regime,
+                    "shots": draw.shots,
+                    "repeat": draw.repeat,
+                }
+            )
+            spec = RunSpec(**common, **fields, fold=fold.fold, settings=run_settings, extra=extra)
+            out.append(Problem(spec, list(train), fold))
+    return out
