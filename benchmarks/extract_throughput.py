@@ -51,8 +51,8 @@ def throughput(backbone: str, n: int, batch: int, root: Path, rounds: int) -> di
     import torch
 
     from progbench.accel import prepare_model, resolve_accel, to_input
-    from progbench.cache.listing import remove_store
     from progbench.cache.imagestore import ImageStore, build_image_store
+    from progbench.cache.listing import remove_store
     from progbench.data.manifest import load_manifest
     from progbench.extract.features import extract_features
     from progbench.models.loaders import load_backbone

@@ -14,9 +14,9 @@ from progbench.evaluate import results as results_mod
 from progbench.evaluate.aggregate import (
     PredictionSet,
     bootstrap_metrics,
-    patient_bootstrap,
     percentile_ci,
 )
+from progbench.evaluate.bootstrap import patient_bootstrap
 from progbench.evaluate.finish import finish_scored_run
 from progbench.evaluate.results import (
     RESULT_COLUMNS,

@@ -19,9 +19,9 @@ import zarr
 from progbench.accel import resolve_accel
 from progbench.cache.export import export_store
 from progbench.cache.featurestore import FeatureKey, FeatureStore
+from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.cache.listing import list_stores
 from progbench.cache.verify import verify_store
-from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.data.manifest import load_manifest
 from progbench.extract.features import encode, extract_features, feature_key
 from progbench.models.loaders import load_backbone

@@ -18,13 +18,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 from progbench.accel import resolve_accel, to_input
-from progbench.data.fewshot import add_fewshot
 from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.data.fewshot import add_fewshot
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import Splits, make_splits
 from progbench.errors import ConfigError, NotApplicableError
-from progbench.models.strategies.kinds import HEAD_FILE
 from progbench.models.loaders import load_backbone
+from progbench.models.strategies.kinds import HEAD_FILE
 from progbench.runs import read_run, read_spec, read_train_log
 from progbench.train import fit as fit_module
 from progbench.train.finetune import STATE_DIR, run_finetune
@@ -334,7 +334,9 @@ def test_cli_train_writes_runs_skips_finished_ones_and_refuses_with_the_reason(
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "2 run(s) written, 0 already finished" in first.output
-    runs = sorted((tmp_path / "runs" / "tiny-severity" / "kfold" / VIT / "lora-r4" / "full").iterdir())
+    runs = sorted(
+        (tmp_path / "runs" / "tiny-severity" / "kfold" / VIT / "lora-r4" / "full").iterdir()
+    )
     assert [r.name for r in runs] == ["fold-0", "fold-1"]
     assert all((r / "DONE").is_file() and (r / "adapter_model.safetensors").is_file() for r in runs)
     second = runner.invoke(app, args)

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import zarr
 
-from progbench.data.images import load_image
 from progbench.cache.imagestore import (
     ImageStore,
     ImageStoreParams,
@@ -22,6 +21,7 @@ from progbench.cache.imagestore import (
     find_image_store,
     image_store_key,
 )
+from progbench.data.images import load_image
 from progbench.data.manifest import load_manifest
 from progbench.errors import CacheError
 from tests.conftest import write_cohort

@@ -12,8 +12,8 @@ from sklearn.linear_model import LogisticRegression
 
 from progbench.accel import resolve_accel
 from progbench.cache.featurestore import FeatureStore
-from progbench.data.fewshot import add_fewshot
 from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.data.fewshot import add_fewshot
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import make_splits
 from progbench.data.synth import synthesize

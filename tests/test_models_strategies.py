@@ -16,7 +16,6 @@ from progbench.errors import (
     RunError,
     WeightsError,
 )
-from progbench.models.strategies.files import load_trained, save_trained
 from progbench.models.loaders import load_backbone
 from progbench.models.matrix import compute_matrix
 from progbench.models.params import count_parameters
@@ -28,6 +27,7 @@ from progbench.models.registry import (
     list_strategies,
 )
 from progbench.models.strategies import HEAD_NAME, ClassifierModel, build_classifier, resolve
+from progbench.models.strategies.files import load_trained, save_trained
 from tests.twins import TWINS
 
 CELLS = [(b, s) for b in TWINS for s in list_strategies()]

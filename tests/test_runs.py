@@ -64,7 +64,8 @@ def predictions(n: int = 12, seed: int = 0) -> pd.DataFrame:
 
 def test_run_dir_layout_full_and_fewshot(tmp_path: Path) -> None:
     assert (
-        run_dir_for(tmp_path, spec(fold=3)) == tmp_path / "covid-severity/kfold/resnet18/lora/full/fold-3"
+        run_dir_for(tmp_path, spec(fold=3))
+        == tmp_path / "covid-severity/kfold/resnet18/lora/full/fold-3"
     )
     few = spec(regime="fewshot", shots=8, repeat=2, fold=1)
     assert (

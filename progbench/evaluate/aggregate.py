@@ -20,12 +20,15 @@ Few-shot regimes (several repeats per fold)
 
 The bootstrap draws patients with replacement from the union of the pooled sets' patients and
 keeps every image of a drawn patient, as many times as it was drawn. scikit-learn and scipy have
-no cluster bootstrap, so the resampling lives here; every metric is still scikit-learn's.
+no cluster bootstrap, so the resampling lives here (bootstrap.py): each replicate is the set with
+its patients' draw counts as weights, all replicates computed at once, and tests pin every
+metric to scikit-learn's on the same resamples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +36,11 @@ import numpy as np
 import pandas as pd
 
 from progbench.errors import RunError
+from progbench.evaluate.bootstrap import (
+    RANKED,
+    design_matrix,
+    weighted_bootstrap,
+)
 from progbench.evaluate.metrics import (
     METRIC_NAMES,
     MetricValue,
@@ -140,14 +148,6 @@ def pool(runs: Sequence[EvaluatedRun]) -> PredictionSet:
 # ----------------------------------------------------------------------------------- bootstrap
 
 
-def patient_bootstrap(patient_ids: Sequence[Any], n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Yield, per replicate, each patient's draw count (aligned with `np.unique(patient_ids)`)."""
-    n_patients = len(np.unique(np.asarray(patient_ids, dtype=object).astype(str)))
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        yield np.bincount(rng.integers(0, n_patients, n_patients), minlength=n_patients)
-
-
 def bootstrap_metrics(
     sets: Sequence[PredictionSet],
     n_boot: int = DEFAULT_N_BOOT,
@@ -157,18 +157,24 @@ def bootstrap_metrics(
     """Metric values over patient-level bootstrap replicates: shape (n_boot, len(sets), len(metrics)).
 
     One draw of patients per replicate is applied to every set (the few-shot repeats of a fold
-    share their test patients). Undefined values are NaN.
+    share their test patients). Undefined values are NaN. The replicates are weighted copies of
+    the sets, computed all at once (bootstrap.py); tests pin them to scikit-learn per replicate.
     """
-    all_ids = np.concatenate([s.patient_id for s in sets]).astype(str)
+    all_ids = np.concatenate([s.patient_id for s in sets]).astype(str) if sets else np.empty(0)
     universe = np.unique(all_ids)
-    codes = [np.searchsorted(universe, s.patient_id.astype(str)) for s in sets]
-    out = np.full((n_boot, len(sets), len(metrics)), np.nan)
-    for b, counts in enumerate(patient_bootstrap(universe, n_boot, seed)):
-        for j, s in enumerate(sets):
-            rows = np.repeat(np.arange(len(s.y_true)), counts[codes[j]])
-            values = binary_metrics(s.y_true[rows], s.p_pos[rows], s.threshold[rows], metrics)
-            out[b, j] = [np.nan if values[m] is None else values[m] for m in metrics]
-    return out
+    ranked = bool(RANKED & set(metrics))
+    designs = [
+        design_matrix(
+            np.searchsorted(universe, s.patient_id.astype(str)),
+            s.y_true,
+            s.p_pos,
+            s.threshold,
+            len(universe),
+            ranked,
+        )
+        for s in sets
+    ]
+    return weighted_bootstrap(designs, len(universe), n_boot, seed, metrics)
 
 
 def percentile_ci(
@@ -287,11 +293,11 @@ def aggregate_group(
         mean, std, n = mean_std([p[m] for p in points])
         low, high = (None, None)
         if mean is not None and len(boot):
-            with np.errstate(all="ignore"):
-                # Mean over repeats per replicate; a replicate where every repeat is undefined is NaN.
-                per_replicate = np.array(
-                    [np.nan if np.all(np.isnan(b)) else np.nanmean(b) for b in boot[:, :, k]]
-                )
+            with warnings.catch_warnings():
+                # Mean over repeats per replicate; one where every repeat is undefined is NaN
+                # (numpy warns "Mean of empty slice" for it: that is the rule, not news).
+                warnings.simplefilter("ignore", category=RuntimeWarning)
+                per_replicate = np.nanmean(boot[:, :, k], axis=1)
             low, high = percentile_ci(per_replicate)
         rows += [
             AggregateRow("pooled-mean", m, mean, low, high, n_runs=n),

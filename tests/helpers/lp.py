@@ -28,7 +28,12 @@ def lp_problems(
         else SplitRequest()
     )
     problems = plan_runs(
-        task, splits, req, Path("splits.json"), ctx.identity(), lp_settings(ctx, cfg or ProbeConfig())
+        task,
+        splits,
+        req,
+        Path("splits.json"),
+        ctx.identity(),
+        lp_settings(ctx, cfg or ProbeConfig()),
     )
     return [p for p in problems if full or p.spec.regime != "full"]
 
