@@ -222,7 +222,9 @@ def test_pickled_objects_are_never_unpickled(tmp_path: Path) -> None:
         load_backbone("tiny-resnet", str(tmp_path / "w.pt"))
 
 
-def test_bad_weights_arguments(tmp_path: Path) -> None:
+def test_bad_weights_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROGBENCH_WEIGHTS_DIR", raising=False)  # no weights folder applies
+    monkeypatch.setenv("PROGBENCH_CACHE", str(tmp_path / "cache"))
     with pytest.raises(WeightsError, match="neither 'pretrained', 'random' nor an existing path"):
         load_backbone("tiny-resnet", str(tmp_path / "missing.pth"))
     with pytest.raises(WeightsError, match="no pretrained weights"):
@@ -247,10 +249,22 @@ def _assert_offline_message(err: pytest.ExceptionInfo[WeightsError]) -> None:
 def test_unreachable_pretrained_weights_say_how_to_go_local(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each library's download fails after the connectivity probe said the host answers."""
+    import huggingface_hub.constants
     import open_clip.pretrained
     import torchvision.models as tvm
     import transformers
 
+    from progbench.models.sources import network
+
+    for var in network.OFFLINE_ENVS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(network, "unreachable_reason", lambda url: None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("PROGBENCH_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("PROGBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(tvm.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", _offline)
     with pytest.raises(WeightsError) as err:
         load_backbone("resnet18", "pretrained")
@@ -271,7 +285,6 @@ def test_unreachable_pretrained_weights_say_how_to_go_local(
         load_backbone("biomedclip", "pretrained")
     _assert_offline_message(err)
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)
     with pytest.raises(WeightsError) as err:
         load_backbone("medclip-swin", "pretrained")
