@@ -26,7 +26,19 @@ class ConfigError(ProgbenchError):
 
 
 class ManifestError(ProgbenchError):
-    """The manifest (CSV/Parquet) is missing columns, has bad rows or bad files."""
+    """The manifest (CSV/Parquet) is missing columns, has bad rows or bad files.
+
+    `problems` holds one line per bad row when the error lists rows, so that a caller (prepare)
+    can merge them with its own.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, problems: list[str] | None = None):
+        super().__init__(message, hint)
+        self.problems: list[str] = list(problems or [])
+
+
+class PrepareError(ProgbenchError):
+    """A clinical table, image folder or column map cannot make a manifest (`progbench prepare`)."""
 
 
 class ImageDecodeError(ProgbenchError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,12 @@ class Manifest:
 
     frame: pd.DataFrame
     source: Path
+    # How messages name rows; None: the manifest's own lines. `prepare` passes the clinical
+    # table's rows, so that a problem found here names the row the user has to fix.
+    row_names: tuple[str, ...] | None = None
+
+    def row_name(self, i: int) -> str:
+        return self.row_names[i] if self.row_names is not None else row_label(self.source, i)
 
     @property
     def root(self) -> Path:
@@ -118,10 +125,22 @@ def read_table(path: str | Path) -> pd.DataFrame:
     )
 
 
-def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
-    """Read and validate a manifest. Raises ManifestError listing every problem found."""
+def load_manifest(
+    path: str | Path, check_files: bool = True, row_names: Sequence[str] | None = None
+) -> Manifest:
+    """Read and validate a manifest. Raises ManifestError listing every problem found.
+
+    `row_names` (one per row) replace the manifest's line numbers in messages.
+    """
     path = Path(path).resolve()
     df = read_table(path)
+    names = tuple(row_names) if row_names is not None else None
+    if names is not None and len(names) != len(df):
+        raise ValueError(f"row_names has {len(names)} entries for {len(df)} rows")
+
+    def name(i: int) -> str:
+        return names[i] if names is not None else row_label(path, i)
+
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(
@@ -142,17 +161,17 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     problems: list[str] = []
     for col in ID_COLUMNS:
         for i in np.flatnonzero(df[col].to_numpy() == ""):
-            problems.append(f"{row_label(path, i)}, column {col!r}: empty value")
+            problems.append(f"{name(i)}, column {col!r}: empty value")
 
     dup = df["image_id"].duplicated(keep=False) & (df["image_id"] != "")
     for image_id, rows in df[dup].groupby("image_id").groups.items():
-        where = ", ".join(row_label(path, i) for i in rows)
+        where = ", ".join(name(i) for i in rows)
         problems.append(f"column 'image_id': value {image_id!r} appears more than once ({where})")
 
     centres = df[df["patient_id"] != ""].groupby("patient_id")["center"].unique()
     for patient, cs in centres[centres.map(len) > 1].items():
         rows = df.index[df["patient_id"] == patient]
-        where = ", ".join(row_label(path, i) for i in rows)
+        where = ", ".join(name(i) for i in rows)
         problems.append(
             f"column 'center': patient {patient!r} appears in centres {sorted(cs)} ({where})"
         )
@@ -167,9 +186,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             vals = pd.to_numeric(df[col], errors="coerce")
             bad = vals.isna() & df[col].notna()
             for i in np.flatnonzero(bad.to_numpy()):
-                problems.append(
-                    f"{row_label(path, i)}, column {col!r}: {df[col].iloc[i]!r} is not a number"
-                )
+                problems.append(f"{name(i)}, column {col!r}: {df[col].iloc[i]!r} is not a number")
             df[col] = vals
 
     if check_files:
@@ -178,16 +195,17 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                 continue
             full = resolve_path(path.parent, p)
             if not full.is_file():
-                problems.append(f"{row_label(path, i)}, column 'path': file not found: {full}")
+                problems.append(f"{name(i)}, column 'path': file not found: {full}")
             elif not os.access(full, os.R_OK):
-                problems.append(f"{row_label(path, i)}, column 'path': file not readable: {full}")
+                problems.append(f"{name(i)}, column 'path': file not readable: {full}")
 
     if problems:
         raise ManifestError(
             f"{path} has {len(problems)} problem(s):\n{_bullets(problems)}",
             "Fix or remove these rows; paths are relative to the manifest's folder.",
+            problems,
         )
-    return Manifest(frame=df.reset_index(drop=True), source=path)
+    return Manifest(frame=df.reset_index(drop=True), source=path, row_names=names)
 
 
 def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:
@@ -203,7 +221,7 @@ def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:
     positive = normalise_value(task.positive)
     negatives = {normalise_value(v) for v in task.negative} if task.negative else None
     problems = [
-        f"{row_label(path, i)}, column {task.outcome!r}: missing value (NaN/empty)"
+        f"{manifest.row_name(i)}, column {task.outcome!r}: missing value (NaN/empty)"
         for i in np.flatnonzero((values == "").to_numpy())
     ]
     seen = sorted(set(values) - {""})
@@ -225,13 +243,14 @@ def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:
     allowed = negatives | {positive}
     for i in np.flatnonzero(~values.isin(allowed | {""}).to_numpy()):
         problems.append(
-            f"{row_label(path, i)}, column {task.outcome!r}: unknown value {values.iloc[i]!r} "
+            f"{manifest.row_name(i)}, column {task.outcome!r}: unknown value {values.iloc[i]!r} "
             f"(expected one of {sorted(allowed)})"
         )
     if problems:
         raise ManifestError(
             f"{path} has {len(problems)} bad outcome value(s):\n{_bullets(problems)}",
             "Fill in or drop these rows, or list extra negative values with `negative:`.",
+            problems,
         )
     labels = (values == positive).to_numpy().astype(np.int64)
     if labels.min() == labels.max():
@@ -251,13 +270,16 @@ def _check_patient_labels(manifest: Manifest, outcome: str, labels: np.ndarray) 
     problems = []
     for patient in mixed:
         rows = np.flatnonzero(df["patient_id"].to_numpy() == patient)
-        where = ", ".join(f"{row_label(path, i)} ({df[outcome].iloc[i]!r})" for i in rows)
-        problems.append(f"patient {patient!r}: {where}")
+        where = ", ".join(f"{manifest.row_name(i)} ({df[outcome].iloc[i]!r})" for i in rows)
+        problems.append(
+            f"column {outcome!r}: patient {patient!r} has images with different labels: {where}"
+        )
     raise ManifestError(
         f"{path}, column {outcome!r}: {len(mixed)} patient(s) have images with different "
         f"outcome labels:\n{_bullets(problems)}",
         "A prognosis outcome belongs to the patient: fix these rows, or, if the outcome really is "
         "per image, set `per_image_labels: true` in the task YAML.",
+        problems,
     )
 
 

@@ -1,0 +1,378 @@
+"""The `prepare` group: raw downloads -> manifest.csv, tasks/*.yaml and prepare.json.
+
+`table` takes any clinical table and image folder with a column map; `aiforcovid`,
+`covid19-ar`, `cocross` and `stonybrook` are the study's datasets as presets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from progbench.commands.app import command, group
+from progbench.commands.options import split_list
+from progbench.commands.output import console, print_wide
+from progbench.commands.render import simple_table
+
+app = group("Turn raw downloads (a clinical table and image folders) into a runnable study.")
+
+OutDirOpt = Annotated[
+    Path, typer.Option("--out", help="Folder for manifest.csv, tasks/ and prepare.json.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing manifest in --out.")]
+AbsoluteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--absolute-paths", help="Write absolute image paths (default: relative to --out)."
+    ),
+]
+DropUnmatchedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--drop-unmatched",
+        help="Drop table rows that no image file matches (default: an error listing them).",
+    ),
+]
+OnePerPatientOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--one-per-patient",
+        help="earliest | latest (by study date, then file order) | first (file order).",
+    ),
+]
+ViewsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--views",
+        help="Views kept, e.g. PA,AP (DICOM ViewPosition or the --view column); add 'unknown' "
+        "to keep images without a view; '' keeps every view.",
+    ),
+]
+ModalitiesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--modalities", help="DICOM Modality values kept, e.g. CR,DX; '' keeps all."),
+]
+ClinicalOpt = Annotated[
+    Path | None,
+    typer.Option("--clinical", help="The clinical table, if not found under RAW_DIR by name."),
+]
+RawArg = Annotated[Path, typer.Argument(help="The folder the release was downloaded into.")]
+
+
+def _listed(values: list[str] | None) -> list[str] | None:
+    """None when not given; [] when given as '' (meaning: no filter)."""
+    return None if values is None else split_list(values)
+
+
+def prepare_table(
+    table: Annotated[Path, typer.Argument(help="Clinical table: .csv, .xlsx or .parquet.")],
+    images: Annotated[
+        Path,
+        typer.Argument(
+            help="Image root: paths and templates are relative to it; matching walks it."
+        ),
+    ],
+    out: OutDirOpt,
+    map_file: Annotated[
+        Path | None,
+        typer.Option("--map", help="Column map YAML; options given here override its keys."),
+    ] = None,
+    sheet: Annotated[str | None, typer.Option(help="Spreadsheet sheet (name or index).")] = None,
+    header_row: Annotated[
+        int | None, typer.Option("--header-row", help="0-based row of the header.")
+    ] = None,
+    id_col: Annotated[
+        str | None, typer.Option("--id", help="Column of image ids (one image per row).")
+    ] = None,
+    patient: Annotated[str | None, typer.Option(help="Patient column (default: --id).")] = None,
+    center: Annotated[str | None, typer.Option(help="Centre column (default: one centre).")] = None,
+    center_name: Annotated[
+        str | None, typer.Option("--center-name", help="The one centre's name, without --center.")
+    ] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Column of image paths.")] = None,
+    path_template: Annotated[
+        str | None,
+        typer.Option("--path-template", help="Image path from columns, e.g. '{ImageFile}.dcm'."),
+    ] = None,
+    dicom_match: Annotated[
+        str | None,
+        typer.Option(
+            "--dicom-match", help="TAG=COLUMN: DICOM files whose header tag equals the column."
+        ),
+    ] = None,
+    match_stem: Annotated[
+        str | None,
+        typer.Option(
+            "--match-stem", help="COLUMN: files named <value> or <value>_<anything> (or - . space)."
+        ),
+    ] = None,
+    outcome: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--outcome",
+            help="NAME=COLUMN:POSITIVE[,NEGATIVE...], repeated; e.g. death=Outcome:Dead,Alive.",
+        ),
+    ] = None,
+    date: Annotated[str | None, typer.Option(help="Study date column.")] = None,
+    view: Annotated[str | None, typer.Option(help="View column (PA, AP, LATERAL...).")] = None,
+    box_columns: Annotated[
+        str | None,
+        typer.Option("--box-columns", help="X0,Y0,X1,Y1: box columns in pixels (x = column)."),
+    ] = None,
+    one_per_patient: OnePerPatientOpt = None,
+    views: ViewsOpt = None,
+    modalities: ModalitiesOpt = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Ids (of --id) to drop, recorded.")
+    ] = None,
+    drop_unmatched: DropUnmatchedOpt = False,
+    absolute_paths: AbsoluteOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Build a study from any clinical table and image folder, described by a column map.
+
+    Example: [bold]progbench prepare table clinical.xlsx dicom/ --out study --id ImageFile --center Hospital --path-template '{ImageFile}.dcm' --outcome death=Outcome:Dead,Alive[/]
+    """
+    from progbench.data.prepare import prepare
+    from progbench.data.prepare.options import TableOptions, table_spec
+
+    rules: dict[str, Any] = {}
+    if views is not None:
+        rules["views"] = _listed(views) or None
+    if modalities is not None:
+        rules["modalities"] = _listed(modalities) or None
+    if exclude:
+        rules["exclude_ids"] = split_list(exclude)
+    if drop_unmatched:
+        rules["unmatched"] = "drop"
+    options = TableOptions(
+        map_file=map_file,
+        sheet=sheet,
+        header_row=header_row,
+        columns={
+            "id": id_col,
+            "patient": patient,
+            "center": center,
+            "center_name": center_name,
+            "path": path,
+            "path_template": path_template,
+            "stem_match": match_stem,
+            "date": date,
+            "view": view,
+        },
+        dicom_match=dicom_match,
+        outcomes=outcome or [],
+        box_columns=split_list(box_columns),
+        rules=rules,
+        one_per_patient=one_per_patient,
+        absolute_paths=absolute_paths or None,
+    )
+    spec = table_spec(table, images, options)
+    _report(prepare(spec, out, force=force))
+
+
+def prepare_aiforcovid(
+    raw: RawArg,
+    out: OutDirOpt,
+    boxes: Annotated[
+        Path | None,
+        typer.Option("--boxes", help="The authors' box file (box_data_AFC.xlsx): lung crops."),
+    ] = None,
+    box_margin: Annotated[
+        float | None,
+        typer.Option("--box-margin", help="Box margin, percent of each side in total (5)."),
+    ] = None,
+    box_square: Annotated[
+        bool, typer.Option("--box-square/--no-box-square", help="Pad boxes to squares.")
+    ] = True,
+    missing_box: Annotated[
+        str, typer.Option("--missing-box", help="error | full (no crop) for an image without box.")
+    ] = "error",
+    mortality: Annotated[
+        str | None,
+        typer.Option("--mortality", help="COLUMN:POSITIVE,NEGATIVE of mortality (Death:1,0)."),
+    ] = None,
+    no_mortality: Annotated[
+        bool, typer.Option("--no-mortality", help="Prepare afc only (no afc-m).")
+    ] = False,
+    authors_rejects: Annotated[
+        bool,
+        typer.Option("--authors-rejects", help="Drop the 10 ids the authors' converter dropped."),
+    ] = False,
+    absolute_paths: AbsoluteOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """AIforCOVID: tasks afc (severity) and afc-m (mortality), centres = Hospital (LOCO).
+
+    RAW_DIR holds AIforCOVID.xlsx + imgs/ (and AIforCOVID_r2.xlsx + imgs_r2/, AIforCOVID_r3.xlsx + imgs_r3/ when downloaded).
+
+    Example: [bold]progbench prepare aiforcovid raw/AIforCOVID --out studies/afc --boxes box_data_AFC.xlsx[/]
+    """
+    from progbench.data.datasets.aiforcovid import AfcOptions
+    from progbench.data.datasets.aiforcovid import prepare_aiforcovid as run
+
+    options = AfcOptions(
+        mortality=mortality,
+        no_mortality=no_mortality,
+        authors_rejects=authors_rejects,
+        boxes=boxes,
+        box_margin=box_margin,
+        box_square=box_square,
+        missing_box=missing_box,
+        absolute_paths=absolute_paths,
+    )
+    _report(run(raw, out, options, force=force))
+
+
+def prepare_covid19_ar(
+    raw: RawArg,
+    out: OutDirOpt,
+    clinical: ClinicalOpt = None,
+    icu: Annotated[
+        str | None,
+        typer.Option("--icu", help="COLUMN:POSITIVE,NEGATIVE of ICU admission (detected)."),
+    ] = None,
+    one_per_patient: OnePerPatientOpt = None,
+    views: ViewsOpt = None,
+    modalities: ModalitiesOpt = None,
+    drop_unmatched: DropUnmatchedOpt = False,
+    absolute_paths: AbsoluteOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """COVID-19-AR (TCIA): task car (ICU admission), one frontal CR/DX radiograph per patient.
+
+    Example: [bold]progbench prepare covid19-ar raw/manifest-1594658036421 --out studies/car[/]
+    """
+    from progbench.data.datasets.covid19_ar import CarOptions, prepare_covid19_ar
+
+    options = CarOptions(
+        clinical=clinical,
+        icu=icu,
+        one_per_patient=one_per_patient,
+        views=_listed(views),
+        modalities=_listed(modalities),
+        drop_unmatched=drop_unmatched,
+        absolute_paths=absolute_paths,
+    )
+    _report(prepare_covid19_ar(raw, out, options, force=force))
+
+
+def prepare_cocross(
+    raw: RawArg,
+    out: OutDirOpt,
+    table: Annotated[
+        Path | None,
+        typer.Option("--table", help="The clinical table (default: the one in RAW_DIR)."),
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Image folder (default: RAW_DIR/imgs).")
+    ] = None,
+    patient: Annotated[str | None, typer.Option(help="Patient column (default: ID).")] = None,
+    center: Annotated[str | None, typer.Option(help="Centre column (default: one centre).")] = None,
+    match: Annotated[
+        str, typer.Option(help="auto | dicom (PatientID = ID) | stem (file names start with ID).")
+    ] = "auto",
+    drop_unmatched: DropUnmatchedOpt = False,
+    absolute_paths: AbsoluteOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """CoCross: task cc (ICU outcome), several radiographs per patient, grouped by patient.
+
+    Example: [bold]progbench prepare cocross raw/CoCross --out studies/cc[/]
+    """
+    from progbench.data.datasets.cocross import CocrossOptions, prepare_cocross
+
+    options = CocrossOptions(
+        table=table,
+        images=images,
+        patient=patient,
+        center=center,
+        match=match,
+        drop_unmatched=drop_unmatched,
+        absolute_paths=absolute_paths,
+    )
+    _report(prepare_cocross(raw, out, options, force=force))
+
+
+def prepare_stonybrook(
+    raw: RawArg,
+    out: OutDirOpt,
+    clinical: ClinicalOpt = None,
+    one_per_patient: OnePerPatientOpt = None,
+    views: ViewsOpt = None,
+    modalities: ModalitiesOpt = None,
+    drop_unmatched: DropUnmatchedOpt = False,
+    absolute_paths: AbsoluteOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Stony Brook (TCIA COVID-19-NY-SBU): tasks ny-all (every frontal CXR) and ny-small (one per patient).
+
+    --one-per-patient sets ny-small's rule (default earliest).
+
+    Example: [bold]progbench prepare stonybrook raw/manifest-1628608914773 --out studies/ny[/]
+    """
+    from progbench.data.datasets.stonybrook import prepare_stonybrook
+    from progbench.data.datasets.tcia import TciaOptions
+
+    options = TciaOptions(
+        clinical=clinical,
+        one_per_patient=one_per_patient,
+        views=_listed(views),
+        modalities=_listed(modalities),
+        drop_unmatched=drop_unmatched,
+        absolute_paths=absolute_paths,
+    )
+    _report(prepare_stonybrook(raw, out, options, force=force))
+
+
+def _report(result: Any) -> None:
+    """What was written, the counts through the rules, and each task's classes."""
+    rules = [
+        (_rule_name(e), _counts(e["before"]), _counts(e["after"])) for e in result.record["rules"]
+    ]
+    print_wide(simple_table("selection", ("rule", "before", "after"), rules))
+    rows = []
+    for o in result.record["outputs"]:
+        for name, t in o["tasks"].items():
+            img, pat = t["images"], t["patients"]
+            rows.append(
+                (
+                    name,
+                    o["manifest"],
+                    o["images"],
+                    o["patients"],
+                    len(o["centres"]),
+                    f"{img['positive']}/{img['negative']}",
+                    f"{pat['positive']}/{pat['negative']}",
+                )
+            )
+    columns = ("task", "manifest", "images", "patients", "centres", "img +/-", "pat +/-")
+    print_wide(simple_table("tasks", columns, rows, right=columns[2:]))
+    for name, path in result.tasks.items():
+        console.print(f"task {name}: {path}", soft_wrap=True)
+    console.print(f"record: {result.out / 'prepare.json'}", soft_wrap=True)
+
+
+def _rule_name(entry: dict[str, Any]) -> str:
+    """The rule, and the manifest it applies to when it is one output's rule."""
+    detail = entry["detail"]
+    where = detail.get("output") if isinstance(detail, dict) else None
+    return f"{entry['rule']} ({where})" if where else entry["rule"]
+
+
+def _counts(c: dict[str, int]) -> str:
+    if not c:
+        return ""
+    images = f"{c['images']} img, " if "images" in c else ""
+    return f"{images}{c['rows']} rows, {c['patients']} pat"
+
+
+def register(root: typer.Typer) -> None:
+    command(app, prepare_table, "table")
+    command(app, prepare_aiforcovid, "aiforcovid")
+    command(app, prepare_covid19_ar, "covid19-ar")
+    command(app, prepare_cocross, "cocross")
+    command(app, prepare_stonybrook, "stonybrook")
+    root.add_typer(app, name="prepare")

@@ -1,0 +1,329 @@
+"""`prepare`: clinical table(s) + image folder(s) + a PrepareSpec -> manifests, tasks, prepare.json.
+
+Order: read the tables, drop excluded ids and rows missing an outcome, check declared outcome
+values, find the images, apply the image rules (modality, view), attach boxes, then per output
+one image per patient if asked; check every candidate manifest; write only when nothing is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from progbench.config import TaskConfig
+from progbench.data.manifest import BOX_COLUMNS, normalise_value
+from progbench.data.prepare import rules as R
+from progbench.data.prepare.boxes import boxes_frame, read_box_table
+from progbench.data.prepare.checks import manifest_problems, raise_problems
+from progbench.data.prepare.locate import (
+    Located,
+    Roots,
+    check_template,
+    locate_images,
+    template_fields,
+)
+from progbench.data.prepare.schema import OutputSpec, PrepareSpec
+from progbench.data.prepare.tables import (
+    ClinicalTable,
+    cell_text,
+    read_clinical_table,
+    require_columns,
+)
+from progbench.data.prepare.write import PrepareResult, refuse_existing, write_all
+
+
+@dataclass
+class PrepareContext:
+    """What a caller adds to a spec: its command line, folders to scan, files and notes to record."""
+
+    command: str = "progbench prepare table"
+    roots: dict[int, Roots] = field(default_factory=dict)  # source index -> what to scan
+    files: dict[str, Path] = field(default_factory=dict)  # role -> file, hashed in prepare.json
+    notes: dict[str, Any] = field(default_factory=dict)  # dataset choices and study facts
+    scan: dict[str, Any] = field(default_factory=dict)  # how the image folders were scanned
+
+
+@dataclass
+class BuiltOutput:
+    """One manifest as it will be written (absolute paths), and its tasks."""
+
+    spec: OutputSpec
+    frame: pd.DataFrame
+    row_names: list[str]
+    tasks: list[TaskConfig]
+
+
+def prepare(
+    spec: PrepareSpec, out: Path, force: bool = False, context: PrepareContext | None = None
+) -> PrepareResult:
+    """Build and validate every output of `spec`; write them into `out` only if all are valid."""
+    context = context or PrepareContext()
+    out = Path(out).resolve()
+    refuse_existing(out, spec.outputs, force)
+    check_template(spec.columns)
+    tables = [read_clinical_table(s) for s in spec.sources]
+    for table in tables:
+        require_columns(table, needed_columns(spec))
+    log = R.RuleLog()
+    rows = combine(tables)
+    pcol = spec.columns.patient_column
+    log.add("read tables", [t.path.name for t in tables], {}, R.tally(rows, pcol))
+    rows = _exclude(rows, spec, log)
+    rows = _drop_missing_outcomes(rows, spec, log)
+    problems, bad = _undeclared_values(rows, spec)
+    rows = rows[~bad].reset_index(drop=True)  # reported; kept out of the checks that follow
+    roots = [context.roots.get(s, Roots(images=src.images)) for s, src in enumerate(spec.sources)]
+    located = locate_images(rows, spec.columns, spec.rules, roots, rows["_name"].tolist())
+    problems += located.problems
+    images = _image_rules(rows, located, spec, log, problems)
+    images = _attach_boxes(rows, images, spec, problems)
+    built = [_build_output(o, rows, images, spec, log) for o in spec.outputs]
+    for b in built:
+        if b.frame.empty:
+            problems.append(f"{b.spec.manifest}: no image is left after the rules (see counts)")
+            continue
+        problems += manifest_problems(b.frame, b.spec.manifest, b.row_names, b.tasks)
+    raise_problems(problems, out, legend(spec))
+    stats = {"unused_files": located.unused_files, "skipped_modality": located.skipped_modality}
+    return write_all(out, spec, context, tables, log, built, stats)
+
+
+def needed_columns(spec: PrepareSpec) -> dict[str, str]:
+    """Every table column the map names, with what it is for (for a missing-column error)."""
+    c = spec.columns
+    needed = {c.id_column: "id", c.patient_column: "patient"}
+    for col, why in (
+        (c.center, "centre"),
+        (c.path, "image path"),
+        (c.match_column, "image matching"),
+        (c.date, "study date"),
+        (c.view, "view"),
+    ):
+        if col is not None:
+            needed[col] = why
+    for name, o in c.outcomes.items():
+        needed[o.column] = f"outcome {name!r}"
+    if c.boxes is not None:
+        needed |= {col: "box" for col in c.boxes.model_dump().values()}
+    if c.path_template is not None:
+        needed |= {f: "path template" for f in template_fields(c.path_template)}
+    return needed
+
+
+def combine(tables: Sequence[ClinicalTable]) -> pd.DataFrame:
+    """All tables' rows as text, with `_source` (which table) and `_name` (the user's row)."""
+    parts = []
+    for s, t in enumerate(tables):
+        text = t.frame.map(cell_text).reset_index(drop=True)
+        text["_source"] = s
+        text["_name"] = [t.row_name(i) for i in range(len(t.frame))]
+        parts.append(text)
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.fillna("")  # a column only some tables have is empty in the others
+
+
+def _exclude(rows: pd.DataFrame, spec: PrepareSpec, log: R.RuleLog) -> pd.DataFrame:
+    if not spec.rules.exclude_ids:
+        return rows
+    pcol, idc = spec.columns.patient_column, spec.columns.id_column
+    mask = R.excluded(rows, idc, spec.rules.exclude_ids)
+    kept = rows[~mask].reset_index(drop=True)
+    detail = {"column": idc, "ids": spec.rules.exclude_ids, "reason": spec.rules.exclude_reason}
+    log.add(
+        "exclude ids",
+        detail,
+        R.tally(rows, pcol),
+        R.tally(kept, pcol),
+        rows.loc[mask, idc].tolist(),
+        listed_but_absent=sorted(set(spec.rules.exclude_ids) - set(rows[idc])),
+    )
+    return kept
+
+
+def _output_mask(rows: pd.DataFrame, spec: PrepareSpec, output: OutputSpec) -> np.ndarray:
+    keep = np.ones(len(rows), dtype=bool)
+    for outcome in set(output.tasks.values()):
+        keep &= ~R.missing_outcome(rows, spec.columns.outcomes[outcome])
+    return keep
+
+
+def _drop_missing_outcomes(rows: pd.DataFrame, spec: PrepareSpec, log: R.RuleLog) -> pd.DataFrame:
+    """Rows missing an outcome leave the outputs that use it; rows no output uses are dropped."""
+    pcol, idc = spec.columns.patient_column, spec.columns.id_column
+    used = np.zeros(len(rows), dtype=bool)
+    for output in spec.outputs:
+        keep = _output_mask(rows, spec, output)
+        used |= keep
+        missing = {
+            o: int(R.missing_outcome(rows, spec.columns.outcomes[o]).sum())
+            for o in sorted(set(output.tasks.values()))
+        }
+        log.add(
+            "drop rows with a missing outcome",
+            {"output": output.manifest, "missing": missing},
+            R.tally(rows, pcol),
+            R.tally(rows[keep], pcol),
+            rows.loc[~keep, idc].tolist(),
+        )
+    return rows[used].reset_index(drop=True)
+
+
+def _undeclared_values(rows: pd.DataFrame, spec: PrepareSpec) -> tuple[list[str], np.ndarray]:
+    """Rows whose outcome value is not declared, named with the table's column."""
+    problems, bad = [], np.zeros(len(rows), dtype=bool)
+    for name, o in spec.columns.outcomes.items():
+        mask = R.undeclared_values(rows, o)
+        bad |= mask
+        for i in np.flatnonzero(mask):
+            value = normalise_value(rows[o.column].iloc[i])
+            problems.append(
+                f"{rows['_name'].iloc[i]}, column {o.column!r}: value {value!r} is not a "
+                f"declared value of outcome {name!r} (positive {o.positive!r}, "
+                f"negative {o.negative})"
+            )
+    return problems, bad
+
+
+def _image_rules(
+    rows: pd.DataFrame, located: Located, spec: PrepareSpec, log: R.RuleLog, problems: list[str]
+) -> pd.DataFrame:
+    pcol, c, rules = spec.columns.patient_column, spec.columns, spec.rules
+    images = located.images
+    ids = rows[c.id_column]
+    log.add(
+        "find images",
+        {"unmatched_rows": len(located.unmatched), "unused_files": located.unused_files},
+        R.tally(rows, pcol),
+        R.tally(rows, pcol, images),
+        ids.iloc[located.unmatched + located.other_modality_rows].tolist(),
+        rows_with_only_other_modalities=len(located.other_modality_rows),
+    )
+    if rules.unmatched == "error":
+        col, how = c.match_column, c.dicom_match.tag if c.dicom_match else "file name"
+        for i in located.unmatched:
+            problems.append(
+                f"{rows['_name'].iloc[i]}, column {col!r}: no image file matches "
+                f"{rows[col].iloc[i]!r} (by {how})"
+            )
+    for rule, values, fn in (
+        ("keep modalities", rules.modalities, R.by_modality),
+        ("keep views", rules.views, R.by_view),
+    ):
+        if values:
+            before = R.tally(rows, pcol, images)
+            images = fn(images, values)
+            log.add(rule, values, before, R.tally(rows, pcol, images))
+    return images
+
+
+def _attach_boxes(
+    rows: pd.DataFrame, images: pd.DataFrame, spec: PrepareSpec, problems: list[str]
+) -> pd.DataFrame:
+    names = [rows["_name"].iloc[r] for r in images["row"]]
+    if spec.box_file is not None:
+        boxes, bad = read_box_table(spec.box_file)
+        frame, bad_images, _ = boxes_frame(images, boxes, spec.box_file, names)
+        problems += bad + bad_images
+        return pd.concat([images, frame], axis=1)
+    if spec.columns.boxes is not None:
+        cols = spec.columns.boxes.model_dump()
+        for out_col, key in zip(BOX_COLUMNS, ("x0", "y0", "x1", "y1"), strict=True):
+            images[out_col] = [rows[cols[key]].iloc[r] for r in images["row"]]
+    return images
+
+
+def _build_output(
+    output: OutputSpec, rows: pd.DataFrame, images: pd.DataFrame, spec: PrepareSpec, log: R.RuleLog
+) -> BuiltOutput:
+    pcol = spec.columns.patient_column
+    mask = _output_mask(rows, spec, output)
+    imgs = images[mask[images["row"].to_numpy(dtype=int)]].reset_index(drop=True)
+    if output.one_per_patient is not None:
+        before = R.tally(rows, pcol, imgs)
+        imgs = R.one_per_patient(imgs, rows[pcol], output.one_per_patient)
+        detail = {"output": output.manifest, "how": output.one_per_patient}
+        log.add("one image per patient", detail, before, R.tally(rows, pcol, imgs))
+    frame = manifest_frame(rows, imgs, spec, output)
+    per_row = spec.columns.one_image_per_row
+    names = [
+        rows["_name"].iloc[r] + ("" if per_row else f" [image {iid}]")
+        for r, iid in zip(imgs["row"], imgs["image_id"], strict=True)
+    ]
+    return BuiltOutput(output, frame, names, _tasks(output, spec, frame))
+
+
+def manifest_frame(
+    rows: pd.DataFrame, images: pd.DataFrame, spec: PrepareSpec, output: OutputSpec
+) -> pd.DataFrame:
+    """The manifest's columns, paths absolute (made relative when written)."""
+    c, r = spec.columns, images["row"].to_numpy()
+    center = rows[c.center].iloc[r].to_numpy() if c.center else c.center_name
+    frame = pd.DataFrame(
+        {
+            "image_id": images["image_id"].to_numpy(),
+            "path": images["path"].to_numpy(),
+            "patient_id": rows[c.patient_column].iloc[r].to_numpy(),
+            "center": center,
+        }
+    )
+    for outcome in dict.fromkeys(output.tasks.values()):
+        frame[outcome] = rows[c.outcomes[outcome].column].iloc[r].map(normalise_value).to_numpy()
+    if images["date"].notna().any():
+        frame["study_date"] = images["date"].dt.strftime("%Y-%m-%d").fillna("").to_numpy()
+    if (images["view"] != "").any():
+        frame["view"] = images["view"].to_numpy()
+    if all(col in images.columns for col in BOX_COLUMNS):
+        for col in BOX_COLUMNS:
+            frame[col] = images[col].to_numpy()
+    return frame
+
+
+def _tasks(output: OutputSpec, spec: PrepareSpec, frame: pd.DataFrame) -> list[TaskConfig]:
+    tasks = []
+    for name, outcome in output.tasks.items():
+        o = spec.columns.outcomes[outcome]
+        positive = normalise_value(o.positive)
+        if o.negative is not None:
+            negative = [normalise_value(v) for v in o.negative]
+        else:
+            negative = sorted(set(frame.get(outcome, pd.Series(dtype=str))) - {positive, ""})
+        description = output.descriptions.get(
+            name, f"{outcome} = {o.positive} (column {o.column!r}) against {', '.join(negative)}"
+        )
+        tasks.append(
+            TaskConfig(
+                name=name,
+                manifest=Path("..") / output.manifest,
+                outcome=outcome,
+                positive=positive,
+                negative=negative,
+                description=description,
+            )
+        )
+    return tasks
+
+
+def legend(spec: PrepareSpec) -> str:
+    """Which table column each manifest column named in the problems came from."""
+    c = spec.columns
+    if c.path is not None:
+        path = f"column {c.path!r}"
+    elif c.path_template is not None:
+        path = f"template {c.path_template!r}"
+    elif c.dicom_match is not None:
+        path = f"DICOM {c.dicom_match.tag} = column {c.dicom_match.column!r}"
+    else:
+        path = f"file names starting with column {c.stem_match!r}"
+    parts = [
+        f"image_id = {c.id!r}" if c.one_image_per_row else "image_id = file path",
+        f"patient_id = {c.patient_column!r}",
+        f"center = {c.center!r}" if c.center else f"center = {c.center_name!r} (one centre)",
+        f"path = {path}",
+        *(f"{n} = {o.column!r}" for n, o in c.outcomes.items()),
+    ]
+    return "Manifest columns come from: " + ", ".join(parts) + "."
