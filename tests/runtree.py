@@ -2,13 +2,19 @@
 with progbench.runs, whose scores come from known distributions, so no model is needed.
 
 Scores are sigmoid(effect * (2 y - 1) + noise): a larger effect separates the classes better,
-so strategies and backbones have a known quality order. Every random draw is seeded from the
-run's identity, so a tree is a pure function of its TreeSpec.
+so strategies, backbones and weights have a known quality order. Every random draw is seeded
+from the run's identity, so a tree is a pure function of its TreeSpec.
+
+A tree may hold several split schemes (kfold and LOCO runs of a task side by side, under
+`<task>/<scheme>/...`; a LOCO run's fold is one held-out centre, named in `extra.test_center`) and
+several weights of one backbone (the second weights' runs under `weights-<name>/`, a second sweep
+in the same folder), as a real study's run folder does.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import shutil
 import tempfile
 import zlib
@@ -47,34 +53,65 @@ class TreeSpec:
     backbone_effect: dict[str, float] = field(
         default_factory=lambda: {"resnet18": 0.3, "dinov2-s": 0.0, "fake-net": -0.2}
     )
+    # Split schemes: "kfold" (`folds` folds) and "loco" (one fold per centre of `centers`).
+    schemes: tuple[str, ...] = ("kfold",)
+    centers: tuple[str, ...] = ("north", "south", "east")
+    fewshot_regimes: tuple[str, ...] = ("fewshot",)
+    # Weights per backbone (default: random only) and their class separation (added).
+    weights: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    weights_effect: dict[str, float] = field(default_factory=lambda: {"imagenet": 0.4})
+
+    def weights_of(self, backbone: str) -> tuple[str, ...]:
+        return self.weights.get(backbone, ("random",))
+
+    def folds_of(self, scheme: str) -> int:
+        return len(self.centers) if scheme == "loco" else self.folds
 
 
 def _rng(*parts: object) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32("/".join(map(str, parts)).encode()))
 
 
-def _labels(task: str, fold: int, split: str, n: int, prevalence: float) -> np.ndarray:
-    # Shared by every run of a (task, fold): matched runs score the same patients.
-    y = (_rng(task, fold, split, "y").random(n) < prevalence).astype(int)
+def _variant(spec: RunSpec) -> tuple[str, ...]:
+    """Seed parts beyond the default scheme and weights (so default trees keep their values)."""
+    return tuple(x for x in (spec.scheme, spec.weights) if x not in ("kfold", "random"))
+
+
+def _labels(
+    task: str, fold: int, split: str, n: int, prevalence: float, scheme: str = "kfold"
+) -> np.ndarray:
+    # Shared by every run of a (task, scheme, fold): matched runs score the same patients.
+    parts = (task, fold, split, "y") if scheme == "kfold" else (task, scheme, fold, split, "y")
+    y = (_rng(*parts).random(n) < prevalence).astype(int)
     y[:2] = [0, 1]  # both classes always present
     return y
 
 
 def predictions_for(spec: RunSpec, tree: TreeSpec) -> pd.DataFrame:
-    effect = tree.strategy_effect.get(spec.strategy, 1.0) + tree.backbone_effect.get(
-        spec.backbone, 0.0
+    effect = (
+        tree.strategy_effect.get(spec.strategy, 1.0)
+        + tree.backbone_effect.get(spec.backbone, 0.0)
+        + (tree.weights_effect.get(spec.weights, 0.0) if spec.weights != "random" else 0.0)
     )
     if spec.shots is not None:
         effect *= spec.shots / (spec.shots + 4)
+    centre = spec.extra.get("test_center")
     rows = []
     for split, n in (("val", tree.n_val), ("test", tree.n_test)):
-        y = _labels(spec.task, spec.fold, split, n, tree.prevalence)
+        y = _labels(spec.task, spec.fold, split, n, tree.prevalence, spec.scheme)
         noise = _rng(
-            spec.task, spec.backbone, spec.strategy, spec.fold, spec.shots, spec.repeat, split
+            spec.task,
+            spec.backbone,
+            spec.strategy,
+            spec.fold,
+            spec.shots,
+            spec.repeat,
+            split,
+            *_variant(spec),
         ).normal(0.0, 1.0, n)
         p = 1.0 / (1.0 + np.exp(-(effect * (2 * y - 1) + noise)))
         for i in range(n):
-            pid = f"{split}-f{spec.fold}-{i:03d}"
+            pid = f"{split}-{centre or f'f{spec.fold}'}-{i:03d}"
             rows.append((f"{pid}-img", pid, split, int(y[i]), float(p[i])))
     return pd.DataFrame(rows, columns=["image_id", "patient_id", "split", "y_true", "p_pos"])
 
@@ -94,32 +131,57 @@ def cost_for(spec: RunSpec) -> RunCost:
     )
 
 
+def _fewshot_specs(tree: TreeSpec, common: dict[str, object], fold: int) -> list[RunSpec]:
+    return [
+        RunSpec(
+            strategy=strategy,
+            regime=regime,
+            fold=fold,
+            shots=k,
+            repeat=rep,
+            seed=42 + rep,
+            **common,
+        )
+        for regime in tree.fewshot_regimes
+        for strategy in tree.fewshot_strategies
+        for k in tree.shots
+        for rep in range(tree.repeats)
+    ]
+
+
 def iter_specs(tree: TreeSpec) -> list[RunSpec]:
     specs = []
-    for task in tree.tasks:
-        for backbone in tree.backbones:
-            common = dict(task=task, backbone=backbone, weights="random", scheme="kfold")
-            for strategy in tree.strategies:
-                for fold in range(tree.folds):
-                    specs.append(RunSpec(strategy=strategy, regime="full", fold=fold, **common))
-            if task not in tree.fewshot_tasks or backbone not in tree.fewshot_backbones:
-                continue
-            for strategy in tree.fewshot_strategies:
-                for k in tree.shots:
-                    for rep in range(tree.repeats):
-                        for fold in range(tree.folds):
-                            specs.append(
-                                RunSpec(
-                                    strategy=strategy,
-                                    regime="fewshot",
-                                    fold=fold,
-                                    shots=k,
-                                    repeat=rep,
-                                    seed=42 + rep,
-                                    **common,
-                                )
-                            )
+    for task, scheme, backbone in itertools.product(tree.tasks, tree.schemes, tree.backbones):
+        fewshot = task in tree.fewshot_tasks and backbone in tree.fewshot_backbones
+        for weights in tree.weights_of(backbone):
+            common: dict[str, object] = dict(
+                task=task, backbone=backbone, weights=weights, scheme=scheme
+            )
+            if weights != "random":
+                common["weights_fingerprint"] = f"fp-{weights}"
+            full = []
+            for fold in range(tree.folds_of(scheme)):
+                if scheme == "loco":
+                    common["extra"] = {"test_center": tree.centers[fold]}
+                full += [
+                    RunSpec(strategy=s, regime="full", fold=fold, **common) for s in tree.strategies
+                ]
+                if fewshot:
+                    full += _fewshot_specs(tree, common, fold)
+            specs += sorted(full, key=lambda r: (r.strategy, r.regime, r.shots or 0, r.fold))
     return specs
+
+
+def run_dir_in(root: Path, spec: RunSpec, tree: TreeSpec) -> Path:
+    """Where the tree keeps `spec`: progbench's run path, under `<task>/<scheme>/` when the tree
+    holds several schemes and under `weights-<name>/` for a backbone's second weights."""
+    weights = tree.weights_of(spec.backbone)
+    base = root if spec.weights == weights[0] else root / f"weights-{spec.weights}"
+    path = run_dir_for(base, spec)
+    rel = path.relative_to(base / spec.task)
+    if len(tree.schemes) > 1 and rel.parts[0] != spec.scheme:
+        path = base / spec.task / spec.scheme / rel
+    return path
 
 
 def write_run_tree(root: Path, tree: TreeSpec | None = None) -> list[Path]:
@@ -129,7 +191,7 @@ def write_run_tree(root: Path, tree: TreeSpec | None = None) -> list[Path]:
     tree = tree or TreeSpec()
     out = []
     for spec in iter_specs(tree):
-        run_dir = run_dir_for(root, spec)
+        run_dir = run_dir_in(root, spec, tree)
         if is_done(run_dir):
             continue
         write_spec(run_dir, spec)
@@ -142,22 +204,24 @@ def write_run_tree(root: Path, tree: TreeSpec | None = None) -> list[Path]:
 # 3 backbones x 3 strategies x 3 folds full-data runs (6 Friedman blocks, 18 Wilcoxon pairs),
 # and few-shot lp / lora-r8 runs of one backbone at k = 2 and 8 with 2 draws per fold.
 REPORT_TREE = TreeSpec(fewshot_backbones=("resnet18",), n_test=24, n_val=8)
-REPORT_N_BOOT = 0  # no pooled CIs: the report does not read them, and they cost most of the time
+REPORT_N_BOOT = 0  # no pooled CIs here: they cost most of the time (tests of CIs draw a few)
 
 _EVALUATED: dict[str, tuple[Path, pd.DataFrame]] = {}
 
 
-def evaluated_tree(tree: TreeSpec = REPORT_TREE) -> tuple[Path, pd.DataFrame]:
+def evaluated_tree(
+    tree: TreeSpec = REPORT_TREE, n_boot: int = REPORT_N_BOOT
+) -> tuple[Path, pd.DataFrame]:
     """(root, results table) of `tree`, written and evaluated once per test session; callers get
     a copy of the table and must not write under the root."""
-    key = repr(tree)
+    key = repr((tree, n_boot))
     if key not in _EVALUATED:
         from progbench.evaluate.results import evaluate_tree
 
         root = Path(tempfile.mkdtemp(prefix="progbench-runtree-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         write_run_tree(root / "runs", tree)
-        results = evaluate_tree(root / "runs", n_boot=REPORT_N_BOOT).results
+        results = evaluate_tree(root / "runs", n_boot=n_boot).results
         _EVALUATED[key] = (root / "runs", results)
     root, results = _EVALUATED[key]
     return root, results.copy()
@@ -167,12 +231,12 @@ _REPORTS: dict[str, Path] = {}
 
 
 def built_report(tree: TreeSpec = REPORT_TREE) -> Path:
-    """The report folder of `tree` (metric mcc), built once per test session; read it only."""
+    """The report folder of `tree` (MCC and PR-AUC), built once per test session; read it only."""
     key = repr(tree)
     if key not in _REPORTS:
         from progbench.report import build_report
 
         root, results = evaluated_tree(tree)
-        build_report(results, root.parent / "report")
+        build_report(results, root.parent / "report")  # the default metrics: MCC, PR-AUC
         _REPORTS[key] = root.parent / "report"
     return _REPORTS[key]

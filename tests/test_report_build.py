@@ -1,5 +1,6 @@
 """build_report on a fake run tree: files, table values, statistics, self-contained HTML,
-byte-identical rebuilds (also in another process) and updates when runs are added."""
+byte-identical rebuilds (also in another process) and updates when runs are added. The report
+holds the two primary metrics (MCC and PR-AUC), each under its own folder."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from scipy import stats as sstats
 
 from progbench.errors import ConfigError, RunError
+from progbench.evaluate.registry import PRIMARY_METRICS
 from progbench.report import MANIFEST, REPORT_HTML, build_report
 from progbench.report.data import prepare
 from progbench.report.tables import summary_table
@@ -29,9 +31,11 @@ FIGURES = (
     "rq1-strategies-boxplot",
     "rq1-cnn-vs-fm",
     "rq2-efficiency",
+    "appendix-ci",
     "rq3-fewshot",
     "extra-cd-full",
 )
+METRICS = PRIMARY_METRICS  # mcc, pr_auc: the default
 SETTINGS = ("full", "fewshot-k2", "fewshot-k8")
 
 
@@ -63,46 +67,64 @@ def _run_values(results: pd.DataFrame, metric: str = "mcc") -> pd.DataFrame:
 
 def test_writes_every_file_with_a_manifest(report: Path) -> None:
     files = _files(report)
-    expected = {REPORT_HTML, MANIFEST, "tables.md", "stats/summary.json"}
-    expected |= {"provenance/runs.csv", "provenance/cost.csv", "stats/nemenyi-full.csv"}
-    for key in SETTINGS:
-        expected |= {f"tables/{key}.md", f"tables/{key}.csv"}
-        expected |= {f"stats/wilcoxon-{key}.md", f"stats/wilcoxon-{key}.csv"}
-        expected.add(f"stats/friedman-{key}.md")
-    for name in FIGURES:
-        expected |= {f"figures/{name}.png", f"figures/{name}.svg"}
+    expected = {REPORT_HTML, MANIFEST, "provenance/runs.csv", "provenance/cost.csv"}
+    for m in METRICS:
+        expected |= {f"{m}/tables.md", f"{m}/stats/summary.json", f"{m}/stats/nemenyi-full.csv"}
+        for key in SETTINGS:
+            expected |= {f"{m}/tables/{key}.md", f"{m}/tables/{key}.csv"}
+            expected |= {f"{m}/stats/wilcoxon-{key}.md", f"{m}/stats/wilcoxon-{key}.csv"}
+            expected.add(f"{m}/stats/friedman-{key}.md")
+        for name in FIGURES:
+            expected |= {f"{m}/figures/{name}.png", f"{m}/figures/{name}.svg"}
+    # No LOCO run in this tree: no per-centre table.
     assert set(files) == expected
     manifest = json.loads(files[MANIFEST])["files"]
     assert set(manifest) == expected - {MANIFEST}
     for rel, digest in manifest.items():
         assert hashlib.sha256(files[rel]).hexdigest() == digest, rel
-    for name in FIGURES:
-        assert files[f"figures/{name}.png"].startswith(b"\x89PNG\r\n\x1a\n")
-        svg = ET.fromstring(files[f"figures/{name}.svg"])
-        assert svg.tag.endswith("svg")
-        # No date, no version stamp: the bytes depend on the table alone.
-        assert b"<dc:date>" not in files[f"figures/{name}.svg"]
-        assert b"Matplotlib v" not in files[f"figures/{name}.svg"]
+    for m in METRICS:
+        for name in FIGURES:
+            assert files[f"{m}/figures/{name}.png"].startswith(b"\x89PNG\r\n\x1a\n")
+            svg = ET.fromstring(files[f"{m}/figures/{name}.svg"])
+            assert svg.tag.endswith("svg")
+            # No date, no version stamp: the bytes depend on the table alone.
+            assert b"<dc:date>" not in files[f"{m}/figures/{name}.svg"]
+            assert b"Matplotlib v" not in files[f"{m}/figures/{name}.svg"]
+    # Each metric's files hold that metric: the PR-AUC table is not the MCC one.
+    assert files["mcc/tables/full.csv"] != files["pr_auc/tables/full.csv"]
+    assert "PR-AUC" in files["pr_auc/tables.md"].decode()
 
 
-def test_full_data_table_is_mean_and_std_over_folds(report: Path, results: pd.DataFrame) -> None:
-    runs = _run_values(results)
+@pytest.mark.parametrize("metric", METRICS)
+def test_full_data_table_is_mean_and_std_over_folds(
+    report: Path, results: pd.DataFrame, metric: str
+) -> None:
+    runs = _run_values(results, metric)
     runs = runs[runs["regime"] == "full"]
     ref = runs.groupby(["task", "backbone", "strategy"])["value"].agg(["mean", "std", "count"])
-    table = pd.read_csv(report / "tables" / "full.csv")
+    table = pd.read_csv(report / metric / "tables" / "full.csv", dtype={"pooled_cell": str})
     assert len(table) == len(ref) == 2 * 3 * 3
+    assert set(table["scheme"]) == {"kfold"}
+    pooled = results[(results["level"] == "pooled") & (results["regime"] == "full")]
+    pooled = pooled[(pooled["metric"] == metric) & (pooled["split"] == "test")]
+    pooled = pooled.set_index(["task", "backbone", "strategy"])["value"]
     for row in table.itertuples(index=False):
         mean, std, count = ref.loc[(row.task, row.backbone, row.strategy)]
         assert count == REPORT_TREE.folds
         assert row.mean == pytest.approx(mean) and row.std == pytest.approx(std)
         assert row.cell == f"{100 * mean:.1f} ± {100 * std:.1f}"
+        # Beside it the pooled value (no bootstrap in this tree, so no CI).
+        assert row.pooled == pytest.approx(pooled.loc[(row.task, row.backbone, row.strategy)])
+        assert row.pooled_cell == f"{100 * row.pooled:.1f}" and np.isnan(row.ci_low)
+    if metric != "mcc":
+        return
     # The best cell of each task is the largest mean, bold in the Markdown table.
-    md = (report / "tables" / "full.md").read_text(encoding="utf-8")
+    md = (report / metric / "tables" / "full.md").read_text(encoding="utf-8")
     for task, part in table.groupby("task"):
         best = part.loc[part["mean"].idxmax()]
         assert list(part["best"]) == [m == best["mean"] for m in part["mean"]]
         line = next(x for x in md.splitlines() if x.startswith(f"| {task} | {best.backbone} |"))
-        assert f"**{best.cell}**" in line
+        assert f"**{best.cell}** ({best.pooled_cell})" in line
         assert md.count(f"| {task} |") == 3  # one row per backbone
     assert table["family"].tolist().count("CNN") == 6  # resnet18 x 2 tasks x 3 strategies
     assert set(table["family"]) == {"CNN", "FM", "unknown"}
@@ -115,7 +137,7 @@ def test_fewshot_table_is_mean_over_folds_of_mean_over_draws(
     runs = runs[(runs["regime"] == "fewshot") & (runs["shots"].astype(float) == 8)]
     per_fold = runs.groupby(["strategy", "fold"])["value"].mean()
     ref = per_fold.groupby("strategy").agg(["mean", "std"])
-    table = pd.read_csv(report / "tables" / "fewshot-k8.csv").set_index("strategy")
+    table = pd.read_csv(report / "mcc" / "tables" / "fewshot-k8.csv").set_index("strategy")
     assert set(table.index) == {"lp", "lora-r8"}
     for strategy, (mean, std) in ref.iterrows():
         assert table.loc[strategy, "mean"] == pytest.approx(mean)
@@ -128,7 +150,7 @@ def test_wilcoxon_pairs_runs_on_task_backbone_fold(report: Path, results: pd.Dat
     wide = runs[runs["regime"] == "full"].pivot_table(
         index=["task", "backbone", "fold"], columns="strategy", values="value"
     )
-    table = pd.read_csv(report / "stats" / "wilcoxon-full.csv")
+    table = pd.read_csv(report / "mcc" / "stats" / "wilcoxon-full.csv")
     assert len(table) == 3
     assert (table["n_pairs"] == 2 * 3 * REPORT_TREE.folds).all()
     for row in table.itertuples(index=False):
@@ -146,7 +168,7 @@ def test_wilcoxon_pairs_runs_on_task_backbone_fold(report: Path, results: pd.Dat
 def test_friedman_ranks_strategies_over_task_backbone_blocks(
     report: Path, results: pd.DataFrame
 ) -> None:
-    summary = json.loads((report / "stats" / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((report / "mcc" / "stats" / "summary.json").read_text(encoding="utf-8"))
     assert set(summary) == set(SETTINGS)
     f = summary["full"]["friedman"]
     assert f["n_blocks"] == 6
@@ -159,7 +181,12 @@ def test_friedman_ranks_strategies_over_task_backbone_blocks(
     )
     ranks = pd.DataFrame(sstats.rankdata(-means.to_numpy(), axis=1), columns=means.columns).mean()
     assert f["mean_ranks"] == pytest.approx(ranks.to_dict())
-    assert f["p"] == pytest.approx(sstats.friedmanchisquare(*means.to_numpy().T).pvalue)
+    assert f["p_chi2"] == pytest.approx(sstats.friedmanchisquare(*means.to_numpy().T).pvalue)
+    # 6 blocks (< 10): the p used is the exact permutation p over (3!)^6 arrangements.
+    assert f["p_method"] == "exact" and f["n_permutations"] == 6**6
+    assert f["significant"] == (f["p"] < 0.05)
+    md = (report / "mcc" / "stats" / "friedman-full.md").read_text(encoding="utf-8")
+    assert "exact permutation p over all 46,656 arrangements" in md
     assert min(f["mean_ranks"], key=f["mean_ranks"].get) == "fft"
     # Two strategies per few-shot setting: no Friedman test, and the reason is recorded.
     assert summary["fewshot-k2"]["friedman"] is None
@@ -173,17 +200,29 @@ def test_html_is_self_contained(report: Path, results: pd.DataFrame) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert '<link rel="stylesheet"' not in html and "<script src" not in html
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == len(re.findall(r"<img ", html)) == len(FIGURES)
-    pngs = {(report / "figures" / f"{n}.png").read_bytes() for n in FIGURES}
+    assert len(images) == len(re.findall(r"<img ", html)) == len(FIGURES) * len(METRICS)
+    pngs = {(report / m / "figures" / f"{n}.png").read_bytes() for n in FIGURES for m in METRICS}
     assert {base64.b64decode(x) for x in images} == pngs
-    for table_id in ("table-full", "table-fewshot-k2", "wilcoxon-full", "nemenyi-full", "runs"):
+    ids = ["runs"]
+    for m in METRICS:
+        ids += [f"{m}-table-full", f"{m}-table-fewshot-k2", f"{m}-wilcoxon-full"]
+        ids.append(f"{m}-nemenyi-full")
+    for table_id in ids:
         assert f'<table class="sortable" id="{table_id}">' in html
+    # One metric at a time: a switch, and every metric's view but the first hidden.
+    assert '<input type="radio" name="metric" value="mcc" checked>' in html
+    assert '<input type="radio" name="metric" value="pr_auc">' in html
+    # Results, figures and statistics (no LOCO run here: no per-centre section).
+    assert html.count('<div class="metric-view" data-metric="mcc">') == 3
+    assert html.count('<div class="metric-view" data-metric="pr_auc" hidden>') == 3
+    assert 'id="centres"' not in html
     # Provenance: versions, weights, git SHA, and the cost per run and in total.
     sha = results["git_sha"].dropna().iloc[0]
     assert sha in html and ">random<" in html
     assert 'id="versions-report"' in html and 'id="cost"' in html
     assert html.count("<tr>") > 78  # the runs table alone has one row per run
     cost = pd.read_csv(report / "provenance" / "cost.csv")
+    assert "scheme" in cost.columns
     total = cost[cost["backbone"] == "total"].iloc[0]
     run_rows = results[(results["level"] == "run") & (results["split"] == "test")]
     run_rows = run_rows.drop_duplicates("run_dir")
@@ -221,13 +260,14 @@ def test_adding_and_removing_runs_updates_the_report(
     out = tmp_path / "report"
     shutil.copytree(report, out)
     (out / "notes.txt").write_text("mine", encoding="utf-8")  # not the report's: kept
-    build_report(fewer, out)
+    build_report(fewer, out, metrics="mcc")
     files = _files(out)
     assert not any("fewshot" in name for name in files)  # the previous build's files are gone
-    assert "figures/rq3-fewshot.png" not in files
+    assert "mcc/figures/rq3-fewshot.png" not in files
+    assert not (out / "pr_auc").exists()  # and so are the folders they leave empty
     assert set(json.loads(files[MANIFEST])["files"]) == set(files) - {MANIFEST, "notes.txt"}
-    assert "fake-net" not in files["tables/full.md"].decode()
-    assert "severity" not in files["tables/full.md"].decode()
+    assert "fake-net" not in files["mcc/tables/full.md"].decode()
+    assert "severity" not in files["mcc/tables/full.md"].decode()
     # Adding the runs back gives the report of the whole table, byte for byte.
     build_report(results, out)
     files = _files(out)
@@ -244,7 +284,7 @@ def test_refuses_a_folder_that_holds_something_else(results: pd.DataFrame, tmp_p
 
 def test_rejects_unknown_metric_and_foreign_tables(results: pd.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown metric 'accuracy'"):
-        build_report(results, tmp_path / "a", metric="accuracy")
+        build_report(results, tmp_path / "a", metrics=["mcc", "accuracy"])
     with pytest.raises(RunError, match="lacks column"):
         build_report(results.drop(columns=["level"]), tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -265,3 +305,31 @@ def test_backbones_with_several_weights_are_kept_apart(results: pd.DataFrame) ->
     assert data.families["resnet18 (imagenet)"] == "CNN"
     folds = data.folds
     assert not folds.duplicated(["task", "model", "strategy", "regime", "shots", "fold"]).any()
+
+
+def test_cd_diagram_axis_spans_the_ranks_shown() -> None:
+    from progbench.evaluate.stats import friedman_nemenyi
+    from progbench.report.figures import cd_figure
+
+    # 5 blocks, 4 strategies; no strategy is always first or always last, so the mean ranks
+    # stay inside (1, 4) and the axis must not run to 1 or to k.
+    m = pd.DataFrame(
+        [
+            [0.9, 0.8, 0.7, 0.6],
+            [0.7, 0.9, 0.6, 0.8],
+            [0.8, 0.6, 0.9, 0.7],
+            [0.6, 0.7, 0.8, 0.9],
+            [0.9, 0.7, 0.8, 0.6],
+        ],
+        columns=["fft", "lp", "lora-r8", "bitfit"],
+    )
+    result = friedman_nemenyi(m)
+    lo, hi = result.mean_ranks.min(), result.mean_ranks.max()
+    assert 1 < lo < hi < 4
+    ax = cd_figure(result, "t").axes[0]
+    assert ax.spines["top"].get_bounds() == pytest.approx((lo, hi))
+    ticks = ax.get_xticks()
+    assert ticks[0] == pytest.approx(lo) and ticks[-1] == pytest.approx(hi)
+    assert all(lo - 1e-9 <= t <= hi + 1e-9 for t in ticks)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == f"{lo:.2f}" and labels[-1] == f"{hi:.2f}"

@@ -10,7 +10,7 @@ import pytest
 
 from progbench.cli import main
 from progbench.report import MANIFEST, REPORT_HTML
-from tests.runtree import TreeSpec, write_run_tree
+from tests.runtree import TreeSpec, evaluated_tree, write_run_tree
 
 # Full-data runs only (1 task x 2 folds), so evaluation and drawing take seconds.
 SMALL = TreeSpec(
@@ -46,7 +46,9 @@ def test_report_follows_the_run_tree(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0, stderr
     assert f"report: {out / REPORT_HTML}" in stdout.replace("\n", "")
     first = _digests(out)
-    table = pd.read_csv(out / "tables" / "full.csv")
+    # The default metrics, MCC and PR-AUC, each in its own folder.
+    assert {rel.split("/")[0] for rel in first} == {"mcc", "pr_auc", "provenance", REPORT_HTML}
+    table = pd.read_csv(out / "mcc" / "tables" / "full.csv")
     assert sorted(set(table["backbone"])) == ["dinov2-s", "resnet18"]
     # The runs' own library versions reach the provenance section (read from spec.json).
     html = (out / REPORT_HTML).read_text(encoding="utf-8")
@@ -59,11 +61,11 @@ def test_report_follows_the_run_tree(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert len(added) == 3 * SMALL.folds
     code, stdout, stderr = run_cli(args, capsys)
     assert code == 0, stderr
-    table = pd.read_csv(out / "tables" / "full.csv")
+    table = pd.read_csv(out / "mcc" / "tables" / "full.csv")
     assert sorted(set(table["backbone"])) == ["dinov2-s", "fake-net", "resnet18"]
     second = _digests(out)
     assert set(second) == set(first)
-    assert second["tables/full.csv"] != first["tables/full.csv"]
+    assert second["mcc/tables/full.csv"] != first["mcc/tables/full.csv"]
     assert second[REPORT_HTML] != first[REPORT_HTML]
     assert "fake-net" in (out / "provenance" / "runs.csv").read_text(encoding="utf-8")
 
@@ -79,11 +81,33 @@ def test_report_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert code != 0 and "no finished runs" in err
     code, _, err = run_cli(
-        ["report", str(tmp_path), "--out", str(tmp_path / "r"), "--metric", "acc"], capsys
+        ["report", str(tmp_path), "--out", str(tmp_path / "r"), "--metric", "mcc,acc"], capsys
     )
     assert code != 0 and "unknown metric 'acc'" in err and "mcc" in err
+    assert "Traceback" not in err
     bad = tmp_path / "results.txt"
     bad.write_text("x", encoding="utf-8")
     code, _, err = run_cli(["report", str(bad), "--out", str(tmp_path / "r")], capsys)
     assert code != 0 and "unknown extension" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_metric_option_is_repeatable_and_comma_separated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "results.csv"
+    evaluated_tree(SMALL)[1].query("backbone == 'resnet18'").to_csv(table, index=False)
+    out = tmp_path / "report"
+    args = ["report", str(table), "--out", str(out), "--metric", "auroc", "--metric", "mcc,auroc"]
+    code, _, stderr = run_cli(args, capsys)
+    assert code == 0, stderr
+    assert {rel.split("/")[0] for rel in _digests(out)} == {
+        "auroc",
+        "mcc",
+        "provenance",
+        REPORT_HTML,
+    }
+    html = (out / REPORT_HTML).read_text(encoding="utf-8")
+    # In the order given, without repeats; the first is the one shown first.
+    assert html.index('value="auroc" checked') < html.index('value="mcc"')
+    assert "<title>progbench report: AUROC, MCC</title>" in html

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from progbench.evaluate.stats import (
     average_ranks,
     critical_difference,
     friedman_nemenyi,
+    friedman_permutation_p,
     holm,
     pairwise_wilcoxon,
     wilcoxon_paired,
@@ -191,7 +193,10 @@ def test_friedman_nemenyi_hand_computed() -> None:
     chi2 = 12 / (4 * 3 * 4) * (5**2 + 8**2 + 11**2) - 3 * 4 * 4
     assert r.statistic == pytest.approx(chi2)  # 4.5
     ref = sstats.friedmanchisquare(*m.drop(index="incomplete").to_numpy().T)
-    assert r.p == pytest.approx(ref.pvalue)
+    assert r.p_chi2 == pytest.approx(ref.pvalue)
+    # 4 blocks: the p used is the exact one, over all (3!)^4 arrangements of ranks.
+    assert (r.p_method, r.n_permutations) == ("exact", 6**4)
+    assert r.p == pytest.approx(_brute_force_p(m.drop(index="incomplete").to_numpy()))
     # Nemenyi: z = |R_i - R_j| / sqrt(k (k + 1) / (6 N)), p from the studentized range.
     se = math.sqrt(3 * 4 / (6 * 4))
     p_ac = sstats.studentized_range.sf(abs(1.25 - 2.75) / se * math.sqrt(2), 3, np.inf)
@@ -216,3 +221,81 @@ def test_friedman_needs_three_treatments_and_two_blocks() -> None:
         friedman_nemenyi(pd.DataFrame({"a": [1.0, 2.0], "b": [2.0, 1.0]}))
     with pytest.raises(ValueError, match="at least 2 complete blocks"):
         friedman_nemenyi(pd.DataFrame({"a": [1.0, 2.0], "b": [2.0, math.nan], "c": [0.0, 1.0]}))
+
+
+# ------------------------------------------------------------------------------------ exact p
+
+
+def _brute_force_p(values: np.ndarray) -> float:
+    """The Friedman permutation p by enumeration, independent of scipy's permutation_test:
+    every arrangement of each block's ranks, counted when its sum of squared rank sums (the
+    statistic up to constants) reaches the observed one."""
+    ranks = sstats.rankdata(values, axis=1)
+    observed = (ranks.sum(axis=0) ** 2).sum()
+    hits = total = 0
+    for arrangement in itertools.product(*[list(itertools.permutations(r)) for r in ranks]):
+        hits += (np.sum(arrangement, axis=0) ** 2).sum() >= observed - 1e-9
+        total += 1
+    return hits / total
+
+
+# 4 blocks x 3 treatments: c is always last, a and b share ranks 1 and 2 evenly. Rank sums
+# 6, 6, 12: chi2_F = 12 / (4 * 3 * 4) * (36 + 36 + 144) - 3 * 4 * 4 = 6.0, whose chi-square p
+# exp(-3) = 0.0498 is below 0.05 while the exact p (Friedman's table, n = 4, k = 3) is 0.069.
+BORDERLINE = pd.DataFrame(
+    {"a": [0.9, 0.8, 0.9, 0.8], "b": [0.8, 0.9, 0.8, 0.9], "c": [0.1, 0.2, 0.3, 0.1]}
+)
+
+
+def test_friedman_with_few_blocks_uses_the_exact_p() -> None:
+    r = friedman_nemenyi(BORDERLINE)
+    assert r.statistic == pytest.approx(6.0)
+    assert r.p_chi2 == pytest.approx(math.exp(-3)) and r.p_chi2 < 0.05
+    assert r.p == pytest.approx(90 / 1296) == pytest.approx(0.0694, abs=1e-4)
+    assert r.p == pytest.approx(_brute_force_p(BORDERLINE.to_numpy()))
+    assert (r.p_method, r.n_permutations) == ("exact", 1296)
+    # Not significant, although the chi-square approximation would say it is.
+    assert not r.significant
+    assert "exact permutation p over all 1,296 arrangements" in r.describe_p()
+
+
+def test_friedman_exact_p_with_ties_matches_enumeration() -> None:
+    m = pd.DataFrame(
+        {
+            "a": [0.9, 0.7, 0.7, 0.8, 0.6],
+            "b": [0.9, 0.6, 0.7, 0.7, 0.5],  # ties with a in blocks 0 and 2
+            "c": [0.5, 0.5, 0.4, 0.7, 0.5],  # ties in blocks 3 and 4
+        }
+    )
+    r = friedman_nemenyi(m)
+    assert r.p_method == "exact" and r.n_permutations == 6**5
+    assert r.p == pytest.approx(_brute_force_p(m.to_numpy()))
+    assert r.p_chi2 == pytest.approx(sstats.friedmanchisquare(*m.to_numpy().T).pvalue)
+
+
+def test_friedman_monte_carlo_p_when_arrangements_are_too_many() -> None:
+    m = pd.DataFrame(
+        {
+            "a": [0.9, 0.7, 0.7, 0.8, 0.6],
+            "b": [0.8, 0.6, 0.75, 0.7, 0.5],
+            "c": [0.5, 0.65, 0.4, 0.6, 0.55],
+        }
+    )
+    exact = _brute_force_p(m.to_numpy())
+    # (3!)^5 = 7776 arrangements: enumerated when the budget covers them, else drawn.
+    assert friedman_nemenyi(m, n_permutations=7776).p_method == "exact"
+    mc = friedman_nemenyi(m, n_permutations=5_000)
+    assert (mc.p_method, mc.n_permutations) == ("monte-carlo", 5_000)
+    assert "Monte Carlo" in mc.describe_p()
+    assert mc.p == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 5_000) + 1e-3)
+    again = friedman_permutation_p(m.to_numpy(), n_permutations=5_000)
+    assert again.p == mc.p  # seeded: the same draws every time
+
+
+def test_friedman_with_ten_blocks_uses_the_chi_square_p() -> None:
+    rng = np.random.default_rng(3)
+    m = pd.DataFrame(rng.random((10, 3)) + np.array([0.3, 0.1, 0.0]), columns=["a", "b", "c"])
+    r = friedman_nemenyi(m)
+    assert r.p_method == "chi-square" and r.n_permutations is None
+    assert r.p == r.p_chi2 == pytest.approx(sstats.friedmanchisquare(*m.to_numpy().T).pvalue)
+    assert r.describe_p() == "chi-square approximation"

@@ -17,7 +17,7 @@ from progbench.commands.evaluate import (
     warn_incomplete,
 )
 from progbench.commands.output import console, progress
-from progbench.evaluate.registry import METRIC_NAMES
+from progbench.evaluate.registry import METRIC_NAMES, PRIMARY_METRICS
 
 
 def report(
@@ -30,9 +30,15 @@ def report(
         typer.Option("--out", help="Folder for the report (new, empty, or an earlier report)."),
     ],
     metric: Annotated[
-        str,
-        typer.Option(help=" | ".join(METRIC_NAMES) + "."),
-    ] = "mcc",
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="Metric(s) to report, repeatable or comma-separated: "
+            + " | ".join(METRIC_NAMES)
+            + f". Default: {','.join(PRIMARY_METRICS)}; the page switches between them.",
+            show_default=False,
+        ),
+    ] = None,
     threshold: ThresholdOpt = "fixed:0.5",
     n_boot: NBootOpt = 1000,
     seed: SeedOpt = 42,
@@ -41,15 +47,16 @@ def report(
     """Tables, significance tests, figures and a self-contained report.html from a run tree.
 
     Evaluates the tree as `progbench evaluate` does (cached), then writes the report: the same
-    runs give byte-identical files; new runs update it. Definitions: docs/METHODOLOGY.md, 7.
+    runs give byte-identical files; new runs update it. Each metric's files go into
+    DIR/<metric>/; report.html shows one metric at a time. Definitions: docs/METHODOLOGY.md, 7.
 
-    Example: [bold]progbench report runs/ --out report/ --metric mcc[/]
+    Example: [bold]progbench report runs/ --out report/ --metric mcc,pr_auc[/]
     """
     from progbench.evaluate.target import EvaluateConfig
     from progbench.report import build_report, collect_run_versions
-    from progbench.report.data import check_metric, read_results
+    from progbench.report.data import parse_metrics, read_results
 
-    check_metric(metric)
+    metrics = parse_metrics(metric)
     run_versions = None
     if runs.is_file():
         results = read_results(runs)
@@ -62,7 +69,7 @@ def report(
         run_versions = collect_run_versions(runs)
     with progress("writing the report") as update:
         result = build_report(
-            results, out, metric=metric, run_versions=run_versions, progress=update
+            results, out, metrics=metrics, run_versions=run_versions, progress=update
         )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)

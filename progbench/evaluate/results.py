@@ -66,6 +66,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "shots",
     "repeat",
     "fold",
+    "test_center",  # the held-out centre of a LOCO run (spec.json extra.test_center); else NA
     "split",
     "metric",
     "value",
@@ -111,6 +112,11 @@ def _cost_fields(er: EvaluatedRun) -> dict[str, Any]:
     return {c: getattr(cost, c) if cost else None for c in COST_COLUMNS}
 
 
+def _test_center(er: EvaluatedRun) -> str | None:
+    centre = er.spec.extra.get("test_center") if er.spec.scheme == "loco" else None
+    return None if centre is None else str(centre)
+
+
 def run_rows(er: EvaluatedRun, root: Path | None = None) -> list[dict[str, Any]]:
     """Rows of one run: every split it has, every key of its metrics."""
     run = er.run
@@ -122,6 +128,7 @@ def run_rows(er: EvaluatedRun, root: Path | None = None) -> list[dict[str, Any]]
             "level": "run",
             "repeat": er.spec.repeat,
             "fold": er.spec.fold,
+            "test_center": _test_center(er),
             "n_runs": 1,
             "git_sha": run.git_sha if run else None,
             "measured_at": run.finished_at if run else None,

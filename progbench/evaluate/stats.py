@@ -2,17 +2,23 @@
 with the Nemenyi post-hoc test and the critical difference (Demšar 2006, JMLR 7:1-30).
 
 Every statistic comes from a maintained library: scipy (`wilcoxon`, `friedmanchisquare`,
-`rankdata`, `studentized_range`), statsmodels (`multipletests`, Holm) and scikit-posthocs
-(`posthoc_nemenyi_friedman`). This module only shapes the inputs and names the outputs.
+`permutation_test`, `rankdata`, `studentized_range`), statsmodels (`multipletests`, Holm) and
+scikit-posthocs (`posthoc_nemenyi_friedman`). This module only shapes the inputs and names the
+outputs.
 
 Conventions
 - Paired tests compare two treatments on the blocks where both have a defined value.
 - Ranks: 1 is best. With `higher_is_better=False` (e.g. the Brier score) the lowest value ranks 1.
 - p-values that could not be computed (no pairs) are NaN and take no part in the Holm family.
+- Friedman p: the chi-square approximation is poor for few blocks, so with fewer than
+  `EXACT_BELOW_BLOCKS` blocks the p-value is the permutation p (ranks permuted within blocks):
+  exhaustive when the (k!)^n arrangements number at most `N_PERMUTATIONS`, else a seeded Monte
+  Carlo of `N_PERMUTATIONS` draws. `FriedmanResult.p_method` says which p was used.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from collections.abc import Sequence
@@ -25,6 +31,12 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 DEFAULT_ALPHA = 0.05
+EXACT_BELOW_BLOCKS = 10  # fewer blocks: permutation p instead of the chi-square approximation
+N_PERMUTATIONS = 100_000  # exhaustive up to this many arrangements, else this many draws
+PERMUTATION_SEED = 42
+P_METHODS = ("chi-square", "exact", "monte-carlo")
+# scipy >= 1.15 names the generator `rng`; older releases call it `random_state`.
+_SCIPY_HAS_RNG = "rng" in inspect.signature(stats.permutation_test).parameters
 
 WILCOXON_COLUMNS = (
     "a",
@@ -129,9 +141,62 @@ def critical_difference(k: int, n: int, alpha: float = DEFAULT_ALPHA) -> float:
     return float(q_alpha * math.sqrt(k * (k + 1) / (6 * n)))
 
 
+def _rank_sum_square(*ranks: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Sum over treatments of the squared rank sums: the Friedman statistic up to constants
+    (and a tie correction) that permuting ranks within blocks leaves unchanged."""
+    return (np.stack(ranks).sum(axis=axis) ** 2).sum(axis=0)
+
+
+@dataclass(frozen=True)
+class FriedmanP:
+    p: float
+    method: str  # one of P_METHODS
+    n_permutations: int | None  # arrangements enumerated or drawn; None for chi-square
+
+    def describe(self) -> str:
+        if self.method == "exact":
+            return f"exact permutation p over all {self.n_permutations:,} arrangements of ranks"
+        if self.method == "monte-carlo":
+            return (
+                f"Monte Carlo permutation p ({self.n_permutations:,} seeded draws of ranks "
+                "permuted within blocks)"
+            )
+        return "chi-square approximation"
+
+
+def friedman_permutation_p(
+    values: np.ndarray, n_permutations: int = N_PERMUTATIONS, seed: int = PERMUTATION_SEED
+) -> FriedmanP:
+    """Permutation p-value of the Friedman statistic for a (blocks, treatments) array: under the
+    null hypothesis every arrangement of the ranks within a block is equally likely. scipy's
+    `permutation_test` (permutation_type="samples" permutes each block's values across the
+    treatments) enumerates all (k!)^n arrangements when they number at most `n_permutations`,
+    else draws `n_permutations` of them."""
+    n, k = values.shape
+    ranks = stats.rankdata(values, axis=1)
+    total = math.factorial(k) ** n
+    kwargs = {"rng" if _SCIPY_HAS_RNG else "random_state": np.random.default_rng(seed)}
+    res = stats.permutation_test(
+        tuple(ranks.T),
+        _rank_sum_square,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=n_permutations,
+        alternative="greater",
+        **kwargs,
+    )
+    exact = total <= n_permutations
+    return FriedmanP(
+        float(res.pvalue), "exact" if exact else "monte-carlo", total if exact else n_permutations
+    )
+
+
 @dataclass(frozen=True)
 class FriedmanResult:
-    """Friedman test over complete blocks, mean ranks, Nemenyi p-values and the CD."""
+    """Friedman test over complete blocks, mean ranks, Nemenyi p-values and the CD.
+
+    `p` is the p-value the report uses (`p_method`: chi-square, exact or monte-carlo, see the
+    module docstring); `p_chi2` is the chi-square approximation, always computed."""
 
     statistic: float
     p: float
@@ -141,6 +206,16 @@ class FriedmanResult:
     cd: float
     alpha: float
     blocks: list[str]  # names of the blocks used
+    p_chi2: float
+    p_method: str
+    n_permutations: int | None
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.p < self.alpha)
+
+    def describe_p(self) -> str:
+        return FriedmanP(self.p, self.p_method, self.n_permutations).describe()
 
     def significant_pairs(self) -> list[tuple[str, str]]:
         names = list(self.mean_ranks.index)
@@ -152,12 +227,17 @@ class FriedmanResult:
 
 
 def friedman_nemenyi(
-    matrix: pd.DataFrame, higher_is_better: bool = True, alpha: float = DEFAULT_ALPHA
+    matrix: pd.DataFrame,
+    higher_is_better: bool = True,
+    alpha: float = DEFAULT_ALPHA,
+    n_permutations: int = N_PERMUTATIONS,
+    seed: int = PERMUTATION_SEED,
 ) -> FriedmanResult:
     """Friedman test of the columns (treatments) over the rows (blocks), then Nemenyi.
 
     Rows with a missing value are dropped first (the tests need complete blocks). Needs at least
-    3 treatments and 2 complete blocks; raises ValueError otherwise.
+    3 treatments and 2 complete blocks; raises ValueError otherwise. With fewer than
+    EXACT_BELOW_BLOCKS blocks, `p` is the permutation p-value (`friedman_permutation_p`).
     """
     complete = matrix.dropna(axis=0, how="any")
     k, n = complete.shape[1], complete.shape[0]
@@ -167,6 +247,9 @@ def friedman_nemenyi(
         raise ValueError(f"the Friedman test needs at least 2 complete blocks, got {n}")
     values = complete.to_numpy(dtype=float)
     res = stats.friedmanchisquare(*values.T)
+    chosen = FriedmanP(float(res.pvalue), "chi-square", None)
+    if n < EXACT_BELOW_BLOCKS:
+        chosen = friedman_permutation_p(values, n_permutations, seed)
     ranks = average_ranks(complete, higher_is_better)
     # Nemenyi p-values depend only on |rank differences|, so the rank direction does not matter.
     nemenyi = sp.posthoc_nemenyi_friedman(values)
@@ -174,11 +257,14 @@ def friedman_nemenyi(
     order = sorted(ranks.index, key=lambda c: (ranks[c], str(c)))
     return FriedmanResult(
         statistic=float(res.statistic),
-        p=float(res.pvalue),
+        p=chosen.p,
         n_blocks=n,
         mean_ranks=ranks[order],
         nemenyi=nemenyi.loc[order, order],
         cd=critical_difference(k, n, alpha),
         alpha=alpha,
         blocks=[str(b) for b in complete.index],
+        p_chi2=float(res.pvalue),
+        p_method=chosen.method,
+        n_permutations=chosen.n_permutations,
     )

@@ -7,7 +7,11 @@ which one a figure answers:
 - `rq1-cnn-vs-fm`: CNN against foundation-model backbones per strategy and task (RQ1);
 - `rq2-efficiency`: the metric against % trainable parameters, log x (RQ2: the efficiency trade-off);
 - `rq3-<regime>`: few-shot curves, the metric against k with the spread over draws (RQ3);
+- `appendix-ci`: the pooled value with its 95% patient-bootstrap CI per model and strategy, one
+  panel per task, forest-plot style (the study's appendix figure);
 - `extra-cd-<setting>`: critical-difference diagrams, which the study did not publish.
+
+A task with several split schemes has one panel per scheme, titled `task (scheme)`.
 
 Every figure is drawn under matplotlib's default style with fixed settings and saved without
 dates or version stamps, so the same table gives byte-identical PNG and SVG files.
@@ -16,6 +20,7 @@ dates or version stamps, so the same table gives byte-identical PNG and SVG file
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +28,11 @@ from contextlib import contextmanager
 import matplotlib
 import matplotlib.style
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from progbench.evaluate.stats import FriedmanResult
 from progbench.report.data import ReportData, Setting
@@ -57,6 +64,8 @@ def render(fig: Figure) -> tuple[bytes, bytes]:
     with figure_style():
         png, svg = io.BytesIO(), io.BytesIO()
         fig.savefig(png, format="png", dpi=DPI, metadata={"Software": None})
+        # The SVG keeps the layout the PNG computed (same size in inches): one layout pass less.
+        fig.set_layout_engine("none")
         fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     return png.getvalue(), svg.getvalue()
 
@@ -104,11 +113,11 @@ def efficiency_figure(data: ReportData) -> Figure | None:
     if g.empty:
         return None
     with figure_style():
-        tasks = [t for t in data.tasks if t in set(g["task"])]
+        tasks = [t for t in data.tasks if t in set(g["task_label"])]
         fig, axes = _panels(len(tasks))
         colors, markers = strategy_colors(data.strategies), model_markers(data.models)
         for ax, task in zip(axes, tasks, strict=True):
-            part = g[g["task"] == task]
+            part = g[g["task_label"] == task]
             for row in part.itertuples(index=False):
                 ax.scatter(
                     row.trainable_percent,
@@ -141,11 +150,11 @@ def boxplot_figure(data: ReportData) -> Figure | None:
     if folds.empty:
         return None
     with figure_style():
-        tasks = [t for t in data.tasks if t in set(folds["task"])]
+        tasks = [t for t in data.tasks if t in set(folds["task_label"])]
         fig, axes = _panels(len(tasks))
         colors = strategy_colors(data.strategies)
         for ax, task in zip(axes, tasks, strict=True):
-            part = folds[folds["task"] == task]
+            part = folds[folds["task_label"] == task]
             names = [s for s in data.strategies if s in set(part["strategy"])]
             boxes = ax.boxplot(
                 [part.loc[part["strategy"] == s, "value"].to_numpy() for s in names],
@@ -172,10 +181,10 @@ def cnn_vs_fm_figure(data: ReportData) -> Figure | None:
     families = [f for f in FAMILY_ORDER if f in set(g["family"])]
     width = 0.8 / len(families)
     with figure_style():
-        tasks = [t for t in data.tasks if t in set(g["task"])]
+        tasks = [t for t in data.tasks if t in set(g["task_label"])]
         fig, axes = _panels(len(tasks))
         for ax, task in zip(axes, tasks, strict=True):
-            part = g[g["task"] == task]
+            part = g[g["task_label"] == task]
             names = [s for s in data.strategies if s in set(part["strategy"])]
             for j, fam in enumerate(families):
                 offset = (j - (len(families) - 1) / 2) * width
@@ -225,11 +234,11 @@ def fewshot_figure(data: ReportData, regime: str) -> Figure | None:
     if g.empty:
         return None
     with figure_style():
-        tasks = [t for t in data.tasks if t in set(g["task"])]
+        tasks = [t for t in data.tasks if t in set(g["task_label"])]
         fig, axes = _panels(len(tasks))
         colors, markers = strategy_colors(data.strategies), model_markers(data.models)
         for ax, task in zip(axes, tasks, strict=True):
-            part = g[g["task"] == task]
+            part = g[g["task_label"] == task]
             for (model, strategy), line in part.groupby(["model", "strategy"], sort=True):
                 line = line.sort_values("shots")
                 k = line["shots"].to_numpy(dtype=float)
@@ -257,6 +266,56 @@ def fewshot_figure(data: ReportData, regime: str) -> Figure | None:
     return fig
 
 
+def ci_figure(data: ReportData) -> Figure | None:
+    """Forest plot: the pooled value with its 95% patient-bootstrap CI per model and strategy,
+    one panel per task (full data). Groups without a CI (no bootstrap) show the point alone."""
+    g = data.groups_in(FULL).dropna(subset=["pooled"])
+    if g.empty:
+        return None
+    models = [m for m in data.models if m in set(g["model"])]
+    strategies = [s for s in data.strategies if s in set(g["strategy"])]
+    step = len(strategies) + 1  # a blank row between models
+    with figure_style():
+        tasks = [t for t in data.tasks if t in set(g["task_label"])]
+        fig, axes = _panels(len(tasks), width=4.2, height=0.9 + 0.2 * step * len(models))
+        colors = strategy_colors(data.strategies)
+        for ax, task in zip(axes, tasks, strict=True):
+            part = g[g["task_label"] == task].set_index(["model", "strategy"])
+            for (i, m), (j, s) in itertools.product(enumerate(models), enumerate(strategies)):
+                if (m, s) not in part.index:
+                    continue
+                row = part.loc[(m, s)]
+                x, low, high = float(row["pooled"]), float(row["ci_low"]), float(row["ci_high"])
+                xerr = None if math.isnan(low) or math.isnan(high) else [[x - low], [high - x]]
+                ax.errorbar(
+                    x, i * step + j, xerr=xerr, fmt="o", color=colors[s], markersize=4, capsize=2
+                )
+            ax.set_yticks([i * step + (len(strategies) - 1) / 2 for i in range(len(models))])
+            ax.set_yticklabels(models)
+            ax.set_ylim(len(models) * step - 1, -1)  # first model on top
+            ax.grid(False, axis="y")
+            ax.set_title(task)
+            ax.set_xlabel(f"{data.label}, pooled over folds (95% CI)")
+        fig.legend(
+            handles=[Patch(color=colors[s], label=s) for s in strategies],
+            loc="outside right center",
+            frameon=False,
+        )
+        fig.suptitle(f"{data.label} with its 95% patient-bootstrap CI (full data)")
+    return fig
+
+
+def _rank_axis(ax: Axes, ranks: np.ndarray) -> None:
+    """The rank axis spans exactly the mean ranks shown: its line runs from the best to the worst
+    rank, ticks at both ends and at round values between them."""
+    lo, hi = float(ranks.min()), float(ranks.max())
+    ax.spines["top"].set_bounds(lo, hi)
+    inner = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    gap = 0.12 * (hi - lo)  # keep round ticks clear of the end labels
+    ticks = [lo, *[t for t in inner if lo + gap < t < hi - gap], hi] if hi > lo else [lo]
+    ax.set_xticks(ticks, [f"{t:.2f}" for t in ticks])
+
+
 def cd_figure(result: FriedmanResult, title: str) -> Figure:
     """Critical-difference diagram (scikit-posthocs): mean ranks, bars join strategies that the
     Nemenyi test does not separate; the CD is drawn above the axis."""
@@ -282,6 +341,7 @@ def cd_figure(result: FriedmanResult, title: str) -> Figure:
                 xs, ys = line.get_data()
                 order = np.argsort(np.asarray(xs, dtype=float), kind="stable")
                 line.set_data(np.asarray(xs)[order], np.asarray(ys)[order])
+        _rank_axis(ax, result.mean_ranks.to_numpy(dtype=float))
         # The CD bar goes above the rank axis and its tick labels (scikit-posthocs would draw
         # it across them).
         best = float(result.mean_ranks.iloc[0])

@@ -24,6 +24,7 @@ REPORT_LIBRARIES = (
     "statsmodels",
     "scikit-posthocs",
     "matplotlib",
+    "jinja2",
 )
 COST_COLUMNS = ("wall_time_s", "device_time_s", "peak_host_mb", "peak_device_mb")
 
@@ -54,10 +55,10 @@ def collect_run_versions(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def cost_by_group(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs and summed cost per (backbone, strategy, regime), with a final `total` row."""
+    """Runs and summed cost per (backbone, scheme, strategy, regime), with a final `total` row."""
     if runs.empty:
         return pd.DataFrame()
-    keys = ["backbone", "strategy", "regime"]
+    keys = [k for k in ("backbone", "scheme", "strategy", "regime") if k in runs.columns]
     cols = [c for c in COST_COLUMNS if c in runs.columns]
     numeric = runs[keys + cols].copy()
     for c in cols:
@@ -78,7 +79,7 @@ def cost_by_group(runs: pd.DataFrame) -> pd.DataFrame:
         dict(zip(keys, key, strict=True)) | summarise(part)
         for key, part in numeric.groupby(keys, sort=True)
     ]
-    rows.append({"backbone": "total", "strategy": "", "regime": ""} | summarise(numeric))
+    rows.append({k: "total" if k == "backbone" else "" for k in keys} | summarise(numeric))
     return pd.DataFrame(rows)
 
 

@@ -1,10 +1,12 @@
 """Significance tests of a report, per setting (full data, each few-shot k).
 
-- Wilcoxon signed-rank between every pair of strategies, paired on matched (task, backbone,
-  fold): per-fold values in the full regime, per-fold means over draws in few-shot regimes;
-  Holm correction over all the pairs of the setting.
-- Friedman over blocks = (task, backbone) pairs, one value per strategy (the mean over folds),
-  then Nemenyi and the critical difference; blocks missing a strategy are left out.
+- Wilcoxon signed-rank between every pair of strategies, paired on matched (task, scheme,
+  backbone, fold): per-fold values in the full regime, per-fold means over draws in few-shot
+  regimes; Holm correction over all the pairs of the setting.
+- Friedman over blocks = (task, scheme, backbone) triples, one value per strategy (the mean over
+  folds), then Nemenyi and the critical difference; blocks missing a strategy are left out.
+  With fewer than 10 blocks the Friedman p is the exact (or Monte Carlo) permutation p-value,
+  and the text says which p was used.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 
 from progbench.evaluate.stats import (
     DEFAULT_ALPHA,
+    EXACT_BELOW_BLOCKS,
     FriedmanResult,
     friedman_nemenyi,
     pairwise_wilcoxon,
@@ -34,12 +37,14 @@ class SettingStats:
     alpha: float
 
 
+WILCOXON_BLOCKS = ["task", "scheme", "model", "fold"]
+
+
 def friedman_matrix(data: ReportData, setting: Setting) -> pd.DataFrame:
-    """Rows (task, backbone) blocks, columns strategies, values the mean over folds."""
+    """Rows (task, scheme, backbone) blocks, columns strategies, values the mean over folds."""
     g = data.groups_in(setting)
-    wide = g.pivot_table(
-        index=["task", "model"], columns="strategy", values="mean", aggfunc="first"
-    )
+    # One row per group (prepare refuses duplicates), so pivot raises rather than merges.
+    wide = g.pivot(index=["task_label", "model"], columns="strategy", values="mean")
     wide = wide[[s for s in data.strategies if s in wide.columns]]
     wide.index = [f"{t} / {m}" for t, m in wide.index]
     return wide
@@ -47,9 +52,7 @@ def friedman_matrix(data: ReportData, setting: Setting) -> pd.DataFrame:
 
 def setting_stats(data: ReportData, setting: Setting, alpha: float = DEFAULT_ALPHA) -> SettingStats:
     folds = data.folds_in(setting)
-    wilcoxon = pairwise_wilcoxon(
-        folds, blocks=["task", "model", "fold"], order=data.strategies, alpha=alpha
-    )
+    wilcoxon = pairwise_wilcoxon(folds, blocks=WILCOXON_BLOCKS, order=data.strategies, alpha=alpha)
     matrix = friedman_matrix(data, setting)
     complete = matrix.dropna(axis=0, how="any")
     result, note = None, None
@@ -103,7 +106,7 @@ def wilcoxon_markdown(st: SettingStats, data: ReportData) -> str:
     ]
     intro = (
         f"### {st.setting.title}: Wilcoxon signed-rank tests ({data.label})\n\n"
-        f"Two-sided, paired on matched (task, backbone, fold); Holm-corrected over the "
+        f"Two-sided, paired on matched (task, scheme, backbone, fold); Holm-corrected over the "
         f"{len(rows)} pairs; significant at α = {st.alpha:g}.\n\n"
     )
     if not rows:
@@ -111,17 +114,31 @@ def wilcoxon_markdown(st: SettingStats, data: ReportData) -> str:
     return intro + markdown_table(header, rows, [False, False, *[True] * 9])
 
 
+def friedman_sentence(f: FriedmanResult) -> str:
+    """The omnibus result in words: χ², the p used (and how it was obtained), the verdict."""
+    p_text = f"p = {format_number(f.p, 4)} ({f.describe_p()}"
+    if f.p_method != "chi-square":
+        p_text += f", used with fewer than {EXACT_BELOW_BLOCKS} blocks; "
+        p_text += f"chi-square approximation p = {format_number(f.p_chi2, 4)}"
+    p_text += ")"
+    verdict = (
+        f"significant at α = {f.alpha:g}"
+        if f.significant
+        else f"not significant at α = {f.alpha:g}: the Nemenyi comparisons below are descriptive"
+    )
+    return (
+        f"Friedman χ² = {f.statistic:.3f}, {p_text} over {f.n_blocks} (task, backbone) blocks "
+        f"and {len(f.mean_ranks)} strategies: {verdict}. Mean ranks (1 = best) and Nemenyi "
+        f"critical difference CD = {f.cd:.3f} at α = {f.alpha:g}."
+    )
+
+
 def friedman_markdown(st: SettingStats, data: ReportData) -> str:
     title = f"### {st.setting.title}: Friedman test and Nemenyi post-hoc ({data.label})\n\n"
     f = st.friedman
     if f is None:
         return title + f"Friedman test {st.friedman_note}.\n"
-    lines = [
-        title,
-        f"Friedman χ² = {f.statistic:.3f}, p = {format_number(f.p, 4)} over {f.n_blocks} "
-        f"(task, backbone) blocks and {len(f.mean_ranks)} strategies. Mean ranks (1 = best) and "
-        f"Nemenyi critical difference CD = {f.cd:.3f} at α = {f.alpha:g}.\n\n",
-    ]
+    lines = [title, friedman_sentence(f) + "\n\n"]
     lines.append(
         markdown_table(
             ["strategy", "mean rank"],
@@ -163,6 +180,10 @@ def stats_summary(stats: list[SettingStats]) -> dict[str, Any]:
             entry["friedman"] = {
                 "statistic": clean(f.statistic),
                 "p": clean(f.p),
+                "p_method": f.p_method,
+                "p_chi2": clean(f.p_chi2),
+                "n_permutations": f.n_permutations,
+                "significant": f.significant,
                 "n_blocks": f.n_blocks,
                 "blocks": f.blocks,
                 "mean_ranks": {k: float(v) for k, v in f.mean_ranks.items()},

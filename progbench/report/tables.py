@@ -1,5 +1,6 @@
 """Results tables: the metric as mean ± std ×100 per task × backbone × strategy, one table per
-setting (full data, each few-shot k), the best cell of each task in bold. Markdown and CSV."""
+setting (full data, each few-shot k), with the pooled value and its 95% patient-bootstrap CI
+beside it, the best cell of each task in bold. Markdown and CSV."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from progbench.report.data import ReportData, Setting
 UNDEFINED = "—"
 LONG_COLUMNS = (
     "task",
+    "scheme",
     "backbone",
     "family",
     "strategy",
@@ -23,7 +25,11 @@ LONG_COLUMNS = (
     "n_runs",
     "mean",
     "std",
+    "pooled",
+    "ci_low",
+    "ci_high",
     "cell",
+    "pooled_cell",
     "best",
 )
 
@@ -35,6 +41,17 @@ def format_cell(mean: float, std: float | None = None) -> str:
     text = f"{100 * mean:.1f}"
     if std is not None and not math.isnan(std):
         text += f" ± {100 * std:.1f}"
+    return text
+
+
+def format_pooled(pooled: float, low: float, high: float) -> str:
+    """`pooled [low, high]` ×100; without the CI when it is undefined (no bootstrap), empty
+    when the pooled value is."""
+    if pooled is None or math.isnan(pooled):
+        return ""
+    text = f"{100 * pooled:.1f}"
+    if not (math.isnan(low) or math.isnan(high)):
+        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
     return text
 
 
@@ -51,7 +68,7 @@ def format_number(x: object, digits: int = 3) -> str:
 @dataclass(frozen=True)
 class SummaryTable:
     setting: Setting
-    long: pd.DataFrame  # LONG_COLUMNS, rows in display order
+    long: pd.DataFrame  # LONG_COLUMNS and task_label, rows in display order
 
 
 def best_mask(means: pd.Series, higher_is_better: bool) -> pd.Series:
@@ -67,33 +84,49 @@ def summary_table(data: ReportData, setting: Setting) -> SummaryTable:
     g = data.groups_in(setting).copy()
     g["family"] = g["model"].map(data.families)
     g["cell"] = [format_cell(m, s) for m, s in zip(g["mean"], g["std"], strict=True)]
+    g["pooled_cell"] = [
+        format_pooled(p, lo, hi)
+        for p, lo, hi in zip(g["pooled"], g["ci_low"], g["ci_high"], strict=True)
+    ]
     g["best"] = False
-    for _, idx in g.groupby("task").groups.items():
+    for _, idx in g.groupby(["task", "scheme"]).groups.items():
         g.loc[idx, "best"] = best_mask(g.loc[idx, "mean"], data.higher_is_better)
+    task_rank = {t: i for i, t in enumerate(data.tasks)}
     model_rank = {m: i for i, m in enumerate(data.models)}
     strategy_rank = {s: i for i, s in enumerate(data.strategies)}
-    g = g.assign(_m=g["model"].map(model_rank), _s=g["strategy"].map(strategy_rank)).sort_values(
-        ["task", "_m", "_s"]
-    )
+    g = g.assign(
+        _t=g["task_label"].map(task_rank),
+        _m=g["model"].map(model_rank),
+        _s=g["strategy"].map(strategy_rank),
+    ).sort_values(["_t", "_m", "_s"])
     long = g.assign(backbone=g["model"])  # the model label: `backbone (weights)` if ambiguous
     long["shots"] = long["shots"].where(long["regime"] != "full", pd.NA).astype("Int64")
-    return SummaryTable(setting, long[list(LONG_COLUMNS)].reset_index(drop=True))
+    return SummaryTable(setting, long[[*LONG_COLUMNS, "task_label"]].reset_index(drop=True))
+
+
+@dataclass(frozen=True)
+class WideCell:
+    cell: str  # mean ± std
+    pooled: str  # pooled [CI], or empty
+    mean: float
+    best: bool
+
+
+EMPTY_CELL = WideCell(UNDEFINED, "", math.nan, False)
 
 
 def wide_rows(
     table: SummaryTable, strategies: Sequence[str]
-) -> list[tuple[str, str, list[tuple[str, bool]]]]:
-    """(task, backbone, [(cell, best) per strategy]) rows; strategies without a run show '—'."""
+) -> list[tuple[str, str, list[WideCell]]]:
+    """(task label, backbone, [cell per strategy]) rows; strategies without a run show '—'."""
     rows = []
     long = table.long
-    for (task, model), part in long.groupby(["task", "backbone"], sort=False):
+    for (task, model), part in long.groupby(["task_label", "backbone"], sort=False):
         by_strategy = {
-            s: (c, bool(b))
-            for s, c, b in part[["strategy", "cell", "best"]].itertuples(index=False)
+            r.strategy: WideCell(r.cell, r.pooled_cell, float(r.mean), bool(r.best))
+            for r in part.itertuples(index=False)
         }
-        rows.append(
-            (str(task), str(model), [by_strategy.get(s, (UNDEFINED, False)) for s in strategies])
-        )
+        rows.append((str(task), str(model), [by_strategy.get(s, EMPTY_CELL) for s in strategies]))
     return rows
 
 
@@ -120,17 +153,28 @@ def markdown_table(
 
 def caption(data: ReportData, setting: Setting) -> str:
     spread = "over folds" if not setting.is_fewshot else "over folds of the mean over draws"
+    pooled = (
+        "the metric of all folds' test predictions pooled"
+        if not setting.is_fewshot
+        else "the mean over draws of the pooled metric"
+    )
     direction = "higher" if data.higher_is_better else "lower"
     return (
-        f"{setting.title}: {data.label} ×100, mean ± std {spread} (test split). "
-        f"Best per task in bold ({direction} is better); {UNDEFINED} = no run or undefined."
+        f"{setting.title}: {data.label} ×100, mean ± std {spread} (test split); in brackets "
+        f"{pooled}, with its 95% CI from a bootstrap over patients when one was drawn. "
+        f"Best mean per task in bold ({direction} is better); {UNDEFINED} = no run or undefined."
     )
+
+
+def markdown_cell(c: WideCell) -> str:
+    text = f"**{c.cell}**" if c.best else c.cell
+    return f"{text} ({c.pooled})" if c.pooled else text
 
 
 def to_markdown(table: SummaryTable, data: ReportData) -> str:
     strategies = table_strategies(table, data.strategies)
     rows = [
-        [task, model, *[f"**{c}**" if best else c for c, best in cells]]
+        [task, model, *[markdown_cell(c) for c in cells]]
         for task, model, cells in wide_rows(table, strategies)
     ]
     body = markdown_table(
@@ -140,5 +184,5 @@ def to_markdown(table: SummaryTable, data: ReportData) -> str:
 
 
 def to_csv(table: SummaryTable) -> str:
-    """Long CSV: one row per task × backbone × strategy, raw mean and std (not ×100)."""
-    return table.long.to_csv(index=False, lineterminator="\n")
+    """Long CSV: one row per task × backbone × strategy, raw values (not ×100)."""
+    return table.long[list(LONG_COLUMNS)].to_csv(index=False, lineterminator="\n")
