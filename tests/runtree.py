@@ -173,15 +173,11 @@ def iter_specs(tree: TreeSpec) -> list[RunSpec]:
 
 
 def run_dir_in(root: Path, spec: RunSpec, tree: TreeSpec) -> Path:
-    """Where the tree keeps `spec`: progbench's run path, under `<task>/<scheme>/` when the tree
-    holds several schemes and under `weights-<name>/` for a backbone's second weights."""
+    """Where the tree keeps `spec`: progbench's run path, under `weights-<name>/` for a
+    backbone's second weights (the run path does not hold the weights)."""
     weights = tree.weights_of(spec.backbone)
     base = root if spec.weights == weights[0] else root / f"weights-{spec.weights}"
-    path = run_dir_for(base, spec)
-    rel = path.relative_to(base / spec.task)
-    if len(tree.schemes) > 1 and rel.parts[0] != spec.scheme:
-        path = base / spec.task / spec.scheme / rel
-    return path
+    return run_dir_for(base, spec)
 
 
 def write_run_tree(root: Path, tree: TreeSpec | None = None) -> list[Path]:
