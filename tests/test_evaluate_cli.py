@@ -11,7 +11,7 @@ import pytest
 from progbench.cli import main
 from progbench.evaluate import RESULT_KEYS, evaluate_predictions
 from progbench.runs import append_train_log, read_predictions_file
-from tests.test_evaluate_aggregate import BAD, GOOD, Y, build_run
+from tests.helpers.runs import BAD, GOOD, Y, build_run
 
 HAND_WRITTEN = """image_id,patient_id,split,y_true,p_pos
 a1,P1,val,1,0.9

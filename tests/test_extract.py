@@ -25,7 +25,7 @@ from progbench.cache.verify import verify_store
 from progbench.data.manifest import load_manifest
 from progbench.extract.features import encode, extract_features, feature_key
 from progbench.models.loaders import load_backbone
-from tests.conftest import write_cohort
+from tests.helpers.cohorts import write_cohort
 
 PARAMS = ImageStoreParams(size=64)
 

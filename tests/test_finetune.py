@@ -31,7 +31,7 @@ from progbench.train.finetune import STATE_DIR, run_finetune
 from progbench.train.options import FinetuneOptions
 from progbench.train.plan import SplitRequest
 from progbench.train.steps import Steps, epoch_batches
-from tests.conftest import write_cohort
+from tests.helpers.cohorts import write_cohort
 
 STORE_SIZE = 32
 # Tiny twins: densenet is the CNN (BatchNorm, conv LoRA/IA3), dinov2 the transformer.

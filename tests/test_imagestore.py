@@ -24,7 +24,7 @@ from progbench.cache.imagestore import (
 from progbench.data.images import load_image
 from progbench.data.manifest import load_manifest
 from progbench.errors import CacheError
-from tests.conftest import write_cohort
+from tests.helpers.cohorts import write_cohort
 
 
 def test_store_holds_preprocessed_images(cohort: Path, cache_dir: Path) -> None:

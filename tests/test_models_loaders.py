@@ -10,7 +10,7 @@ import torch
 
 from progbench.errors import WeightsError
 from progbench.models.loaders import LoadedBackbone, load_backbone, save_backbone
-from tests.twins import TWINS
+from tests.helpers.twins import TWINS
 
 
 def _x(loaded: LoadedBackbone, batch: int = 2) -> torch.Tensor:

@@ -18,7 +18,7 @@ from progbench.models.registry import (
     list_strategies,
     registry_fingerprint,
 )
-from tests.twins import TWINS
+from tests.helpers.twins import TWINS
 
 STUDY_BACKBONES = [
     "resnet18",

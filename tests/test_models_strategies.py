@@ -28,7 +28,7 @@ from progbench.models.registry import (
 )
 from progbench.models.strategies import HEAD_NAME, ClassifierModel, build_classifier, resolve
 from progbench.models.strategies.files import load_trained, save_trained
-from tests.twins import TWINS
+from tests.helpers.twins import TWINS
 
 CELLS = [(b, s) for b in TWINS for s in list_strategies()]
 CNN_TWINS = {"tiny-resnet", "tiny-densenet", "tiny-medclip-r50"}

@@ -19,7 +19,7 @@ from progbench.runs import read_run, read_spec
 from progbench.train.finetune import run_finetune
 from progbench.train.options import FinetuneOptions
 from progbench.train.pipeline import SplitRequest, TrainRequest, resolve_splits, train_lp
-from tests.conftest import write_cohort
+from tests.helpers.cohorts import write_cohort
 
 STORE_SIZE = 32
 

@@ -18,7 +18,7 @@ from progbench.data.datasets.tcia import TciaOptions
 from progbench.data.manifest import load_task
 from progbench.data.prepare.boxes import expand_box
 from progbench.errors import PrepareError
-from tests.rawdata import nbia_series, nbia_study, write_csv, write_dicom, write_xlsx
+from tests.helpers.rawdata import nbia_series, nbia_study, write_csv, write_dicom, write_xlsx
 
 # ------------------------------------------------------------------------------ AIforCOVID
 

@@ -20,7 +20,7 @@ from progbench.data.prepare import prepare
 from progbench.data.prepare.options import TableOptions, table_spec
 from progbench.errors import ConfigError, PrepareError
 from progbench.provenance import file_digest
-from tests.rawdata import write_csv, write_dicom, write_xlsx
+from tests.helpers.rawdata import write_csv, write_dicom, write_xlsx
 
 HEADER = ["Study Ref", "MRN", "Site", "Outcome (30d)", "File"]
 

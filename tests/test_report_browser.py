@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from progbench.report import REPORT_HTML
-from tests.runtree import built_report
+from tests.helpers.runtree import built_report
 
 CHROMIUM = os.environ.get("PROGBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PROGBENCH_CHROMEDRIVER", "/usr/bin/chromedriver")

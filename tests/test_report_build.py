@@ -25,7 +25,7 @@ from progbench.evaluate.registry import PRIMARY_METRICS
 from progbench.report import MANIFEST, REPORT_HTML, build_report
 from progbench.report.data import prepare
 from progbench.report.tables import summary_table
-from tests.runtree import REPORT_TREE, built_report, evaluated_tree
+from tests.helpers.runtree import REPORT_TREE, built_report, evaluated_tree
 
 FIGURES = (
     "rq1-strategies-boxplot",

@@ -10,7 +10,7 @@ import pytest
 
 from progbench.cli import main
 from progbench.report import MANIFEST, REPORT_HTML
-from tests.runtree import TreeSpec, evaluated_tree, write_run_tree
+from tests.helpers.runtree import TreeSpec, evaluated_tree, write_run_tree
 
 # Full-data runs only (1 task x 2 folds), so evaluation and drawing take seconds.
 SMALL = TreeSpec(

@@ -15,7 +15,7 @@ from scipy import stats as sstats
 
 from progbench.errors import ProgbenchError, RunError
 from progbench.report import REPORT_HTML, build_report
-from tests.runtree import TreeSpec, evaluated_tree
+from tests.helpers.runtree import TreeSpec, evaluated_tree
 
 CENTRES = ("north", "south", "east")
 TREE = TreeSpec(

@@ -12,7 +12,7 @@ from progbench.data.fewshot import add_fewshot, parse_shots
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import make_splits, read_splits, write_splits
 from progbench.errors import SplitError
-from tests.conftest import write_cohort
+from tests.helpers.cohorts import write_cohort
 
 
 @pytest.fixture

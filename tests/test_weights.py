@@ -34,7 +34,7 @@ from progbench.models.weights import (
     read_manifest,
     weights_status,
 )
-from tests.twins import TWINS
+from tests.helpers.twins import TWINS
 
 
 @pytest.fixture(autouse=True)
