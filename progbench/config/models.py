@@ -1,122 +1,14 @@
-"""Pydantic models for every YAML file progbench reads: the single place input is validated.
-
-Sections: tasks (here), backbones and strategies (models registry), sweeps.
-"""
+"""Schemas of progbench/configs/models/*.yaml (backbones) and configs/strategies/*.yaml
+(strategy presets); see docs/MODELS.md. The registry (progbench/models/registry.py) finds and
+parses the files."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from progbench.errors import ConfigError
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo in a YAML file must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source} is invalid:"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  - {loc}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"YAML file not found: {path}", "Check the path.")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def parse_model(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from err
-
-
-# --------------------------------------------------------------------------------------- tasks
-
-
-class TaskConfig(StrictModel):
-    """A prediction task: which manifest, which outcome column, which value is positive."""
-
-    name: str
-    manifest: Path
-    outcome: str
-    positive: str
-    negative: list[str] | None = None  # needed only when the column has more than two values
-    # A prognosis outcome belongs to a patient: images of one patient with different labels are
-    # an error unless the outcome is declared per image.
-    per_image_labels: bool = False
-    description: str = ""
-
-    @field_validator("positive", mode="before")
-    @classmethod
-    def _positive_as_text(cls, v: Any) -> str:
-        # YAML reads `positive: 1` as int and `positive: yes` as bool; compare as text.
-        return _as_text(v)
-
-    @field_validator("negative", mode="before")
-    @classmethod
-    def _negative_as_text(cls, v: Any) -> list[str] | None:
-        if v is None:
-            return None
-        return [_as_text(x) for x in (v if isinstance(v, list) else [v])]
-
-
-def _as_text(v: Any) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
-
-
-def load_task_yaml(path: str | Path) -> TaskConfig:
-    """Read a task YAML. A relative `manifest` is resolved against the YAML's folder."""
-    path = Path(path)
-    data = read_yaml(path)
-    task = parse_model(TaskConfig, data, str(path))
-    manifest = task.manifest if task.manifest.is_absolute() else path.parent / task.manifest
-    return task.model_copy(update={"manifest": manifest.resolve()})
-
-
-def task_from_options(
-    manifest: str | Path,
-    outcome: str,
-    positive: str,
-    negative: list[str] | None = None,
-    name: str | None = None,
-    per_image_labels: bool = False,
-) -> TaskConfig:
-    manifest = Path(manifest).resolve()
-    return TaskConfig(
-        name=name or f"{manifest.parent.name}-{outcome}",
-        manifest=manifest,
-        outcome=outcome,
-        positive=positive,
-        negative=negative,
-        per_image_labels=per_image_labels,
-    )
-
-
-# ----- backbones and strategies
-# Schemas of progbench/configs/models/*.yaml and progbench/configs/strategies/*.yaml (see
-# docs/MODELS.md). The registry (progbench/models/registry.py) finds and parses the files.
-
-from typing import Literal  # noqa: E402  (this section is appended to a shared file)
-
-from pydantic import Field, model_validator  # noqa: E402
+from progbench.config.base import StrictModel
 
 REGISTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 AdapterKind = Literal["lora", "vera", "ia3"]
@@ -130,8 +22,8 @@ class TargetSpec(StrictModel):
     entry or ends with `.` + entry. `feedforward` (IA3 only) is the subset scaled on its input.
     """
 
-    modules: list[str] = []
-    feedforward: list[str] = []
+    modules: list[str] = Field(default_factory=list)
+    feedforward: list[str] = Field(default_factory=list)
     not_applicable: str | None = None
 
     @model_validator(mode="after")
@@ -200,9 +92,15 @@ class BackboneSpec(StrictModel):
     arch: str
     hub_id: str | None = None  # torchvision weights enum, HF repo id, or a release URL (MedCLIP)
     weights_format: Literal["native", "medclip"] = "native"
-    arch_overrides: dict[str, Any] = {}  # torchvision builder keyword arguments
-    config_overrides: dict[str, Any] = {}  # transformers config kwargs / open_clip model_cfg
-    ignore_checkpoint_keys: list[str] = []  # key prefixes of other towers in a checkpoint
+    arch_overrides: dict[str, Any] = Field(
+        default_factory=dict
+    )  # torchvision builder keyword arguments
+    config_overrides: dict[str, Any] = Field(
+        default_factory=dict
+    )  # transformers config kwargs / open_clip model_cfg
+    ignore_checkpoint_keys: list[str] = Field(
+        default_factory=list
+    )  # key prefixes of other towers in a checkpoint
     feature: FeatureSpec
     feature_dim: int = Field(gt=0)
     projection: ProjectionSpec | None = None
@@ -212,7 +110,9 @@ class BackboneSpec(StrictModel):
     is_cnn: bool
     bf16_cast_weights: bool = False  # bf16 by casting weights, not autocast (open_clip on CPU)
     encoder_params: int = Field(gt=0)
-    unused_parameters: list[str] = []  # never reached by the feature path: frozen always
+    unused_parameters: list[str] = Field(
+        default_factory=list
+    )  # never reached by the feature path: frozen always
     targets: AdapterTargets
     tiny: bool = False
     twin_of: str | None = None
@@ -271,7 +171,9 @@ class StrategySpec(StrictModel):
     rank: int | None = Field(default=None, gt=0)  # LoRA / VeRA rank r
     alpha: float | None = Field(default=None, gt=0)  # LoRA alpha (scaling = alpha / r)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # LoRA / VeRA dropout
-    peft_options: dict[str, Any] = {}  # further keyword arguments of the peft config class
+    peft_options: dict[str, Any] = Field(
+        default_factory=dict
+    )  # further keyword arguments of the peft config class
     backbone_lr: float | None = Field(default=None, gt=0)  # study default; None: backbone frozen
     order: int = 1000
 
