@@ -17,7 +17,17 @@ from typing import Annotated
 import typer
 
 from progbench import __version__
-from progbench.commands import cache, data, evaluate, models, prepare, report, train, weights
+from progbench.commands import (
+    cache,
+    data,
+    evaluate,
+    models,
+    prepare,
+    report,
+    sweep,
+    train,
+    weights,
+)
 from progbench.commands.app import group
 from progbench.commands.output import console, err_console
 from progbench.errors import ProgbenchError
@@ -51,7 +61,7 @@ def _root(
     """Global options; `main` reads `--debug` itself, before any command runs."""
 
 
-for module in (data, prepare, cache, models, train, evaluate, report, weights):
+for module in (data, prepare, cache, models, train, evaluate, report, sweep, weights):
     module.register(app)
 
 

@@ -25,3 +25,17 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("PROGBENCH_CACHE", str(d))
     return d
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """A real SLURM cluster (scripts/slurm-local.sh up); without one the test is skipped, unless
+    PROGBENCH_REQUIRE_SLURM=1 (CI), where a missing cluster fails it."""
+    from progbench.sweep.slurm import slurm_available
+
+    ok, why = slurm_available()
+    if not ok:
+        if os.environ.get("PROGBENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(f"PROGBENCH_REQUIRE_SLURM=1 but {why}")
+        pytest.skip(why)
+    return why

@@ -30,7 +30,6 @@ from progbench.sweep.slurm import (
     job_result,
     job_states,
     read_jobs,
-    slurm_available,
     submit_array,
     wait,
 )
@@ -78,16 +77,6 @@ def count_steps(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def cluster() -> str:
-    ok, why = slurm_available()
-    if not ok:
-        if os.environ.get("PROGBENCH_REQUIRE_SLURM") == "1":
-            pytest.fail(f"PROGBENCH_REQUIRE_SLURM=1 but {why}")
-        pytest.skip(why)
-    return why
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from progbench.commands.options import (
     split_list,
 )
 from progbench.commands.output import console, print_wide, progress
-from progbench.commands.render import dict_table, fold_table, matrix_tables, simple_table
+from progbench.commands.render import dict_table, fold_table, matrix_tables
 
 
 def synth(
@@ -97,24 +97,31 @@ def splits(
 
 def demo(
     out: Annotated[
-        Path, typer.Option("--out", help="Folder for the demo cohort, stores and runs.")
+        Path, typer.Option("--out", help="Folder for the demo cohort, stores, runs and report.")
     ] = Path("demo-output"),
 ) -> None:
-    """Run every stage end to end on a synthetic cohort (a few minutes on 2 CPU cores).
+    """Run the whole study end to end on a synthetic cohort (a few minutes on 2 CPU cores).
 
-    Rerunning reuses every finished piece.
+    It is the `demo` sweep (progbench sweep plan demo) with --out as its root: LP and few-shot
+    LP under LOCO and 5-fold CV for a CNN and a foundation model, then LoRA, BitFit and FFT on
+    the CNN, the evaluator and the report. Rerunning reuses every finished piece.
 
     Example: [bold]progbench demo --out demo-output[/]
     """
     import time
 
     from progbench.commands.render import summary_table
+    from progbench.commands.sweep import cell_line
     from progbench.demo import run_demo
 
     start = time.perf_counter()
-    result = run_demo(out, progress=progress, log=lambda m: console.print(f"[bold cyan]{m}[/]"))
+    result = run_demo(
+        out,
+        progress=progress,
+        log=lambda m: console.print(f"[bold cyan]{m}[/]"),
+        on_result=cell_line,
+    )
     print_wide(dict_table("cohort", result.cohort))
-    console.print(f"image store: {result.image_store}", soft_wrap=True)
     for scheme, rows in result.split_rows.items():
         print_wide(fold_table(f"{scheme} splits ({result.splits[scheme]})", rows))
     if result.matrix is not None:
@@ -123,23 +130,10 @@ def demo(
         print_wide(grid)
         for note in notes:
             console.print(note, highlight=False)
-    if result.features:
-        rows = [
-            (n, r.key, r.n_images, r.computed, f"{r.images_per_s:.1f}" if r.images_per_s else "-")
-            for n, r in result.features.items()
-        ]
-        print_wide(
-            simple_table(
-                "feature stores (progbench cache ls)",
-                ("backbone", "key", "images", "computed now", "img/s"),
-                rows,
-                right=("images", "computed now", "img/s"),
-            )
-        )
     if result.summary:
         print_wide(summary_table(f"{result.runs}: test split", result.summary))
-        console.print(f"CIs and the results table: [bold]progbench evaluate {result.runs}[/]")
-    if result.report is not None:
+        console.print(f"results table: {result.report.results[0]}", soft_wrap=True)
+    if result.report is not None and result.report.html is not None:
         console.print(f"report: {result.report.html}", soft_wrap=True, highlight=False)
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     console.print(

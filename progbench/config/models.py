@@ -110,6 +110,8 @@ class BackboneSpec(StrictModel):
     is_cnn: bool
     bf16_cast_weights: bool = False  # bf16 by casting weights, not autocast (open_clip on CPU)
     encoder_params: int = Field(gt=0)
+    # FLOPs of one forward at input_size (batch 1), for cost projections; checked by a test.
+    forward_gflops: float | None = Field(default=None, gt=0)
     unused_parameters: list[str] = Field(
         default_factory=list
     )  # never reached by the feature path: frozen always

@@ -24,7 +24,16 @@ from progbench.errors import ConfigError, RegistryError
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODELS_DIR_ENV = "PROGBENCH_MODELS_DIR"
 STRATEGIES_DIR_ENV = "PROGBENCH_STRATEGIES_DIR"
-_NOT_INHERITED = ("name", "description", "order", "hub_id", "encoder_params", "twin_of", "tiny")
+_NOT_INHERITED = (
+    "name",
+    "description",
+    "order",
+    "hub_id",
+    "encoder_params",
+    "forward_gflops",
+    "twin_of",
+    "tiny",
+)
 _SCHEMA_HINT = "See docs/MODELS.md for the YAML schema and an example."
 
 __all__ = [

@@ -26,6 +26,7 @@ from progbench.runs.layout import (
     is_done,
     is_run_dir,
     run_dir_for,
+    run_path,
 )
 from progbench.runs.lifecycle import (
     Claims,
@@ -78,6 +79,7 @@ __all__ = [
     "read_spec",
     "read_train_log",
     "run_dir_for",
+    "run_path",
     "validate_predictions",
     "write_metrics",
     "write_predictions",

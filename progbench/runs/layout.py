@@ -41,13 +41,18 @@ def cell_dir(
     return Path(root) / task / scheme / backbone / strategy
 
 
+def run_path(cell: Path, regime: str, fold: int, shots: int | None, repeat: int | None) -> Path:
+    """A run's folder inside its cell folder: `<regime>/fold-<i>[/shots-<k>/rep-<r>]`."""
+    path = cell / regime / f"fold-{fold}"
+    if regime in FEWSHOT_REGIMES:
+        path = path / f"shots-{shots}" / f"rep-{repeat}"
+    return path
+
+
 def run_dir_for(root: str | os.PathLike[str], spec: RunSpec) -> Path:
     """`root/<task>/<scheme>/<backbone>/<strategy>/<regime>/fold-<i>[/shots-<k>/rep-<r>]`."""
-    path = cell_dir(root, spec.task, spec.scheme, spec.backbone, spec.strategy)
-    path = path / spec.regime / f"fold-{spec.fold}"
-    if spec.regime in FEWSHOT_REGIMES:
-        path = path / f"shots-{spec.shots}" / f"rep-{spec.repeat}"
-    return path
+    cell = cell_dir(root, spec.task, spec.scheme, spec.backbone, spec.strategy)
+    return run_path(cell, spec.regime, spec.fold, spec.shots, spec.repeat)
 
 
 LOCKS_DIR = ".locks"

@@ -50,9 +50,12 @@ class TrainRequest:
     options: FinetuneOptions = field(default_factory=FinetuneOptions)
 
 
-def run_train(request: TrainRequest, progress: ProgressFactory | None = None) -> TrainSummary:
+def run_train(
+    request: TrainRequest, progress: ProgressFactory | None = None, score: bool = True
+) -> TrainSummary:
     """Train the request's runs (LP from the feature cache, PEFT/FFT by streaming images), then
-    score them with the shared evaluator (no bootstrap: `progbench evaluate` adds the CIs)."""
+    (with `score`) summarise the cell's runs with the shared evaluator and the patient
+    bootstrap."""
     from progbench.evaluate.results import evaluate_tree, summarise
     from progbench.models.registry import get_backbone_spec
     from progbench.models.strategies import get_strategy
@@ -67,7 +70,9 @@ def run_train(request: TrainRequest, progress: ProgressFactory | None = None) ->
     summary.cell_root = cell_dir(
         request.runs_root, request.task.name, summary.scheme, request.backbone, request.strategy
     )
-    summary.groups = summarise(evaluate_tree(summary.cell_root, n_boot=0, cache=False).results)
+    if score:
+        scored = evaluate_tree(summary.cell_root, cache=False)
+        summary.groups = summarise(scored.results)
     return summary
 
 

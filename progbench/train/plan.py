@@ -47,6 +47,10 @@ class SplitRequest:
     per_center: bool = False
     test_fraction: float = 0.2  # holdout only
     splits_file: Path | None = None
+    # Which of the planned runs to make (a sweep's cells split them): the full-data runs, the
+    # few-shot draws, and only the first `max_folds` folds (quick studies).
+    regimes: tuple[str, ...] = ("full", "fewshot")
+    max_folds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,12 @@ def plan_runs(
     common = {**identity, "task": task.name, "seed": splits.seed, "scheme": splits.scheme}
     split = splits.parameters()
     out = []
-    for fold in splits.folds:
+    folds = splits.folds[: req.max_folds] if req.max_folds is not None else splits.folds
+    for fold in folds:
         extra = {"test_center": fold.test_center, "splits_file": str(Path(source).resolve())}
-        parts = [(None, fold.train)] + [(d, d.train) for d in draws[fold.fold]]
+        parts = [(None, fold.train)] if "full" in req.regimes else []
+        if "fewshot" in req.regimes:
+            parts += [(d, d.train) for d in draws[fold.fold]]
         for draw, train in parts:
             run_settings = {
                 **settings,
