@@ -74,7 +74,7 @@ def test_plan_counts_cells_runs_and_not_applicable(tmp_path: Path, capsys) -> No
         ({"fewshot": {"shots": [0]}}, "fewshot.shots", "positive"),
         ({"fewshot": {"shots": [2], "strategies": ["fft"]}}, "fewshot.strategies", "not strategies"),
         ({"train": {"epochz": 3}}, "train", "unknown setting"),
-        ({"strategy_train": {"fft": {"epochs": 1}}}, "strategy_train", "neither a strategy"),
+        ({"strategy_train": {"lora-r16": {"epochs": 1}}}, "strategy_train", "neither a strategy"),
         ({"weights": {"resnet50": "x"}}, "weights", "not backbones"),
         ({"tasks": ["nowhere/task.yaml"]}, "tasks", "does not exist"),
         ({"folds": 1}, "folds", "greater than or equal to 2"),

@@ -286,7 +286,13 @@ def ci_figure(data: ReportData) -> Figure | None:
                     continue
                 row = part.loc[(m, s)]
                 x, low, high = float(row["pooled"]), float(row["ci_low"]), float(row["ci_high"])
-                xerr = None if math.isnan(low) or math.isnan(high) else [[x - low], [high - x]]
+                # A percentile interval need not contain the point estimate (few replicates,
+                # skewed metrics): draw the part of each arm that exists.
+                xerr = (
+                    None
+                    if math.isnan(low) or math.isnan(high)
+                    else [[max(0.0, x - low)], [max(0.0, high - x)]]
+                )
                 ax.errorbar(
                     x, i * step + j, xerr=xerr, fmt="o", color=colors[s], markersize=4, capsize=2
                 )

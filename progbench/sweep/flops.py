@@ -23,7 +23,7 @@ def count_forward_gflops(spec: BackboneSpec) -> float:
     from progbench.models.encoders import build_encoder
 
     with torch.device("meta"):
-        encoder = build_encoder(spec)
+        encoder = build_encoder(spec).eval()  # BatchNorm at batch 1 needs eval mode
         x = torch.randn(1, 3, spec.input_size, spec.input_size)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
