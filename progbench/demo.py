@@ -44,20 +44,16 @@ class DemoConfig:
     weights: str = "random"  # no downloads here; pass pretrained or a path for real weights
     finetune_backbone: str = "resnet18"
     finetune_strategies: tuple[str, ...] = ("lora-r8", "bitfit", "fft")
-    # Streaming fine-tuning is the slow path on a CPU: small images, 2 folds, 4 epochs, a fixed
-    # head lr (the library default tries the reference grid of three on validation) and higher
-    # backbone lrs, as random-init weights must move further than pretrained ones.
-    finetune_epochs: int = 4
-    finetune_size: int = 48
+    # Streaming fine-tuning is the slow path on a CPU: the `demo` training preset
+    # (progbench/configs/training/demo.yaml: small images, 4 epochs, a fixed head lr), 2 folds,
+    # and higher backbone lrs, as random-init weights must move further than pretrained ones.
+    finetune_preset: str = "demo"
     finetune_folds: int = 2  # the first folds of the same 5-fold split as LP
-    finetune_batch_size: int = 16
-    finetune_lr_head: float = 1e-2
     finetune_lr_backbone: tuple[tuple[str, float], ...] = (
         ("fft", 1e-4),
         ("lora-r8", 1e-3),
         ("bitfit", 1e-3),
     )
-    finetune_weight_decay: float = 0.01
 
 
 @dataclass
@@ -169,21 +165,11 @@ def _finetune(
     log: Callable[[str], None],
 ) -> None:
     from progbench.train.finetune import run_finetune
-    from progbench.train.options import FinetuneOptions
+    from progbench.train.presets import resolve_training
 
     stop = _timed(result, "finetune")
     assert result.runs is not None
-    opts = FinetuneOptions(
-        epochs=cfg.finetune_epochs,
-        eval_every=1,
-        warmup_epochs=0,
-        batch_size=cfg.finetune_batch_size,
-        lr_head=cfg.finetune_lr_head,
-        weight_decay=cfg.finetune_weight_decay,
-        image_size=cfg.finetune_size,
-        input_size=cfg.finetune_size,
-        cache_dir=out / "cache",
-    )
+    opts = resolve_training(cfg.finetune_preset, task.name, {"cache_dir": out / "cache"})
     lr_backbone = dict(cfg.finetune_lr_backbone)
     # Full-data runs on the first folds of LP's 5-fold split, so runs pair up by fold in the
     # report (few-shot fine-tuning is left to the CLI).
@@ -197,8 +183,7 @@ def _finetune(
     )
     log(
         f"7. {', '.join(cfg.finetune_strategies)} on {cfg.finetune_backbone}, streamed from the "
-        f"image store ({cfg.finetune_folds} folds, {cfg.finetune_epochs} epochs, "
-        f"{cfg.finetune_size} px)"
+        f"image store ({cfg.finetune_folds} folds, {opts.epochs} epochs, {opts.image_size} px)"
     )
     for strategy in cfg.finetune_strategies:
         run_finetune(
