@@ -38,8 +38,7 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def done_files(runs: Path) -> dict[str, tuple[int, bytes]]:
     """Every DONE file under `runs`: its mtime and content (a DONE is never rewritten)."""
     return {
-        str(p.relative_to(runs)): (p.stat().st_mtime_ns, p.read_bytes())
-        for p in runs.rglob("DONE")
+        str(p.relative_to(runs)): (p.stat().st_mtime_ns, p.read_bytes()) for p in runs.rglob("DONE")
     }
 
 
@@ -72,7 +71,11 @@ def test_plan_counts_cells_runs_and_not_applicable(tmp_path: Path, capsys) -> No
         ({"strategies": ["lp", "lora-r99"]}, "strategies", "unknown strategy"),
         ({"scheme": "random"}, "scheme", "unknown scheme"),
         ({"fewshot": {"shots": [0]}}, "fewshot.shots", "positive"),
-        ({"fewshot": {"shots": [2], "strategies": ["fft"]}}, "fewshot.strategies", "not strategies"),
+        (
+            {"fewshot": {"shots": [2], "strategies": ["fft"]}},
+            "fewshot.strategies",
+            "not strategies",
+        ),
         ({"train": {"epochz": 3}}, "train", "unknown setting"),
         ({"strategy_train": {"lora-r16": {"epochs": 1}}}, "strategy_train", "neither a strategy"),
         ({"weights": {"resnet50": "x"}}, "weights", "not backbones"),

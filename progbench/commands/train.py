@@ -14,7 +14,6 @@ from progbench.commands.options import (
     DeviceOpt,
     DtypeOpt,
     ForceOutOpt,
-    ImageSizeOpt,
     ManifestOpt,
     NegativeOpt,
     OutcomeOpt,
@@ -27,6 +26,14 @@ from progbench.commands.options import (
 )
 from progbench.commands.output import console, print_wide, progress
 from progbench.commands.render import summary_table
+from progbench.train.options import FinetuneOptions
+
+_DEFAULTS = FinetuneOptions()
+
+
+def _dflt(field: str, where: str = "") -> str:
+    """The help text's default: the preset's value, `default`'s shown."""
+    return f" Default: the preset's{where} ({getattr(_DEFAULTS, field)} in `default`)."
 
 
 def train(
@@ -58,11 +65,36 @@ def train(
         bool,
         typer.Option("--force", help="Recompute finished runs (old ones are kept in .replaced/)."),
     ] = False,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 32,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (PEFT/FFT).")] = 100,
-    accumulate: Annotated[int, typer.Option(help="Gradient accumulation steps (PEFT/FFT).")] = 1,
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help="Training preset (PEFT/FFT): default, ruffini2025 (the reference study's "
+            "schedule), demo, or a <name>.yaml in $PROGBENCH_TRAINING_DIR. The flags below "
+            "override it.",
+        ),
+    ] = "default",
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="auto | cpu | cuda. auto picks CUDA." + _dflt("device")),
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--dtype", help="auto | fp32 | bf16. auto: bf16 on CUDA, fp32 on CPU." + _dflt("dtype")
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Images per step." + _dflt("batch_size", " or per task")),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum epochs (PEFT/FFT)." + _dflt("epochs"))
+    ] = None,
+    accumulate: Annotated[
+        int | None,
+        typer.Option(help="Gradient accumulation steps (PEFT/FFT)." + _dflt("accumulate")),
+    ] = None,
     lr_backbone: Annotated[
         float | None,
         typer.Option("--lr-backbone", help="Backbone/adapter lr. Default: 1e-5 FFT, 1e-4 PEFT."),
@@ -74,18 +106,39 @@ def train(
         ),
     ] = None,
     patience: Annotated[
-        int, typer.Option(help="Early-stopping patience in epochs (PEFT/FFT).")
-    ] = 100,
+        int | None,
+        typer.Option(help="Early-stopping patience in epochs (PEFT/FFT)." + _dflt("patience")),
+    ] = None,
+    min_epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--min-epochs",
+            help="Early-stopping patience counts from this epoch at the earliest."
+            + _dflt("min_epochs"),
+        ),
+    ] = None,
     eval_every: Annotated[
-        int, typer.Option("--eval-every", help="Validate every N epochs (PEFT/FFT).")
-    ] = 3,
+        int | None,
+        typer.Option(
+            "--eval-every", help="Validate every N epochs (PEFT/FFT)." + _dflt("eval_every")
+        ),
+    ] = None,
+    min_lr: Annotated[
+        float | None, typer.Option("--min-lr", help="Floor of the lr schedule." + _dflt("min_lr"))
+    ] = None,
     augment: Annotated[
-        bool, typer.Option("--augment/--no-augment", help="On-device CXR-safe augmentation.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment", help="On-device CXR-safe augmentation." + _dflt("augment")
+        ),
+    ] = None,
     compile_model: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the model (PEFT/FFT).")
-    ] = False,
-    image_size: ImageSizeOpt = 224,
+        bool | None, typer.Option("--compile", help="torch.compile the model (PEFT/FFT).")
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option("--image-size", help="Side of the image store." + _dflt("image_size")),
+    ] = None,
     probe: Annotated[
         str,
         typer.Option(
@@ -101,8 +154,11 @@ def train(
         ),
     ] = None,
     weight_decay: Annotated[
-        float, typer.Option("--weight-decay", help="AdamW weight decay (PEFT/FFT).")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            "--weight-decay", help="AdamW weight decay (PEFT/FFT)." + _dflt("weight_decay")
+        ),
+    ] = None,
     cache_dir: CacheDirOpt = None,
     manifest: ManifestOpt = None,
     outcome: OutcomeOpt = None,
@@ -122,10 +178,32 @@ def train(
     [bold]progbench train cohort/tasks/severity.yaml --backbone dinov2-s --strategy lora-r8 --scheme loco[/]
     """
     from progbench.data.fewshot import parse_shots
-    from progbench.train.options import FinetuneOptions
     from progbench.train.pipeline import SplitRequest, TrainRequest, run_train
+    from progbench.train.presets import resolve_training
 
     t = load_task_from_options(task, manifest, outcome, positive, negative)
+    given = {
+        "device": device,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "accumulate": accumulate,
+        "lr_backbone": lr_backbone,
+        "lr_head": lr_head,
+        "patience": patience,
+        "min_epochs": min_epochs,
+        "eval_every": eval_every,
+        "min_lr": min_lr,
+        "augment": augment,
+        "compile": compile_model,
+        "image_size": image_size,
+        "input_size": input_size,
+        "weight_decay": weight_decay,
+        "cache_dir": cache_dir,
+    }
+    options = resolve_training(
+        preset, t.name, {k: v for k, v in given.items() if v is not None}, "the command line"
+    )
     shot_list = split_list(shots)
     request = TrainRequest(
         task=t,
@@ -145,23 +223,7 @@ def train(
         runs_root=runs,
         force=force,
         probe=probe,
-        options=FinetuneOptions(
-            epochs=epochs,
-            batch_size=batch_size,
-            accumulate=accumulate,
-            lr_backbone=lr_backbone,
-            lr_head=lr_head,
-            patience=patience,
-            eval_every=eval_every,
-            augment=augment,
-            compile=compile_model,
-            device=device,
-            dtype=dtype,
-            image_size=image_size,
-            input_size=input_size,
-            weight_decay=weight_decay,
-            cache_dir=cache_dir,
-        ),
+        options=options,
     )
     summary = run_train(request, progress)
     for note in summary.notes:

@@ -1,8 +1,10 @@
-"""The backbone and strategy registries: one YAML file per entry, validated on load.
+"""The registries: backbones, strategy presets and training presets, one YAML file per entry,
+validated on load.
 
-Backbones live in `progbench/configs/models/*.yaml` plus every folder named in
-`$PROGBENCH_MODELS_DIR` (os.pathsep-separated); strategies in `progbench/configs/strategies/`
-plus `$PROGBENCH_STRATEGIES_DIR`. A file's name (without .yaml) must equal its `name`.
+Each kind lives in a folder of `progbench/configs/` plus every folder named in its environment
+variable (os.pathsep-separated): backbones in `models/` and `$PROGBENCH_MODELS_DIR`, strategies
+in `strategies/` and `$PROGBENCH_STRATEGIES_DIR`, training presets in `training/` and
+`$PROGBENCH_TRAINING_DIR`. A file's name (without .yaml) must equal its `name`.
 
 A tiny twin names its full-size backbone in `twin_of` and inherits every field it does not set,
 except those that describe one concrete model (`_NOT_INHERITED`).
@@ -13,17 +15,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from progbench.config import BackboneSpec, StrategySpec, parse_model, read_yaml
+from progbench.config.training import TrainingPreset
 from progbench.errors import ConfigError, RegistryError
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODELS_DIR_ENV = "PROGBENCH_MODELS_DIR"
 STRATEGIES_DIR_ENV = "PROGBENCH_STRATEGIES_DIR"
+TRAINING_DIR_ENV = "PROGBENCH_TRAINING_DIR"
 _NOT_INHERITED = (
     "name",
     "description",
@@ -36,22 +41,64 @@ _NOT_INHERITED = (
 )
 _SCHEMA_HINT = "See docs/MODELS.md for the YAML schema and an example."
 
+Kind = Literal["backbone", "strategy", "training"]
+
 __all__ = [
     "BackboneSpec",
     "StrategySpec",
+    "TrainingPreset",
     "get_backbone_spec",
     "get_strategy_spec",
+    "get_training_preset",
     "list_backbones",
     "list_strategies",
+    "list_training_presets",
     "registry_fingerprint",
 ]
 
 
 @dataclass(frozen=True)
+class _KindInfo:
+    folder: str  # under CONFIGS_DIR
+    env: str
+    schema: type
+    label: str  # in messages
+    plural: str
+    hint: str  # where the schema is documented
+
+
+_KINDS: dict[Kind, _KindInfo] = {
+    "backbone": _KindInfo(
+        "models",
+        MODELS_DIR_ENV,
+        BackboneSpec,
+        "backbone",
+        "backbones",
+        "See docs/MODELS.md for the YAML schema and an example.",
+    ),
+    "strategy": _KindInfo(
+        "strategies",
+        STRATEGIES_DIR_ENV,
+        StrategySpec,
+        "strategy",
+        "strategies",
+        "See docs/MODELS.md for the YAML schema and an example.",
+    ),
+    "training": _KindInfo(
+        "training",
+        TRAINING_DIR_ENV,
+        TrainingPreset,
+        "training preset",
+        "training presets",
+        "See docs/METHODOLOGY.md (Training presets) and progbench/configs/training/ for examples.",
+    ),
+}
+
+
+@dataclass(frozen=True)
 class _Registry:
-    backbones: dict[str, BackboneSpec]
-    strategies: dict[str, StrategySpec]
-    files: dict[str, Path]  # "backbone:<name>" / "strategy:<name>" -> source file
+    entries: dict[Kind, dict[str, Any]]  # kind -> name -> parsed spec
+    files: dict[str, Path]  # "<kind>:<name>" -> source file
     fingerprint: str
 
 
@@ -67,13 +114,13 @@ def _yaml_files(dirs: list[Path]) -> list[Path]:
     return [f for d in dirs for f in sorted(d.glob("*.yaml"))]
 
 
-def _read_entries(files: list[Path], what: str) -> dict[str, tuple[Path, dict[str, Any]]]:
+def _read_entries(files: list[Path], info: _KindInfo) -> dict[str, tuple[Path, dict[str, Any]]]:
     entries: dict[str, tuple[Path, dict[str, Any]]] = {}
     for f in files:
         try:
             data = read_yaml(f)
         except ConfigError as err:
-            raise RegistryError(err.message, _SCHEMA_HINT) from err
+            raise RegistryError(err.message, info.hint) from err
         name = data.get("name")
         if name != f.stem:
             raise RegistryError(
@@ -82,18 +129,18 @@ def _read_entries(files: list[Path], what: str) -> dict[str, tuple[Path, dict[st
             )
         if name in entries:
             raise RegistryError(
-                f"{what} {name!r} is defined twice: {entries[name][0]} and {f}",
+                f"{info.label} {name!r} is defined twice: {entries[name][0]} and {f}",
                 "Rename or remove one of them.",
             )
         entries[name] = (f, data)
     return entries
 
 
-def _parse(model: type, data: dict[str, Any], source: Path) -> Any:
+def _parse(info: _KindInfo, data: dict[str, Any], source: Path) -> Any:
     try:
-        return parse_model(model, data, str(source))
+        return parse_model(info.schema, data, str(source))
     except ConfigError as err:
-        raise RegistryError(err.message, _SCHEMA_HINT) from err
+        raise RegistryError(err.message, info.hint) from err
 
 
 def _merge_twin(name: str, raw: dict[str, dict[str, Any]], path: Path) -> dict[str, Any]:
@@ -113,28 +160,33 @@ def _merge_twin(name: str, raw: dict[str, dict[str, Any]], path: Path) -> dict[s
     return merged
 
 
-def _build(model_files: list[Path], strategy_files: list[Path]) -> _Registry:
-    bb_entries = _read_entries(model_files, "backbone")
-    raw = {n: d for n, (_, d) in bb_entries.items()}
-    backbones = {
-        n: _parse(BackboneSpec, _merge_twin(n, raw, p), p) for n, (p, _) in bb_entries.items()
-    }
-    st_entries = _read_entries(strategy_files, "strategy")
-    strategies = {n: _parse(StrategySpec, d, p) for n, (p, d) in st_entries.items()}
-    files = {f"backbone:{n}": p for n, (p, _) in bb_entries.items()}
-    files |= {f"strategy:{n}": p for n, (p, _) in st_entries.items()}
+def _build(files_by_kind: dict[Kind, list[Path]]) -> _Registry:
+    entries: dict[Kind, dict[str, Any]] = {}
+    files: dict[str, Path] = {}
+    for kind, kind_files in files_by_kind.items():
+        info = _KINDS[kind]
+        read = _read_entries(kind_files, info)
+        raw = {n: d for n, (_, d) in read.items()}
+        entries[kind] = {
+            n: _parse(info, _merge_twin(n, raw, p) if kind == "backbone" else d, p)
+            for n, (p, d) in read.items()
+        }
+        files |= {f"{kind}:{n}": p for n, (p, _) in read.items()}
     h = hashlib.sha256()
     for key in sorted(files):
         h.update(key.encode() + b"\0" + files[key].read_bytes() + b"\0")
-    return _Registry(backbones, strategies, files, h.hexdigest()[:16])
+    return _Registry(entries, files, h.hexdigest()[:16])
+
+
+_Stamp = tuple[tuple[str, int, int], ...]
 
 
 @lru_cache(maxsize=8)
-def _cached(model_files: tuple[tuple[str, int, int], ...], strategy_files: tuple) -> _Registry:
-    return _build([Path(p) for p, _, _ in model_files], [Path(p) for p, _, _ in strategy_files])
+def _cached(stamps: tuple[tuple[Kind, _Stamp], ...]) -> _Registry:
+    return _build({kind: [Path(p) for p, _, _ in stamp] for kind, stamp in stamps})
 
 
-def _stamp(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
+def _stamp(files: list[Path]) -> _Stamp:
     out = []
     for f in files:
         st = f.stat()
@@ -144,14 +196,28 @@ def _stamp(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
 
 def _registry() -> _Registry:
     # Re-parse when a file or an env variable changes; otherwise reuse the parsed registry.
-    models = _yaml_files(_dirs(CONFIGS_DIR / "models", MODELS_DIR_ENV))
-    strategies = _yaml_files(_dirs(CONFIGS_DIR / "strategies", STRATEGIES_DIR_ENV))
-    return _cached(_stamp(models), _stamp(strategies))
+    stamps = tuple(
+        (kind, _stamp(_yaml_files(_dirs(CONFIGS_DIR / info.folder, info.env))))
+        for kind, info in _KINDS.items()
+    )
+    return _cached(stamps)
+
+
+def _get(kind: Kind, name: str, known: Callable[[], list[str]]) -> Any:
+    entries = _registry().entries[kind]
+    if name not in entries:
+        info = _KINDS[kind]
+        raise RegistryError(
+            f"unknown {info.label} {name!r}",
+            f"Known {info.plural}: {', '.join(known())}. To add one, put a <name>.yaml in a folder "
+            f"named by ${info.env}.",
+        )
+    return entries[name]
 
 
 def list_backbones(include_tiny: bool = False) -> list[str]:
     """Backbone names in display order (the reference study's order first)."""
-    specs = _registry().backbones.values()
+    specs = _registry().entries["backbone"].values()
     return [
         s.name
         for s in sorted(specs, key=lambda s: (s.tiny, s.order, s.name))
@@ -160,34 +226,28 @@ def list_backbones(include_tiny: bool = False) -> list[str]:
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
-    reg = _registry()
-    if name not in reg.backbones:
-        raise RegistryError(
-            f"unknown backbone {name!r}",
-            f"Known backbones: {', '.join(list_backbones(include_tiny=True))}. To add one, put a "
-            f"<name>.yaml in a folder named by ${MODELS_DIR_ENV}.",
-        )
-    return reg.backbones[name]
+    return _get("backbone", name, lambda: list_backbones(include_tiny=True))
 
 
 def list_strategies() -> list[str]:
-    specs = _registry().strategies.values()
+    specs = _registry().entries["strategy"].values()
     return [s.name for s in sorted(specs, key=lambda s: (s.order, s.name))]
 
 
 def get_strategy_spec(name: str) -> StrategySpec:
-    reg = _registry()
-    if name not in reg.strategies:
-        raise RegistryError(
-            f"unknown strategy {name!r}",
-            f"Known strategies: {', '.join(list_strategies())}. To add one, put a <name>.yaml "
-            f"in a folder named by ${STRATEGIES_DIR_ENV}.",
-        )
-    return reg.strategies[name]
+    return _get("strategy", name, list_strategies)
 
 
-def registry_source(kind: str, name: str) -> Path:
-    """The YAML file an entry came from (`kind` is "backbone" or "strategy")."""
+def list_training_presets() -> list[str]:
+    return sorted(_registry().entries["training"])
+
+
+def get_training_preset(name: str) -> TrainingPreset:
+    return _get("training", name, list_training_presets)
+
+
+def registry_source(kind: Kind, name: str) -> Path:
+    """The YAML file an entry came from."""
     return _registry().files[f"{kind}:{name}"]
 
 

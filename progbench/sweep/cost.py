@@ -101,7 +101,7 @@ def _per_image(
 
 
 def _run_seconds(p: CellPlan, sweep: Sweep, t_fwd: float, t_train: float, n_train: float) -> float:
-    o = sweep.options_for(p.cell.strategy)
+    o = sweep.options_for(p.cell.strategy, p.cell.task)
     outer = p.train_fraction / (1 - sweep.config.val_fraction)
     n_val, n_test = p.n_images * outer * sweep.config.val_fraction, p.n_images * (1 - outer)
     epochs = expected_epochs(o.epochs, o.patience, getattr(o, "min_epochs", 0))
@@ -132,7 +132,7 @@ def project(
         if not p.applicable:
             continue
         todo = pending.get(p.cell.id, [])
-        size = sweep.options_for(p.cell.strategy).input_size
+        size = sweep.options_for(p.cell.strategy, p.cell.task).input_size
         if p.family == "lp":
             if todo:
                 extractions[(p.cell.task, p.cell.backbone)] = p.n_images

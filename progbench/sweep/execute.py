@@ -116,7 +116,7 @@ def _run_cell(sweep: Sweep, cell: Cell) -> tuple[int, int]:
         runs_root=sweep.runs_root,
         weights=sweep.weights_for(cell.backbone),
         probe=sweep.config.probe,
-        options=sweep.options_for(cell.strategy),
+        options=sweep.options_for(cell.strategy, cell.task),
     )
     summary = run_train(request, score=False)
     return len(summary.written), len(summary.skipped)
@@ -127,7 +127,7 @@ def _run_store(sweep: Sweep, unit: Unit) -> None:
 
     task = next(t for t in sweep.tasks if t.name == unit.task).task
     assert task is not None
-    opts = sweep.options_for(unit.strategy)
+    opts = sweep.options_for(unit.strategy, unit.task)
     params = ImageStoreParams(size=opts.image_size)
     if unit.kind == "images":
         build_image_store(task.manifest, params, sweep.cache_dir, opts.workers)

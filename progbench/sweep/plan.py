@@ -109,7 +109,10 @@ def _stages(sweep: Sweep, rows: list[CellRow]) -> list[Stage]:
     live = [r for r in rows if r.plan.applicable and r.pending and r.plan.prepared]
     tasks = {t.name: t for t in sweep.tasks}
     manifests = {
-        (str(tasks[r.plan.cell.task].path), sweep.options_for(r.plan.cell.strategy).image_size)
+        (
+            str(tasks[r.plan.cell.task].path),
+            sweep.options_for(r.plan.cell.strategy, r.plan.cell.task).image_size,
+        )
         for r in live
     }
     features = {(r.plan.cell.task, r.plan.cell.backbone) for r in live if r.plan.family == "lp"}

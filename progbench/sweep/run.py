@@ -49,7 +49,7 @@ def phases(sweep: Sweep, plan: SweepPlan) -> list[list[Unit]]:
     streamed: list[Unit] = []
     for r in rows:
         c = r.plan.cell
-        size = sweep.options_for(c.strategy).image_size
+        size = sweep.options_for(c.strategy, c.task).image_size
         unit = Unit("images", c.task, c.strategy, size=size)
         images.setdefault(unit.key, unit)
         cell = Unit("cell", c.task, c.strategy, c.backbone, c)

@@ -88,18 +88,24 @@ class Sweep:
             return value
         return str((self.root / value).resolve())
 
-    def options_for(self, strategy: str) -> FinetuneOptions:
-        """train's options for a strategy's runs: defaults, then `train`, then
-        `strategy_train` of its family (lp, peft, fft), then of the strategy itself."""
-        if strategy not in self._options:
+    def options_for(self, strategy: str, task: str | None = None) -> FinetuneOptions:
+        """train's options for a strategy's runs on a task: the training preset `train.preset`
+        (default `default`, with its batch size for the task), then the rest of `train`, then
+        `strategy_train` of the strategy's family (lp, peft, fft), then of the strategy."""
+        key = (strategy, task)
+        if key not in self._options:
+            from progbench.train.presets import DEFAULT_PRESET, resolve_training
+
+            train = dict(self.config.train)
+            preset = train.pop("preset", DEFAULT_PRESET)
             by = self.config.strategy_train
-            overrides = self.config.train | by.get(self.family(strategy), {}) | by.get(strategy, {})
-            base = FinetuneOptions(cache_dir=self.cache_dir)
-            self._options[strategy] = dataclasses.replace(base, **overrides)
-        return self._options[strategy]
+            overrides = train | by.get(self.family(strategy), {}) | by.get(strategy, {})
+            opts = resolve_training(preset, task, overrides, f"{self.source}, keys `train`")
+            self._options[key] = dataclasses.replace(opts, cache_dir=self.cache_dir)
+        return self._options[key]
 
     @cached_property
-    def _options(self) -> dict[str, FinetuneOptions]:
+    def _options(self) -> dict[tuple[str, str | None], FinetuneOptions]:
         return {}
 
     def fewshot_strategies(self) -> list[str]:
@@ -163,6 +169,13 @@ def _expand_strategies(source: Path, key: str, names: list[str]) -> list[str]:
 
 def _check_train(source: Path, key: str, overrides: dict[str, Any]) -> None:
     fields = {f.name for f in dataclasses.fields(FinetuneOptions)} - {"cache_dir"}
+    if key == "train" and "preset" in overrides:
+        from progbench.models.registry import get_training_preset
+
+        try:
+            get_training_preset(str(overrides["preset"]))
+        except ProgbenchError as err:
+            raise _fail(source, "train.preset", err.message, err.hint or "") from err
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise _fail(

@@ -97,7 +97,10 @@ class FinetuneContext:
                 "warmup_epochs": o.warmup_epochs,
                 "schedule": o.schedule,
                 "plateau_patience": o.plateau_patience,
+                "plateau_factor": o.plateau_factor,
+                "min_lr": o.min_lr,
                 "patience": o.patience,
+                "min_epochs": o.min_epochs,
                 "eval_every": o.eval_every,
                 "augment": fit.augment.to_dict() if fit.augment else None,
                 "image_size": o.image_size,
@@ -109,6 +112,7 @@ class FinetuneContext:
     def records(self) -> dict[str, Any]:
         """Recorded, not compared: they cannot change the predictions."""
         return {
+            "train_preset": self.fit.opts.preset,
             "device": self.fit.accel.device.type,
             "compile": self.fit.opts.compile,
             "outcome": self.task.config.outcome,
@@ -137,8 +141,8 @@ def prepare_finetune(
             "Use train_lp (`progbench train --strategy lp`).",
         )
     strat.refuse_if_not_applicable(bspec)
-    if min(opts.epochs, opts.batch_size, opts.accumulate, opts.eval_every) < 1:
-        raise ConfigError("--epochs, --batch-size, --accumulate and --eval-every must be >= 1")
+    lr_backbone = opts.lr_backbone or strat.backbone_lr or 1e-4
+    _check_options(opts, lr_backbone)
     model_spec = with_input_size(bspec, opts.input_size)
     loaded = load_backbone(backbone, weights)
     strat.refuse_if_not_applicable(bspec, loaded.encoder)  # every target on the real modules
@@ -153,10 +157,24 @@ def prepare_finetune(
         accel=resolve_accel(opts.device, opts.dtype, bspec.is_cnn),  # autocast, never bf16 weights
         store=store,
         y=np.array([y_by_id[i] for i in store.image_ids], dtype=np.int64),
-        lr_backbone=opts.lr_backbone or strat.backbone_lr or 1e-4,
+        lr_backbone=lr_backbone,
         augment=AugmentConfig() if opts.augment else None,
     )
     return FinetuneContext(task, fit, params, Path(runs_root), force)
+
+
+def _check_options(opts: FinetuneOptions, lr_backbone: float) -> None:
+    if min(opts.epochs, opts.batch_size, opts.accumulate, opts.eval_every, opts.patience) < 1:
+        raise ConfigError(
+            "--epochs, --batch-size, --accumulate, --eval-every and --patience must be >= 1"
+        )
+    heads = [opts.lr_head] if opts.lr_head is not None else list(opts.head_lr_grid)
+    if opts.min_lr and opts.min_lr >= min(lr_backbone, *heads):
+        raise ConfigError(
+            f"min_lr {opts.min_lr:g} is not below every starting lr (backbone {lr_backbone:g}, "
+            f"head {', '.join(f'{lr:g}' for lr in heads)})",
+            "Lower min_lr: the floor of the schedule must be below every starting lr.",
+        )
 
 
 def train_problems(

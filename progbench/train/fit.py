@@ -1,7 +1,8 @@
 """Training one head-lr candidate of a streamed run to its early stop, resumably.
 
 AdamW with one lr for the backbone (or adapter) parameters and one for the head; warm-up then
-plateau or cosine; validation every `eval_every` epochs; early stopping on the validation loss.
+plateau or cosine; validation every `eval_every` epochs; early stopping on the validation loss
+(EarlyStopping: `patience` epochs without improvement, counted from `min_epochs` at the earliest).
 The full state is saved at every evaluation (progbench.train.checkpoint), so a killed run
 resumes where it stopped and ends with the same checkpoint.
 """
@@ -9,7 +10,8 @@ resumes where it stopped and ends with the same checkpoint.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,31 @@ from progbench.train.options import FinetuneOptions
 from progbench.train.plan import Problem
 from progbench.train.schedule import Schedule, plateau_patience_evals
 from progbench.train.steps import Steps, class_weights, epoch_batches, train_epoch, weighted_loss
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop once the validation loss has not improved for `patience` epochs, but never before
+    epoch `min_epochs` (the reference study: 100 epochs without a better validation loss, never
+    before epoch 50)."""
+
+    patience: int
+    min_epochs: int = 0
+
+    def stops(self, epoch: int, best_epoch: int) -> bool:
+        """`patience` epochs without a better validation loss, and never before `min_epochs`."""
+        return epoch >= self.min_epochs and epoch - best_epoch >= self.patience
+
+    def stop_epoch(self, history: Iterable[tuple[int, float]]) -> int | None:
+        """The epoch of the evaluation at which training on this history of (epoch, validation
+        loss) stops, as the loop decides it; None: it does not stop."""
+        best_epoch, best_loss = 0, math.inf
+        for epoch, loss in history:
+            if loss < best_loss:
+                best_epoch, best_loss = epoch, loss
+            if self.stops(epoch, best_epoch):
+                return epoch
+        return None
 
 
 @dataclass
@@ -101,6 +128,8 @@ def _build_loop(p: Problem, ctx: FitContext, lr_head: float) -> _Loop:
         warmup_steps=opts.warmup_epochs * per_epoch,
         total_steps=opts.epochs * per_epoch,
         plateau_patience_evals=plateau_patience_evals(opts.plateau_patience, opts.eval_every),
+        plateau_factor=opts.plateau_factor,
+        min_lr=opts.min_lr,
     )
     steps = Steps(model, ctx.model_spec, accel, weight.to(accel.device))
     return _Loop(raw, steps, optimizer, schedule, train_rows, ctx.store.indices(p.fold.val))
@@ -188,7 +217,7 @@ def _evaluate_and_save(
     improved = val_loss < state.best_loss
     if improved:
         state.best_loss, state.best_epoch = val_loss, done
-    stop = done - state.best_epoch >= ctx.opts.patience
+    stop = EarlyStopping(ctx.opts.patience, ctx.opts.min_epochs).stops(done, state.best_epoch)
     record: dict[str, Any] = {
         "lr_head": lr_head,
         "epoch": done,

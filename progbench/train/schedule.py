@@ -1,9 +1,13 @@
 """Learning-rate schedule: linear warm-up, then reduce-on-plateau or cosine decay (torch's schedulers).
 
 - warm-up: `LinearLR` from 10% to 100% of each group's lr over the warm-up optimizer steps;
-- plateau: `ReduceLROnPlateau` (factor 0.1) on the validation loss, stepped at each evaluation
-  after the warm-up; its patience is given in epochs and converted to evaluations;
-- cosine: `CosineAnnealingLR` to 0 over the optimizer steps left after the warm-up.
+- plateau: `ReduceLROnPlateau` (factor 0.1 unless set) on the validation loss, stepped at each
+  evaluation after the warm-up; its patience is given in epochs and converted to evaluations;
+- cosine: `CosineAnnealingLR` over the optimizer steps left after the warm-up.
+
+Both stop at `min_lr` (0 unless set), one floor for every parameter group. torch's plateau
+scheduler also ignores a reduction smaller than its `eps` (1e-8), so with the default floor a
+power-of-ten rate stops near 1e-8 anyway; `min_lr` makes the floor explicit and exact.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class Schedule:
         warmup_steps: int,
         total_steps: int,
         plateau_patience_evals: int,
+        plateau_factor: float = PLATEAU_FACTOR,
+        min_lr: float = 0.0,
     ) -> None:
         if kind not in ("plateau", "cosine"):
             raise ConfigError(f"schedule must be plateau or cosine, got {kind!r}")
@@ -38,10 +44,16 @@ class Schedule:
         # the first warm-up step, and the cosine's base lrs stay the full ones.
         self.main: CosineAnnealingLR | ReduceLROnPlateau
         if kind == "cosine":
-            self.main = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps))
+            self.main = CosineAnnealingLR(
+                optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=min_lr
+            )
         else:
             self.main = ReduceLROnPlateau(
-                optimizer, mode="min", factor=PLATEAU_FACTOR, patience=plateau_patience_evals
+                optimizer,
+                mode="min",
+                factor=plateau_factor,
+                patience=plateau_patience_evals,
+                min_lr=min_lr,
             )
         self.warmup = (
             LinearLR(optimizer, WARMUP_START, 1.0, total_iters=warmup_steps)
