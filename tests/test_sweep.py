@@ -227,16 +227,22 @@ def test_local_gpus_give_each_worker_its_device(tmp_path: Path, capsys) -> None:
 
 
 def test_the_same_sweep_on_slurm_with_a_requeued_job(cluster: str, tmp_path: Path, capsys) -> None:
-    # Long enough to outlive a 1-minute limit on a busy machine; requeues resume it.
-    slow = dict(FAST_TRAIN, epochs=3000, patience=3000, eval_every=25)
+    # Longer than one 2-minute job on this machine: it is signalled 30 s before its limit
+    # (SLURM may signal up to 30 s early), requeued, and resumes from its last evaluation.
+    slow = dict(FAST_TRAIN, epochs=600, patience=600, eval_every=5)
     path = write_sweep(
         tmp_path,
         backbones=["tiny-resnet"],
         strategies=["lp", "bitfit"],
         strategy_train={"peft": slow},
         limits={"peft": {"folds": 1}},
-        resources={"peft": {"cpus": 1, "mem_gb": 2, "time_min": 1}, "lp": {"cpus": 1, "mem_gb": 2}},
-        slurm={"max_requeues": 20},
+        resources={  # the one-node test cluster has no GPU
+            "images": {"cpus": 1, "mem_gb": 2},
+            "extract": {"gpus": 0, "cpus": 1, "mem_gb": 2},
+            "lp": {"cpus": 1, "mem_gb": 2},
+            "peft": {"gpus": 0, "cpus": 1, "mem_gb": 2, "time_min": 2},
+        },
+        slurm={"max_requeues": 10, "signal_delay_s": 30},
     )
     code, out, err = cli(["sweep", "run", str(path), "--executor", "slurm", "--no-wait"], capsys)
     assert code == 0, err

@@ -76,6 +76,9 @@ class SlurmSpec(StrictModel):
     partition: str | None = None
     array_parallelism: int = Field(default=16, ge=1)
     max_requeues: int = Field(default=3, ge=0)
+    # Seconds before the time limit at which a job checkpoints and requeues (SLURM may signal
+    # up to 30 s early); default min(120, time_min * 60 - 40).
+    signal_delay_s: int | None = Field(default=None, ge=1)
     extra: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 

@@ -235,7 +235,12 @@ def submit_array(
     try:
         jobs = executor.map_array(RequeueOnTimeout(fn, resources.max_requeues), items)
     except (FailedJobError, OSError) as err:
-        raise SlurmError(f"sbatch refused the array '{name}': {err}", hint=START_HINT) from err
+        raise SlurmError(
+            f"sbatch refused the array '{name}': {str(err).strip()}",
+            hint="Check what the array asks for (the sweep's `resources`: gpus, cpus, mem_gb, "
+            "time_min; --slurm-partition, --slurm-extra) against the cluster (`sinfo -o '%P %G "
+            f"%c %m %l'`); {START_HINT}",
+        ) from err
     ids = [job.job_id for job in jobs]
     _record_array(folder, name, resources, ids, keys)
     return ids

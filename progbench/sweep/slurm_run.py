@@ -56,6 +56,7 @@ def resources_for(
         gpus=spec.gpus,
         array_parallelism=executor.array_parallelism or slurm.array_parallelism,
         max_requeues=slurm.max_requeues,
+        signal_delay_s=slurm.signal_delay_s,
         extra=extra,
     )
 
