@@ -11,10 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers.cli import Watched, cli, cli_process
+from tests.helpers.cli import TINY, Watched, cli, cli_process
 from tests.helpers.cohorts import write_cohort
 
-TINY = ("--backbone", "tiny-resnet", "--weights", "random", "--image-size", "32")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?P<what>.+): (?P<done>\d+)/(?P<total>\d+|\?)")
 
 

@@ -1,24 +1,20 @@
 """Runs and splits as a user meets them through the command line (issue 11): a finished run is
-reused only for the same setup, splits files are checked, concurrent and killed commands leave a
-consistent tree, and operating-system errors end in one line."""
+reused only for the same setup, splits files are keyed and checked, several schemes share a tree
+that evaluate and report read (old layouts included), and bad input is named before any work.
+Processes (concurrent, interrupted, killed) and OS errors: test_integrity_processes.py."""
 
 from __future__ import annotations
 
-import errno
 import json
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from safetensors import SafetensorError
 
 from progbench.runs import DONE_FILE, RunSpec, identity_diff, read_spec
-from tests.helpers.cli import cli
+from tests.helpers.cli import TINY, CliResult, cli, done_files, lp, task_of
 from tests.helpers.cohorts import write_cohort
 
-TINY = ("--backbone", "tiny-resnet", "--weights", "random", "--image-size", "32")
 # One streamed run (holdout: one fold), one epoch, one head lr: the cheapest PEFT tree.
 STREAM = (
     *TINY,
@@ -35,14 +31,6 @@ STREAM = (
     "--lr-backbone",
     "0.0001",
 )
-
-
-def task_of(manifest: Path) -> Path:
-    return manifest.parent / "tasks" / "severity.yaml"
-
-
-def done_files(runs: Path) -> list[Path]:
-    return sorted(p for p in runs.rglob(DONE_FILE) if ".replaced" not in p.parts)
 
 
 # --------------------------------------------------------------- 1. identity of finished runs
@@ -119,11 +107,6 @@ def test_force_replaces_a_run_of_another_setup(tmp_path: Path) -> None:
 def lp_tree(tmp_path: Path) -> tuple[Path, Path, Path]:
     task = task_of(write_cohort(tmp_path / "cohort"))
     return task, tmp_path / "runs", tmp_path / "cache"
-
-
-def lp(task: Path, runs: Path, cache: Path, *args: object) -> object:
-    return cli("train", task, *TINY, "--strategy", "lp", "--folds", "2", *args, "--runs", runs,
-               "--cache-dir", cache)  # fmt: skip
 
 
 def test_lp_probe_preset_is_part_of_the_identity(lp_tree: tuple[Path, Path, Path]) -> None:
@@ -205,22 +188,12 @@ def test_splits_file_holds_what_was_asked(lp_tree: tuple[Path, Path, Path]) -> N
     assert spec.settings["split"] == {"scheme": "kfold", "seed": 5, "val_fraction": 0.3, "folds": 2}
 
 
-def spec_of(**kw: object) -> RunSpec:
-    base: dict[str, object] = dict(
-        task="t", backbone="b", weights="random", strategy="lp", regime="full", fold=0,
-        scheme="kfold",
-    )  # fmt: skip
-    return RunSpec.model_validate(base | kw)
-
-
 # ------------------------------------------------------- 3, 4. several schemes in one tree
 
 
 def test_kfold_and_loco_share_a_tree_and_are_reported_apart(
     lp_tree: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    import pandas as pd
-
     task, runs, cache = lp_tree
     assert lp(task, runs, cache, "--scheme", "kfold").code == 0
     assert lp(task, runs, cache, "--scheme", "loco").code == 0
@@ -268,8 +241,6 @@ def write_old_tree(runs: Path) -> None:
 
 
 def test_an_old_tree_is_still_evaluated_and_reported(tmp_path: Path) -> None:
-    import pandas as pd
-
     runs = tmp_path / "runs"
     write_old_tree(runs)
     r = cli("evaluate", runs, "--n-boot", "0")
@@ -321,11 +292,7 @@ def splits_with_draws(lp_tree: tuple[Path, Path, Path]) -> tuple[Path, Path, Pat
             "--repeats", "1", "--runs", runs, "--cache-dir", cache)  # fmt: skip
     assert r.code == 0, r.text
     (path,) = (runs / "tiny-severity").glob("splits-holdout-*.json")
-    return task, tmp_path_runs(runs), cache, path
-
-
-def tmp_path_runs(runs: Path) -> Path:
-    return runs.parent / "runs-from-file"
+    return task, runs.parent / "runs-from-file", cache, path
 
 
 @pytest.mark.parametrize("strategy", ["lp", "bitfit"])
@@ -372,8 +339,6 @@ def test_scheme_auto_picks_loco_on_multicentre_cohorts(
 
 
 def test_scheme_auto_picks_kfold_when_a_centre_holds_one_class(tmp_path: Path) -> None:
-    import pandas as pd
-
     manifest = write_cohort(tmp_path / "cohort")
     df = pd.read_csv(manifest)
     df.loc[df["center"] == "C0", "severity"] = 0
@@ -422,8 +387,6 @@ def test_lp_trainable_share_equals_the_models_matrix(
 
 
 def test_patient_with_two_labels_is_named_by_the_cli(tmp_path: Path) -> None:
-    import pandas as pd
-
     manifest = write_cohort(tmp_path / "cohort", patients=30)
     df = pd.read_csv(manifest)
     rows = df.index[df["patient_id"] == "P000"].tolist()
@@ -451,7 +414,7 @@ def splits_file(lp_tree: tuple[Path, Path, Path]) -> tuple[Path, Path, Path, dic
     return task, path, cache, json.loads(path.read_text())
 
 
-def train_on(task: Path, path: Path, cache: Path, data: dict) -> object:
+def train_on(task: Path, path: Path, cache: Path, data: dict) -> CliResult:
     edited = path.with_name("edited.json")
     edited.write_text(json.dumps(data))
     return cli("train", task, *TINY, "--strategy", "lp", "--splits", edited, "--shots", "2",
@@ -461,8 +424,6 @@ def train_on(task: Path, path: Path, cache: Path, data: dict) -> object:
 def test_test_images_moved_into_train_are_a_patient_leak(
     splits_file: tuple[Path, Path, Path, dict],
 ) -> None:
-    import pandas as pd
-
     task, path, cache, data = splits_file
     fold = data["folds"][1]
     df = pd.read_csv(task.parent.parent / "manifest.csv")
@@ -524,8 +485,6 @@ def test_unknown_backbone_is_refused_before_the_splits_file(tmp_path: Path) -> N
 
 
 def test_unknown_outcome_value_names_its_row(tmp_path: Path) -> None:
-    import pandas as pd
-
     manifest = write_cohort(tmp_path / "cohort", patients=30)
     df = pd.read_csv(manifest).astype({"severity": str})
     df.loc[5, "severity"] = "maybe"
@@ -536,301 +495,3 @@ def test_unknown_outcome_value_names_its_row(tmp_path: Path) -> None:
     assert r.code != 0
     assert "'maybe'" in r.err and "line 7" in r.err, r.err
     assert not (tmp_path / "runs").exists()
-
-
-# ------------------------------------------------------------ 14. concurrent train commands
-
-
-@pytest.mark.slow  # subprocesses or a full report
-def test_three_concurrent_trains_do_each_run_once(tmp_path: Path) -> None:
-    from tests.helpers.cli import Watched
-
-    task = task_of(write_cohort(tmp_path / "cohort"))
-    runs, cache = tmp_path / "runs", tmp_path / "cache"
-    args = ("train", task, *TINY, "--strategy", "lp", "--folds", "2", "--shots", "2,4",
-            "--repeats", "2", "--runs", runs)  # fmt: skip
-    procs = [Watched(*args, cache=cache) for _ in range(3)]
-    ends = [p.finish(timeout=300) for p in procs]
-    for code, out, err in ends:
-        assert code == 0, err
-        assert "Traceback" not in out + err
-    n_runs = 2 * (1 + 2 * 2)
-    written = [int(out.split(" run(s) written")[0].split()[-1]) for _, out, _ in ends]
-    assert sum(written) == n_runs, [out for _, out, _ in ends]
-    dones = done_files(runs)
-    assert len(dones) == n_runs
-    for done in dones:
-        spec = json.loads((done.parent / "spec.json").read_text())
-        digests = json.loads(done.read_text())["digests"]
-        assert set(digests) == {"spec.json", "predictions.parquet", "metrics.json"}
-        assert spec["provenance"]["created"] <= json.loads(done.read_text())["finished_at"]
-    assert not (runs / ".replaced").exists()
-    assert not [p for p in runs.rglob("*") if p.name.endswith(".tmp")]
-    r = cli("evaluate", runs, "--n-boot", "0")  # every DONE matches its files' digests
-    assert r.code == 0, r.text
-
-
-# ---------------------------------------------------- 15. Ctrl-C; 12. kill -9 and the workers
-
-LP_GRID = ("--strategy", "lp", "--folds", "2", "--shots", "2", "--repeats", "2")
-# The LP grid's runs are written by worker processes from this many runs on (linear.py's
-# PROCESS_WRITERS_FROM, lowered so that a 6-run grid takes the process path).
-PROCESS_WRITERS = "progbench.train.linear.PROCESS_WRITERS_FROM = 2"
-
-
-def started_with_workers(watched: object, timeout: float = 180) -> list:
-    """The pool workers of a running command, once it has some (its own still running)."""
-    import time
-
-    from tests.helpers.cli import pool_workers
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and watched.proc.poll() is None:  # type: ignore[attr-defined]
-        workers = pool_workers(watched.pid)  # type: ignore[attr-defined]
-        if workers:
-            return workers
-        time.sleep(0.02)
-    raise AssertionError(f"no worker process seen: {''.join(watched.lines)[-2000:]}")  # type: ignore[attr-defined]
-
-
-def gone_within(procs: list, seconds: float) -> list[int]:
-    import time
-
-    from tests.helpers.cli import alive
-
-    end = time.monotonic() + seconds
-    while alive(procs) and time.monotonic() < end:
-        time.sleep(0.05)
-    return alive(procs)
-
-
-@pytest.mark.slow  # subprocesses or a full report
-def test_ctrl_c_during_an_lp_grid_exits_130_without_a_traceback(tmp_path: Path) -> None:
-    import os
-    import signal
-
-    from tests.helpers.cli import Watched, descendants, patched
-
-    task = task_of(write_cohort(tmp_path / "cohort"))
-    w = Watched("train", task, *TINY, *LP_GRID, "--runs", tmp_path / "runs",
-                cache=tmp_path / "cache", command=patched(PROCESS_WRITERS))  # fmt: skip
-    started_with_workers(w)
-    family = descendants(w.pid)
-    os.killpg(w.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
-    code, out, err = w.finish(timeout=120)
-    assert code == 130, err
-    assert "interrupted: finished work is kept" in err
-    assert err.count("interrupted") == 1  # the command only; its workers ignore SIGINT
-    assert "Traceback" not in out + err
-    assert gone_within(family, 3.0) == []
-
-
-@pytest.mark.slow  # subprocesses or a full report
-def test_kill_9_of_an_lp_grid_leaves_no_worker(tmp_path: Path) -> None:
-    import os
-    import signal
-
-    from tests.helpers.cli import Watched, descendants, patched
-
-    task = task_of(write_cohort(tmp_path / "cohort"))
-    w = Watched("train", task, *TINY, *LP_GRID, "--runs", tmp_path / "runs",
-                cache=tmp_path / "cache", command=patched(PROCESS_WRITERS))  # fmt: skip
-    workers = started_with_workers(w)
-    family = descendants(w.pid)
-    assert {p.pid for p in workers} <= {p.pid for p in family}
-    os.kill(w.pid, signal.SIGKILL)
-    w.finish(timeout=30)
-    assert gone_within(family, 2.5) == []
-
-
-@pytest.mark.slow  # subprocesses or a full report
-def test_kill_9_of_cache_images_leaves_no_worker(tmp_path: Path) -> None:
-    import os
-    import signal
-
-    from tests.helpers.cli import Watched, descendants, patched
-
-    manifest = write_cohort(tmp_path / "cohort", size=96)
-    # Decoding uses workers from 2 * BLOCK images on; a block of 4 gets there on 94 images.
-    w = Watched("cache", "images", manifest, "--size", "32", "--workers", "2",
-                cache=tmp_path / "cache",
-                command=patched("progbench.cache.imagestore.BLOCK = 4"))  # fmt: skip
-    workers = started_with_workers(w)
-    family = descendants(w.pid)
-    assert {p.pid for p in workers} <= {p.pid for p in family}
-    os.kill(w.pid, signal.SIGKILL)
-    w.finish(timeout=30)
-    assert gone_within(family, 2.5) == []
-    # What the killed build left is resumed, not trusted or cleaned by hand.
-    r = cli("cache", "images", manifest, "--size", "32", "--cache-dir", tmp_path / "cache")
-    assert r.code == 0, r.text
-
-
-# ------------------------------------------------------------------------ 16. OS errors
-
-
-@contextmanager
-def mounted_tmpfs(path: Path, size: str = "1m", read_only: bool = False) -> Iterator[Path]:
-    """A small tmpfs at `path` (root only), unmounted afterwards whatever happens."""
-    path.mkdir(parents=True, exist_ok=True)
-    opts = f"size={size}" + (",ro" if read_only else "")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
-                       capture_output=True, text=True)  # fmt: skip
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs ({r.stderr.strip()}); these checks need root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-@contextmanager
-def read_only_view(path: Path) -> Iterator[Path]:
-    """`path` itself made read-only by a read-only bind mount over it (root only)."""
-    r = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot bind-mount ({r.stderr.strip()}); this check needs root")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(mount: Path, leave: int = 0) -> Path:
-    """Fill the file system at `mount`, leaving `leave` bytes (rounded to pages) free."""
-    spacer = mount / "spacer"
-    if leave:
-        spacer.write_bytes(b"s" * leave)
-    filler = mount / "filler"
-    with open(filler, "ab", buffering=0) as fh:  # unbuffered: nothing left to flush on close
-        block = b"f" * 4096
-        try:
-            while True:
-                fh.write(block)
-        except OSError as err:
-            assert err.errno == errno.ENOSPC
-    spacer.unlink(missing_ok=True)
-    return filler
-
-
-def one_os_error(r: object, under: Path, cause: str) -> str:
-    """The CLI's one error line: it names a path under `under` and the cause."""
-    assert r.code == 1, r.text  # type: ignore[attr-defined]
-    text = r.text  # type: ignore[attr-defined]
-    assert "Traceback" not in text, text
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, text
-    assert f"cannot access {under}" in errors[0] and cause in errors[0], errors[0]
-    return errors[0]
-
-
-def leftovers(root: Path) -> list[Path]:
-    """Temporary files of atomic writers (ours: `.NAME.*.tmp`; zarr's: `*.partial`)."""
-    return [p for p in root.rglob("*") if p.name.endswith((".tmp", ".partial"))]
-
-
-def test_read_only_runs_folder_is_one_line(lp_tree: tuple[Path, Path, Path]) -> None:
-    task, _, cache = lp_tree
-    with mounted_tmpfs(task.parents[2] / "ro", read_only=True) as ro:
-        r = lp(task, ro / "runs", cache)
-        one_os_error(r, ro / "runs", "Read-only file system")
-
-
-def test_runs_folder_that_is_a_file_is_one_line(lp_tree: tuple[Path, Path, Path]) -> None:
-    task, runs, cache = lp_tree
-    runs.write_text("not a folder")
-    r = lp(task, runs, cache)
-    one_os_error(r, runs, "Not a directory")
-
-
-def test_read_only_report_out_and_tree_are_one_line(
-    lp_tree: tuple[Path, Path, Path], tmp_path: Path
-) -> None:
-    task, runs, cache = lp_tree
-    assert lp(task, runs, cache).code == 0
-    with mounted_tmpfs(tmp_path / "ro", read_only=True) as ro:
-        r = cli("report", runs, "--out", ro / "report", "--n-boot", "0", "--metric", "mcc")
-        one_os_error(r, ro / "report", "Read-only file system")
-    with read_only_view(runs):
-        r = cli("evaluate", runs, "--n-boot", "0")
-        line = one_os_error(r, runs, "Read-only file system")
-        assert f"cannot access {runs / 'results.parquet'}:" in line  # the file, not a temp name
-    r = cli("evaluate", runs, "--n-boot", "0")
-    assert r.code == 0, r.text
-
-
-@pytest.mark.parametrize("leave_kb", [0, 24, 120])
-def test_full_cache_disk_is_one_line_and_resumes(tmp_path: Path, leave_kb: int) -> None:
-    manifest = write_cohort(tmp_path / "cohort")
-    with mounted_tmpfs(tmp_path / "disk", size="1m") as disk:
-        cache = disk / "cache"
-        if leave_kb:  # the digest memo exists, the stores do not fit
-            assert cli("cache", "images", manifest, "--size", "8", "--cache-dir", cache).code == 0
-        filler = fill(disk, leave_kb * 1024)
-        r = cli("extract", manifest, *TINY, "--cache-dir", cache)
-        one_os_error(r, cache, "full" if leave_kb == 0 else "No space left on device")
-        assert leftovers(disk) == []
-        filler.unlink()
-        r = cli("extract", manifest, *TINY, "--cache-dir", cache)
-        assert r.code == 0, r.text
-        r = cli("cache", "verify", "--cache-dir", cache)
-        assert r.code == 0, r.text
-
-
-def write_splits_of(task: Path, runs: Path) -> None:
-    """The splits file `lp(...)` uses, written as train writes it."""
-    from progbench.data.manifest import load_task
-    from progbench.train.plan import SplitRequest, resolve_splits
-
-    resolve_splits(load_task(task), SplitRequest(scheme="kfold", folds=2), runs)
-
-
-@pytest.fixture
-def runs_disk(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
-    """(task, runs on a 1 MB tmpfs, cache elsewhere with the features extracted)."""
-    manifest = write_cohort(tmp_path / "cohort")
-    cache = tmp_path / "cache"
-    assert cli("extract", manifest, *TINY, "--cache-dir", cache).code == 0
-    with mounted_tmpfs(tmp_path / "disk", size="1m") as disk:
-        yield task_of(manifest), disk / "runs", cache
-
-
-def test_full_runs_disk_is_one_line_and_resumes(runs_disk: tuple[Path, Path, Path]) -> None:
-    task, runs, cache = runs_disk
-    filler = fill(runs.parent)
-    r = lp(task, runs, cache)
-    line = one_os_error(r, runs / "tiny-severity", "No space left on device")
-    assert "splits-kfold-2folds" in line
-    assert not list(runs.rglob("splits-*.json"))  # nothing half-written
-    filler.unlink()
-    write_splits_of(task, runs)
-    filler = fill(runs.parent)  # the splits fit, the first run's spec.json does not
-    r = lp(task, runs, cache)
-    line = one_os_error(r, runs / "tiny-severity" / "kfold", "No space left on device")
-    assert line.split(": ")[1].endswith("spec.json")
-    assert leftovers(runs.parent) == [] and done_files(runs) == []
-    filler.unlink()
-    r = lp(task, runs, cache)
-    assert r.code == 0, r.text
-    assert len(done_files(runs)) == 2
-    assert cli("evaluate", runs, "--n-boot", "0").code == 0
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=SafetensorError,
-    reason="progbench/train/lpruns.py save_probe: safetensors.numpy.save_file raises "
-    "SafetensorError('... No space left on device (os error 28)'), not an OSError, so a full "
-    "disk while writing probe.safetensors ends in a traceback; writing the bytes of "
-    "safetensors.numpy.save() with atomic_write_bytes would make it an OSError naming the file",
-)
-def test_full_disk_while_writing_the_probe_is_one_line(
-    runs_disk: tuple[Path, Path, Path],
-) -> None:
-    task, runs, cache = runs_disk
-    write_splits_of(task, runs)
-    fill(runs.parent, leave=4096)  # one page: spec.json (1.7 kB) fits, probe.safetensors not
-    r = lp(task, runs, cache)
-    line = one_os_error(r, runs / "tiny-severity" / "kfold", "No space left on device")
-    assert line.split(": ")[1].endswith("probe.safetensors")

@@ -15,10 +15,8 @@ from PIL import Image
 
 from progbench.cache.featurestore import FeatureStore
 from progbench.cache.imagestore import ImageStore
-from tests.helpers.cli import cli, cli_process
+from tests.helpers.cli import TINY, CliResult, cli, cli_process, lp, task_of
 from tests.helpers.cohorts import write_cohort
-
-TINY = ("--backbone", "tiny-resnet", "--weights", "random", "--image-size", "32")
 
 
 def only_store(cache: Path, kind: str) -> Path:
@@ -37,10 +35,8 @@ def extracted(tmp_path: Path) -> tuple[Path, Path, Path, np.ndarray]:
     return manifest, cache, store, FeatureStore(store).load()
 
 
-def lp_train(manifest: Path, cache: Path, runs: Path) -> object:
-    task = manifest.parent / "tasks" / "severity.yaml"
-    return cli("train", task, *TINY, "--strategy", "lp", "--folds", "2", "--runs", runs,
-               "--cache-dir", cache)  # fmt: skip
+def lp_train(manifest: Path, cache: Path, runs: Path) -> CliResult:
+    return lp(task_of(manifest), runs, cache)
 
 
 def predictions(runs: Path) -> pd.DataFrame:

@@ -210,6 +210,9 @@ def open_complete(path: Path, data: str, what: str, build_hint: str) -> zarr.Gro
     return group
 
 
+READ_ERRORS = (ValueError, RuntimeError, OSError)  # checksum, decompression, I/O
+
+
 def read_checked(
     array: zarr.Array, selection: Any, path: Path, attrs: dict[str, Any]
 ) -> np.ndarray:
@@ -222,9 +225,6 @@ def read_checked(
             f"({type(err).__name__}: {str(err).splitlines()[0][:120]})",
             rebuild_hint(path, attrs),
         ) from err
-
-
-READ_ERRORS = (ValueError, RuntimeError, OSError)  # checksum, decompression, I/O
 
 
 def _damaged(array: zarr.Array, selection: Any) -> str:

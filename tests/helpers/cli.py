@@ -8,6 +8,8 @@ import io
 import os
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import psutil
 # main() without pip's `if __name__ == "__main__"` guard, so every forkserver worker (which
 # re-imports the main script) would run the command again.
 PROGBENCH = (sys.executable, "-m", "progbench.cli")
+# The tiny twin with random weights on 32-pixel images: the cheapest real backbone.
+TINY = ("--backbone", "tiny-resnet", "--weights", "random", "--image-size", "32")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,22 @@ def cli(*args: object) -> CliResult:
         else:
             os.environ["PYTHONWARNINGS"] = saved
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def task_of(manifest: Path) -> Path:
+    """The task YAML tests.helpers.cohorts.write_cohort writes beside `manifest`."""
+    return manifest.parent / "tasks" / "severity.yaml"
+
+
+def done_files(runs: Path) -> list[Path]:
+    """The DONE markers of a run tree, runs replaced by --force excluded."""
+    return sorted(p for p in runs.rglob("DONE") if ".replaced" not in p.parts)
+
+
+def lp(task: Path, runs: Path, cache: Path, *args: object) -> CliResult:
+    """`progbench train TASK --strategy lp` on the tiny twin, 2 folds, plus `args`."""
+    return cli("train", task, *TINY, "--strategy", "lp", "--folds", "2", *args, "--runs", runs,
+               "--cache-dir", cache)  # fmt: skip
 
 
 def cli_env(cache: Path, **extra: str) -> dict[str, str]:
@@ -93,8 +113,6 @@ class Watched:
         command: tuple[str, ...] = PROGBENCH,
         **env: str,
     ) -> None:
-        import threading
-
         self.proc = subprocess.Popen(
             [*command, *map(str, args)],
             stdout=subprocess.PIPE,
@@ -124,8 +142,6 @@ class Watched:
 
     def wait_for(self, text: str, timeout: float = 120) -> bool:
         """True once a stderr line holds `text`; False if the process ended or time ran out."""
-        import time
-
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if any(text in line for line in self.lines):
@@ -174,3 +190,22 @@ def alive(procs: list[psutil.Process]) -> list[int]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def started_with_workers(watched: Watched, timeout: float = 180) -> list[psutil.Process]:
+    """The pool workers of a running command, once it has some (its own still running)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and watched.proc.poll() is None:
+        workers = pool_workers(watched.pid)
+        if workers:
+            return workers
+        time.sleep(0.02)
+    raise AssertionError(f"no worker process seen: {''.join(watched.lines)[-2000:]}")
+
+
+def gone_within(procs: list[psutil.Process], seconds: float) -> list[int]:
+    """The pids of `procs` still alive after up to `seconds`."""
+    end = time.monotonic() + seconds
+    while alive(procs) and time.monotonic() < end:
+        time.sleep(0.05)
+    return alive(procs)
