@@ -27,20 +27,27 @@ _FILE_MODE = 0o666 & ~_read_umask()
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it over `path`."""
+    """Yield a temporary path beside `path`; on success rename it over `path`. An OS error
+    names `path` (a failed write names no file, a failed mkstemp only the temporary name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, _FILE_MODE)  # mkstemp makes 0600; published files get the usual mode
         os.replace(tmp_path, path)
+    except OSError as err:
+        tmp_name = err.filename is not None and Path(err.filename).name.startswith(f".{path.name}.")
+        if err.filename is None or tmp_name:
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

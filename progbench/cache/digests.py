@@ -8,11 +8,12 @@ is an SQLite table in the cache root (safe for concurrent commands).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sqlite3
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from progbench.cache.paths import cache_root
@@ -29,10 +30,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _connect(cache_dir: str | Path | None) -> sqlite3.Connection:
-    root = cache_root(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(root / DB_NAME, timeout=60)
+def _connect(db_path: Path) -> sqlite3.Connection:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(db_path, timeout=60)
     db.execute(
         "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, "
         "mtime_ns INTEGER, sha256 TEXT)"
@@ -40,11 +40,29 @@ def _connect(cache_dir: str | Path | None) -> sqlite3.Connection:
     return db
 
 
+@contextmanager
+def _named_errors(db_path: Path) -> Iterator[None]:
+    """SQLite's errors (a full disk, a read-only folder) as OSErrors naming the database, so
+    the command line reports them in one line like any other file it cannot write."""
+    try:
+        yield
+    except sqlite3.OperationalError as err:
+        text = str(err)
+        code = errno.ENOSPC if "full" in text else errno.EROFS if "readonly" in text else errno.EIO
+        raise OSError(code, text, str(db_path)) from err
+
+
 def file_digests(paths: Sequence[Path], cache_dir: str | Path | None = None) -> list[str]:
     """sha256 of each file, read only when its size or mtime changed since the last time."""
+    db_path = cache_root(cache_dir) / DB_NAME
+    with _named_errors(db_path):
+        return _digests(paths, db_path)
+
+
+def _digests(paths: Sequence[Path], db_path: Path) -> list[str]:
     stats = [os.stat(p) for p in paths]
     keys = [str(Path(p).resolve()) for p in paths]
-    with closing(_connect(cache_dir)) as db:
+    with closing(_connect(db_path)) as db:
         known: dict[str, tuple[int, int, str]] = {}
         for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
             part = keys[start : start + 500]

@@ -31,7 +31,10 @@ import numpy as np
 import zarr
 from filelock import FileLock
 from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.core.buffer import Buffer
+from zarr.storage import LocalStore
 
+from progbench.cache.paths import cache_root
 from progbench.errors import CacheError
 
 COMPRESSORS = (ZstdCodec(level=0), Crc32cCodec())
@@ -61,15 +64,34 @@ def read_strings(array: zarr.Array) -> np.ndarray:
     return np.array([str(v) for v in array[:].tolist()], dtype=object)
 
 
+class NamedLocalStore(LocalStore):
+    """A LocalStore whose failed writes name the file: zarr's own say only "No space left on
+    device", so a full disk could not be told apart from any other."""
+
+    async def set(self, key: str, value: Buffer) -> None:
+        try:
+            await super().set(key, value)
+        except OSError as err:
+            if err.filename is not None:
+                raise
+            raise OSError(err.errno, err.strerror or str(err), str(self.root / key)) from err
+
+
+def open_writable(path: Path) -> zarr.Group:
+    return zarr.open_group(NamedLocalStore(path), mode="r+")
+
+
 def lock_for(path: Path) -> FileLock:
     return FileLock(str(path) + ".lock")
 
 
 def rebuild_hint(path: Path, attrs: dict[str, Any]) -> str:
-    """The command that repairs a damaged or incomplete store."""
+    """The command that repairs a damaged or incomplete store (in the cache root it is in)."""
+    root = path.parent.parent
+    where = "" if root == cache_root() else f" --cache-dir {root}"
     return (
-        f"Repair it with `progbench cache verify {path.stem} --repair` (it recomputes the "
-        f"damaged rows), or rebuild it: {rebuild_command(attrs)}"
+        f"Repair it with `progbench cache verify {path.stem} --repair{where}` (it recomputes "
+        f"the damaged rows), or rebuild it: {rebuild_command(attrs)}{where}"
     )
 
 
@@ -131,7 +153,7 @@ def open_for_build(path: Path, key: str, create: Callable[[Path], None]) -> zarr
     """The store at `path` opened for writing, created atomically when absent. The caller holds
     `lock_for(path)`. A store of another key at this path is refused by name."""
     if (path / "zarr.json").is_file():
-        group = zarr.open_group(path, mode="r+")
+        group = open_writable(path)
         found = group.attrs.get("key")
         if found == key:
             return group
@@ -146,10 +168,14 @@ def open_for_build(path: Path, key: str, create: Callable[[Path], None]) -> zarr
     try:
         create(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is not None and not str(err.filename).startswith(str(tmp)):
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return zarr.open_group(path, mode="r+")
+    return open_writable(path)
 
 
 def discard_if_empty(path: Path) -> bool:
@@ -184,24 +210,36 @@ def open_complete(path: Path, data: str, what: str, build_hint: str) -> zarr.Gro
     return group
 
 
+READ_ERRORS = (ValueError, RuntimeError, OSError)  # checksum, decompression, I/O
+
+
 def read_checked(
     array: zarr.Array, selection: Any, path: Path, attrs: dict[str, Any]
 ) -> np.ndarray:
     """`array[selection]`, with a damaged chunk reported by store and rows."""
     try:
         return np.asarray(array[selection])
-    except (ValueError, RuntimeError, OSError) as err:
+    except READ_ERRORS as err:
         raise CacheError(
-            f"store {path}: a chunk of {array.path!r} in {_describe(selection)} is damaged "
+            f"store {path}: damaged {array.path!r} chunk(s), {_damaged(array, selection)} "
             f"({type(err).__name__}: {str(err).splitlines()[0][:120]})",
             rebuild_hint(path, attrs),
         ) from err
 
 
-def _describe(selection: Any) -> str:
-    if isinstance(selection, slice):
-        return f"rows {selection.start}..{(selection.stop or 0) - 1}"
-    return "the rows read"
+def _damaged(array: zarr.Array, selection: Any) -> str:
+    """'rows A-B, C': the rows of the chunks of `selection` that fail to read."""
+    if not isinstance(selection, slice):
+        return "in the rows read"
+    start, stop, _ = selection.indices(array.shape[0])
+    step, bad = array.chunks[0], []
+    for lo in range(start - start % step, stop, step):
+        hi = min(lo + step, array.shape[0])
+        try:
+            array[lo:hi]
+        except READ_ERRORS:
+            bad.extend(range(lo, hi))
+    return f"rows {_ranges(np.asarray(bad))}" if bad else f"in rows {start}-{stop - 1}"
 
 
 def _ranges(rows: np.ndarray, limit: int = 5) -> str:

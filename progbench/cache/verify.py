@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from progbench.cache.store import chunk_present, read_strings, rebuild_command
+from progbench.cache.store import chunk_present, open_writable, read_strings, rebuild_command
 from progbench.data.manifest import load_manifest
 
 
@@ -129,7 +129,7 @@ Rebuild = Callable[[Path, dict[str, Any]], None]
 def repair_store(path: Path, report: VerifyReport, rebuild: Rebuild) -> VerifyReport:
     """Delete the bad chunks of `report`, mark their rows not done, and rebuild them with
     `rebuild(path, attrs)` (progbench.extract.rebuild.rebuild_store)."""
-    group = zarr.open_group(path, mode="r+")
+    group = open_writable(path)
     attrs = dict(group.attrs)
     data = group[_data_name(report.kind)]
     step = data.chunks[0]

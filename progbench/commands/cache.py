@@ -91,8 +91,10 @@ def extract(
     """
     from progbench.cache.imagestore import ImageStoreParams
     from progbench.extract.features import extract_features
+    from progbench.models.loaders import load_backbone
 
     manifest = _manifest_of(source)
+    loaded = load_backbone(backbone, weights)  # missing weights fail before any image is decoded
     with progress(f"extracting {backbone}") as update:
         result = extract_features(
             manifest,
@@ -104,6 +106,7 @@ def extract(
             cache_dir=cache_dir,
             image_params=ImageStoreParams(size=image_size),
             progress=update,
+            loaded=loaded,
         )
     if result.computed == 0:
         console.print(f"reused complete feature store ({result.n_images} images)")
@@ -200,10 +203,12 @@ def cache_verify(
             if not report.ok:
                 bad.append(path)
     if bad:
+        where = "" if cache_dir is None else f" --cache-dir {cache_dir}"
+        repairs = "; ".join(f"progbench cache verify {p.stem} --repair{where}" for p in bad)
         raise CacheError(
             f"{len(bad)} of {len(paths)} store(s) failed verification",
-            "Repair them with `progbench cache verify KEY --repair` (it recomputes the damaged "
-            "rows), or remove them with `progbench cache rm KEY ...`.",
+            f"Repair (recomputes the damaged rows): {repairs}. Or remove: progbench cache rm "
+            f"{' '.join(p.stem for p in bad)}{where}",
         )
 
 
