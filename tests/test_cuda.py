@@ -1,7 +1,8 @@
 """The CUDA paths, on a GPU: bf16 against fp32 on a tiny twin of every library family (extraction's
-`encode` and the trainer's `Steps`), channels_last, pinned-memory loading, `--compile`, a feature
-store extracted on CUDA against the CPU one, a LoRA run killed and resumed on CUDA, the CUDA
-calibration, and the sweep's local executor on a listed GPU.
+`encode` and the trainer's `Steps`), channels_last, training steps that never wait for the
+device, pinned-memory loading, `--compile`, a feature store extracted on CUDA against the CPU one,
+a LoRA run killed and resumed on CUDA, the CUDA calibration, and the sweep's local executor on a
+listed GPU.
 
 Every test is marked `cuda` (`pytest -m cuda`); without a CUDA device they are skipped, saying
 why. tests/conftest.py hides GPUs unless CUDA_VISIBLE_DEVICES is set: benchmarks/gpu_check.sh
@@ -153,6 +154,37 @@ def test_channels_last_cnn_matches_contiguous(twin: str) -> None:
     plain = dataclasses.replace(accel, channels_last=False)
     ref = encode(_on(loaded, plain), plain, batch)
     assert _rel(encode(on, accel, batch), ref) <= FP32_REL
+
+
+@pytest.mark.parametrize("twin,strategy", [("tiny-resnet", "fft"), ("tiny-dinov2", "lora-r8")])
+def test_training_steps_do_not_synchronise(twin: str, strategy: str) -> None:
+    """The trainer's steps queue work without waiting for the device (the loss is read once
+    per epoch): PyTorch's sync debug mode raises at any host-device sync inside them."""
+    from progbench.train.augment import AugmentConfig
+
+    loaded = load_backbone(twin, "random")
+    accel = resolve_accel("cuda", "auto", loaded.spec.is_cnn)
+    model = prepare_model(build_classifier(loaded, strategy, seed=0), accel)
+    steps = Steps(model, loaded.spec, accel, torch.ones(2, device=accel.device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    gen = torch.Generator(device=accel.device).manual_seed(0)
+    batch, y = _images(loaded.spec.input_size).pin_memory(), torch.tensor([0, 1] * 4)
+    model.train()
+
+    def step() -> None:
+        steps.train_step(batch, y, 1.0, AugmentConfig(), gen)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up: first-call initialisation (cuBLAS handles, optimizer state) may sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
 
 
 @pytest.fixture(scope="module")
