@@ -33,6 +33,9 @@ while (($#)); do
   shift
 done
 
+if [[ -n $out_dir && $mode != wheels ]]; then # resolved from the caller's folder
+  mkdir -p "$out_dir" && out_dir=$(cd "$out_dir" && pwd) || exit 2
+fi
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo" || exit 2
 if [[ -z ${PY:-} ]]; then
@@ -71,7 +74,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 if [[ -z $out_dir ]]; then
   if [[ $mode == dry ]]; then out_dir=$work/out; else out_dir=$repo/benchmarks/results; fi
 fi
-mkdir -p "$out_dir" && out_dir=$(cd "$out_dir" && pwd) || exit 2
+mkdir -p "$out_dir" || exit 2
 log=$out_dir/gpu_check.log
 site=$work/site # carried wheels install here, ahead of the image's packages
 
