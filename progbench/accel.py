@@ -112,8 +112,10 @@ def to_input(
         x = F.interpolate(
             x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
         )
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    # Sent without a stream sync: torch.tensor(..., device="cuda") would make the host wait for
+    # the queued steps at every batch.
+    m = torch.tensor(mean).view(1, 3, 1, 1).to(x.device, non_blocking=True)
+    s = torch.tensor(std).view(1, 3, 1, 1).to(x.device, non_blocking=True)
     x = (x.expand(-1, 3, -1, -1) - m) / s
     if accel.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
