@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from safetensors import SafetensorError
 
 from tests.helpers.cli import (
     TINY,
@@ -42,7 +41,7 @@ def lp_tree(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_three_concurrent_trains_do_each_run_once(tmp_path: Path) -> None:
     task = task_of(write_cohort(tmp_path / "cohort"))
     runs, cache = tmp_path / "runs", tmp_path / "cache"
-    args = ("train", task, *TINY, "--strategy", "lp", "--folds", "2", "--shots", "2,4",
+    args = ("train", task, *TINY, "--strategy", "lp", "--scheme", "kfold", "--folds", "2", "--shots", "2,4",
             "--repeats", "2", "--runs", runs)  # fmt: skip
     procs = [Watched(*args, cache=cache) for _ in range(3)]
     ends = [p.finish(timeout=300) for p in procs]
@@ -67,7 +66,18 @@ def test_three_concurrent_trains_do_each_run_once(tmp_path: Path) -> None:
 
 # ---------------------------------------------------- 15. Ctrl-C; 12. kill -9 and the workers
 
-LP_GRID = ("--strategy", "lp", "--folds", "2", "--shots", "2", "--repeats", "2")
+LP_GRID = (
+    "--strategy",
+    "lp",
+    "--scheme",
+    "kfold",
+    "--folds",
+    "2",
+    "--shots",
+    "2",
+    "--repeats",
+    "2",
+)
 # The LP grid's runs are written by worker processes from this many runs on (linear.py's
 # PROCESS_WRITERS_FROM, lowered so that a 6-run grid takes the process path).
 PROCESS_WRITERS = "progbench.train.linear.PROCESS_WRITERS_FROM = 2"
@@ -221,14 +231,6 @@ def test_full_runs_disk_is_one_line_and_resumes(runs_disk: tuple[Path, Path, Pat
     assert cli("evaluate", runs, "--n-boot", "0").code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SafetensorError,
-    reason="progbench/train/lpruns.py save_probe: safetensors.numpy.save_file raises "
-    "SafetensorError('... No space left on device (os error 28)'), not an OSError, so a full "
-    "disk while writing probe.safetensors ends in a traceback; writing the bytes of "
-    "safetensors.numpy.save() with atomic_write_bytes would make it an OSError naming the file",
-)
 def test_full_disk_while_writing_the_probe_is_one_line(
     runs_disk: tuple[Path, Path, Path],
 ) -> None:

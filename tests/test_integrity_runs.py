@@ -348,14 +348,10 @@ def test_scheme_auto_picks_kfold_when_a_centre_holds_one_class(tmp_path: Path) -
     assert "scheme auto: kfold (centre(s) ['C0'] hold one class only)" in r.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="progbench/commands/train.py declares `--scheme` with default 'kfold', not 'auto' "
-    "(the library's SplitRequest defaults to 'auto'); train.py is not this branch's to edit",
-)
 def test_scheme_auto_is_the_default(tmp_path: Path) -> None:
     task = task_of(write_cohort(tmp_path / "cohort"))
-    r = lp(task, tmp_path / "runs", tmp_path / "cache")
+    r = cli("train", task, *TINY, "--strategy", "lp", "--runs", tmp_path / "runs",
+            "--cache-dir", tmp_path / "cache")  # fmt: skip
     assert r.code == 0, r.text
     assert "scheme auto: loco (3 centres)" in r.out
 
@@ -407,7 +403,7 @@ def test_patient_with_two_labels_is_named_by_the_cli(tmp_path: Path) -> None:
 @pytest.fixture
 def splits_file(lp_tree: tuple[Path, Path, Path]) -> tuple[Path, Path, Path, dict]:
     task, runs, cache = lp_tree
-    r = cli("train", task, *TINY, "--strategy", "lp", "--folds", "2", "--shots", "2",
+    r = cli("train", task, *TINY, "--strategy", "lp", "--scheme", "kfold", "--folds", "2", "--shots", "2",
             "--repeats", "1", "--runs", runs, "--cache-dir", cache)  # fmt: skip
     assert r.code == 0, r.text
     (path,) = (runs / "tiny-severity").glob("splits-*.json")

@@ -53,7 +53,13 @@ def splits(
     out: Annotated[Path, typer.Option("--out", help="Where to write the splits JSON.")] = Path(
         "splits.json"
     ),
-    scheme: Annotated[str, typer.Option(help="loco | kfold | holdout.")] = "kfold",
+    scheme: Annotated[
+        str,
+        typer.Option(
+            help="auto | loco | kfold | holdout. auto: LOCO when every centre holds both "
+            "classes, else kfold."
+        ),
+    ] = "auto",
     folds: Annotated[int, typer.Option(help="Number of folds for kfold.")] = 5,
     val_fraction: Annotated[
         float, typer.Option(help="Share of training patients held out for validation.")
@@ -79,12 +85,14 @@ def splits(
     Example: [bold]progbench splits cohort/tasks/severity.yaml --scheme loco --shots 2,4,8 --repeats 5 --out splits.json[/]
     """
     from progbench.data.fewshot import add_fewshot, parse_shots
-    from progbench.data.splits import make_splits, write_splits
+    from progbench.data.splits import make_splits, resolve_scheme, write_splits
     from progbench.data.summary import split_summary
 
     refuse_existing(out, force)
     t = load_task_from_options(task, manifest, outcome, positive, negative)
-    result = make_splits(t, scheme, folds=folds, val_fraction=val_fraction, seed=seed)  # type: ignore[arg-type]
+    resolved, why = resolve_scheme(t, scheme)
+    console.print(f"scheme {why}")
+    result = make_splits(t, resolved, folds=folds, val_fraction=val_fraction, seed=seed)
     if shots:
         result = add_fewshot(
             result, t, parse_shots(",".join(split_list(shots))), repeats, per_center

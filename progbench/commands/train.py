@@ -44,7 +44,13 @@ def train(
         typer.Option("--strategy", help="lp | fft | lora-r4/8/16 | vera-r4/8/16 | bitfit | ia3."),
     ] = "lp",
     weights: WeightsOpt = "pretrained",
-    scheme: Annotated[str, typer.Option(help="loco | kfold | holdout.")] = "kfold",
+    scheme: Annotated[
+        str,
+        typer.Option(
+            help="auto | loco | kfold | holdout. auto: LOCO when every centre holds both "
+            "classes, else kfold."
+        ),
+    ] = "auto",
     folds: Annotated[int, typer.Option(help="Folds for kfold.")] = 5,
     val_fraction: Annotated[
         float, typer.Option(help="Share of training patients for validation.")

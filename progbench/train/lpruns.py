@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
-from progbench.atomic import atomic_write_with
+from progbench.atomic import atomic_write_bytes
 from progbench.evaluate.finish import finish_scored_run
 from progbench.runs import RunCost, RunSpec, prepare_run_dir, run_dir_for, write_spec
 
@@ -50,7 +50,9 @@ def save_probe(run_dir: Path, probe: dict[str, np.ndarray]) -> None:
     """The head (weight, bias) and its standardisation (mean, std), so `progbench predict` can
     apply the run to new images."""
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probe.items()}
-    atomic_write_with(run_dir / PROBE_FILE, lambda tmp: save_file(arrays, str(tmp)))
+    # Bytes, then an atomic write: a full disk is an OSError naming the file (safetensors'
+    # own writer raises its own error type).
+    atomic_write_bytes(run_dir / PROBE_FILE, save(arrays))
 
 
 def load_probe(run_dir: Path) -> tuple[ProbeFit, np.ndarray, np.ndarray]:

@@ -66,9 +66,10 @@ def done_files(runs: Path) -> list[Path]:
 
 
 def lp(task: Path, runs: Path, cache: Path, *args: object) -> CliResult:
-    """`progbench train TASK --strategy lp` on the tiny twin, 2 folds, plus `args`."""
-    return cli("train", task, *TINY, "--strategy", "lp", "--folds", "2", *args, "--runs", runs,
-               "--cache-dir", cache)  # fmt: skip
+    """`progbench train TASK --strategy lp` on the tiny twin, 2-fold k-fold (`args` may give
+    another --scheme: the last one given wins), plus `args`."""
+    return cli("train", task, *TINY, "--strategy", "lp", "--scheme", "kfold", "--folds", "2",
+               *args, "--runs", runs, "--cache-dir", cache)  # fmt: skip
 
 
 def cli_env(cache: Path, **extra: str) -> dict[str, str]:

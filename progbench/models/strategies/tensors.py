@@ -7,17 +7,17 @@ from typing import Any
 
 from torch import nn
 
-from progbench.atomic import atomic_write_with
+from progbench.atomic import atomic_write_bytes
 from progbench.errors import WeightsError
 
 HEAD_NAME = "progbench_head"  # a name no library uses (peft's modules_to_save would match 'head')
 
 
 def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_bytes(path, save(tensors))  # a full disk: an OSError naming the file
 
 
 def load_subset(model: nn.Module, sd: dict[str, Any], source: str) -> None:
