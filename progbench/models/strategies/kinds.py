@@ -11,6 +11,7 @@ from progbench.models.strategies.tensors import save_tensors
 
 if TYPE_CHECKING:
     from progbench.models.loaders import LoadedBackbone
+    from progbench.models.strategies.features import FeatureSolver, Predictor
 
 HEAD_FILE = "progbench_head.safetensors"
 FULL_FILE = "model.safetensors"
@@ -23,6 +24,17 @@ class LinearProbe(Strategy):
 
     path = "features"
     weights_file = HEAD_FILE
+
+    def feature_solver(self, probe: str) -> FeatureSolver:
+        """The probe preset `probe` (progbench/configs/probes/): solver, grid and variants."""
+        from progbench.train.probe import ProbeConfig
+
+        return ProbeConfig.preset(probe)
+
+    def feature_predictor(self, run_dir: Path, extra: dict[str, Any]) -> Predictor:
+        from progbench.train.probe import probe_predictor
+
+        return probe_predictor(run_dir)
 
     def _resolve_parameters(self, base: dict[str, Any], names: list[str]) -> Resolution:
         return Resolution(**base, applicable=True, trainable_parameters=[], checked=True)
