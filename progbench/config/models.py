@@ -193,6 +193,9 @@ class StrategySpec(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     class_weight: Literal["balanced"] | None = None
+    # sklearn only: p_pos from CalibratedClassifierCV(estimator, method, ensemble=False) on up
+    # to 3 stratified folds of the training images (for estimators without predict_proba).
+    calibration: Literal["sigmoid", "isotonic"] | None = None
     order: int = 1000
 
     @model_validator(mode="after")
@@ -214,9 +217,13 @@ class StrategySpec(StrictModel):
             )
         if self.variants is not None and k == "lp":
             raise ValueError("lp takes its variant grid from the probe preset (`--probe`)")
-        sklearn_fields = self.estimator or self.params or self.grid or self.class_weight
+        sklearn_fields = (
+            self.estimator or self.params or self.grid or self.class_weight or self.calibration
+        )
         if k != "sklearn" and sklearn_fields:
-            raise ValueError("`estimator`, `params`, `grid` and `class_weight` are sklearn fields")
+            raise ValueError(
+                "`estimator`, `params`, `grid`, `class_weight` and `calibration` are sklearn fields"
+            )
         if k == "sklearn":
             check_estimator_fields(self)
         return self
@@ -232,7 +239,7 @@ class StrategySpec(StrictModel):
 
 # Fields added after runs were first recorded: left out of a run's identity while at their
 # default, so runs made before them keep matching (their value then was the default).
-LATER_FIELDS = ("variants", "estimator", "params", "grid", "class_weight")
+LATER_FIELDS = ("variants", "estimator", "params", "grid", "class_weight", "calibration")
 
 
 def check_estimator_fields(spec: StrategySpec) -> None:
@@ -265,8 +272,8 @@ def check_estimator_fields(spec: StrategySpec) -> None:
         est = cls(**spec.params)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path} rejects `params`: {err}") from err
-    if not hasattr(est, "predict_proba"):
+    if not spec.calibration and not hasattr(est, "predict_proba"):
         raise ValueError(
             f"{path} with these params has no predict_proba (p_pos); e.g. SVC needs "
-            "`probability: true`, or wrap it in sklearn.calibration.CalibratedClassifierCV"
+            "`calibration: sigmoid` (CalibratedClassifierCV)"
         )

@@ -266,7 +266,7 @@ def _solve_fold(
         cols = space.layout.columns(v) if xv is not xs else slice(None)
         for j, head in enumerate(heads):
             search[j].append({"variant": v.name, "val_loss": head.val_loss})
-            if best[j] is None or head.val_loss < best[j].val_loss:  # ties: the first variant
+            if best[j] is None or head.val_loss < best[j].head.val_loss:  # ties: the first variant
                 p_pos = head.predict(xv[held_out])
                 best[j] = _Chosen(head, v, search[j], p_pos, mean[cols], std[cols])
     per_run_s = (time.perf_counter() - t0) / len(todo)

@@ -2,6 +2,10 @@
 (`kind: sklearn`), fitted through the LP path (same splits, standardisation, run format and
 evaluator as the linear probe).
 
+With `calibration`, p_pos comes from CalibratedClassifierCV(estimator, method, ensemble=False)
+on min(3, smallest class) stratified folds of the training images (scikit-learn 1.9 deprecates
+SVC's own `probability=True` for this).
+
 Per problem, every point of the preset's `grid` (the cross product of its lists, in YAML order)
 is fitted on the training rows with `params` and `class_weight`; the point with the lowest
 class-weighted log loss on the fold's validation rows is kept (ties: the first), as the probe
@@ -93,6 +97,7 @@ class SklearnSolver:
                 "params": s.params,
                 "grid": s.grid,
                 "class_weight": s.class_weight,
+                "calibration": s.calibration,
                 "variants": s.variant_grid.identity(),
             }
         }
@@ -107,11 +112,17 @@ class SklearnSolver:
             for vals in itertools.product(*self.spec.grid.values())
         ]
 
-    def estimator(self, point: dict[str, Any]) -> Any:
+    def estimator(self, point: dict[str, Any], y_train: np.ndarray) -> Any:
         module, _, name = (self.spec.estimator or "").rpartition(".")
         cls = getattr(importlib.import_module(module), name)
         weight = {"class_weight": self.spec.class_weight} if self.spec.class_weight else {}
-        return cls(**self.spec.params, **point, **weight)
+        est = cls(**self.spec.params, **point, **weight)
+        if self.spec.calibration is None:
+            return est
+        from sklearn.calibration import CalibratedClassifierCV
+
+        folds = min(3, int(np.bincount(y_train, minlength=2).min()))
+        return CalibratedClassifierCV(est, method=self.spec.calibration, cv=folds, ensemble=False)
 
     def fit(
         self, x: np.ndarray, y: np.ndarray, problems: list[np.ndarray], val_idx: np.ndarray
@@ -126,19 +137,19 @@ class SklearnSolver:
         best: SklearnHead | None = None
         skipped, reasons = 0, []
         for point in self.points():
-            est = self.estimator(point)
+            head = SklearnHead(self.estimator(point, y[rows]), point, 0.0, 0)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    est.fit(x[rows], y[rows])
+                    head.estimator.fit(x[rows], y[rows])
+                    p_val = head.predict(x[val_idx])
             except ValueError as err:  # e.g. n_neighbors > n_samples on a few-shot draw
                 skipped += 1
                 reasons.append(f"{point}: {err}")
                 continue
-            head = SklearnHead(est, point, 0.0, 0)
-            loss = balanced_log_loss(y[val_idx], head.predict(x[val_idx]))
+            loss = balanced_log_loss(y[val_idx], p_val)
             if best is None or loss < best.val_loss:
-                best = SklearnHead(est, point, loss, 0)
+                best = SklearnHead(head.estimator, point, loss, 0)
         if best is None:
             raise ConfigError(
                 f"strategy {self.spec.name}: {self.spec.estimator} fits no grid point on "
