@@ -28,6 +28,7 @@ from progbench.config import DEFAULT_VARIANT, BackboneSpec, StrategySpec, TokenL
 from progbench.config.models import LATER_FIELDS
 from progbench.config.variants import offered
 from progbench.errors import ConfigError, NotApplicableError, ProgbenchError, RegistryError
+from progbench.models.sources import encoder_tokens
 from progbench.models.strategies.tensors import load_subset, save_tensors
 
 if TYPE_CHECKING:
@@ -312,8 +313,6 @@ class ClassifierModel(nn.Module):
         if self.variant.is_default:
             features = self.backbone(pixel_values)
         else:
-            from progbench.models.sources import encoder_tokens
-
             features = encoder_tokens(self.spec, self.backbone, pixel_values, self._layout)
         # A bf16-cast backbone feeding an fp32 head: match the head's dtype.
         return self.progbench_head(features.to(self.progbench_head.weight.dtype))
