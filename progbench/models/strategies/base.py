@@ -185,7 +185,8 @@ class Strategy(ABC):
         if self.head_variants(spec):
             return None
         asked = ", ".join(self.spec.variant_grid.identity())
-        return f"it reads feature variant(s) {asked}; the backbone offers {', '.join(spec.variants.identity())}"
+        offer = ", ".join(spec.variants.identity())
+        return f"it reads feature variant(s) {asked}; the backbone offers {offer}"
 
     def _resolve_parameters(self, base: dict[str, Any], names: list[str]) -> Resolution:
         return Resolution(**base, applicable=True, checked=True)
