@@ -8,10 +8,14 @@ fits) plus full-data LP on the 5 folds: 130 run directories, each written, score
 DONE through the same code as `progbench train --strategy lp`.
 
 1. Warm cache: time from opening the feature store to the last DONE file, for the default probe
-   (lbfgs over the L2 grid; best of --repeats) and once for the `reference` preset (the study's
-   head-lr grid with batched Adam). The store holds
-   class-conditional Gaussian features (signal on 32 of 768 dimensions), so the probes have a
-   real optimisation problem; the timing does not depend on where the features came from.
+   (lbfgs over the L2 grid, variant cls1; best of --repeats), once for the `variants` preset
+   (lbfgs over the study's four feature variants) and once for the `reference` preset (the
+   study's head-lr grid with batched Adam, over the four variants). The store has a ViT's token
+   layout (the class tokens of the last 4 blocks and the patch mean, 5 x 768 columns: what a
+   dinov2-b store holds) of class-conditional Gaussian features (signal on 32 dimensions of each
+   token), so the probes have a real optimisation problem; the timing does not depend on where
+   the features came from. On a progbench without feature variants (before the token layout)
+   the store holds one 768-d feature and the presets that do not exist there are skipped.
 2. No-cache baseline: every fit re-extracts the features of the images it touches (its training
    images plus the fold's validation and test images). Running that for real would take hours, so
    the benchmark measures the backbone's extraction throughput (uint8 store batch -> device
@@ -61,15 +65,27 @@ def make_task(root: Path, seed: int = 0):
     return load_task(manifest=path, outcome="severity", positive="severe", check_files=False)
 
 
+def vit_layout(dim: int):
+    """The token layout of a ViT store (None on a progbench without feature variants)."""
+    try:
+        from progbench.config import TokenLayout, VariantGrid
+    except ImportError:
+        return None
+    return TokenLayout.of(VariantGrid(n_last_blocks=[1, 4], avgpool=[False, True]), dim)
+
+
 def make_store(root: Path, task, dim: int, seed: int = 0) -> Path:
     from progbench.cache.featurestore import FeatureKey, create_store
 
+    layout = vit_layout(dim)
+    width = layout.width if layout else dim
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N_IMAGES, dim)).astype(np.float32)
-    x[:, :32] += 0.35 * (2 * task.labels[:, None] - 1)  # a weak, spread-out signal
+    x = rng.standard_normal((N_IMAGES, width)).astype(np.float32)
+    for start in range(0, width, dim):  # a weak, spread-out signal in every token
+        x[:, start : start + 32] += 0.35 * (2 * task.labels[:, None] - 1)
     key = FeatureKey("synthetic", "synthetic-768", "none", {}, {}, "fp32")
     ids = task.manifest.frame["image_id"].tolist()
-    group = create_store(root / "features", key, ids, dim, rows_per_chunk=64, attrs={})
+    group = create_store(root / "features", key, ids, layout or dim, rows_per_chunk=64, attrs={})
     group["features"][:] = x
     group["done"][:] = True
     group.attrs["complete"] = True
@@ -123,8 +139,10 @@ def main() -> None:
     from progbench.cache.featurestore import FeatureStore
     from progbench.data.fewshot import add_fewshot
     from progbench.data.splits import make_splits
+    from progbench.errors import ConfigError
     from progbench.runs import iter_runs
-    from progbench.train.linear import LPContext, run_linear_probes
+    from progbench.train.linear import LPContext, lp_settings, run_linear_probes
+    from progbench.train.plan import SplitRequest, plan_runs
     from progbench.train.probe import ProbeConfig
 
     shots = [2, 4, 8, 16, 32]
@@ -134,20 +152,29 @@ def main() -> None:
         splits = add_fewshot(make_splits(task, "kfold", folds=5, seed=42), task, shots, repeats=5)
         store_path = make_store(root, task, dim=768)
         ctx = LPContext("synthetic-768", "random", "none", "synthetic")
+        req = SplitRequest(shots=tuple(shots), repeats=5)
         timings: dict[str, list[float]] = {}
-        for preset in ("default", "reference"):
-            cfg = ProbeConfig.preset(preset)
+        for preset in ("default", "variants", "reference"):
+            try:
+                cfg = ProbeConfig.preset(preset)
+            except ConfigError:
+                print(f"{preset} probe: no such preset in this progbench; skipped")
+                continue
+            problems = plan_runs(
+                task, splits, req, Path("splits.json"), ctx.identity(), lp_settings(ctx, cfg)
+            )
             timings[preset] = []
             for r in range(args.repeats if preset == "default" else 1):
                 runs = root / f"runs-{preset}-{r}"
                 t0 = time.perf_counter()
-                summary = run_linear_probes(task, splits, FeatureStore(store_path), ctx, runs, cfg)
+                store = FeatureStore(store_path)
+                summary = run_linear_probes(task, problems, store, ctx, runs, cfg)
                 timings[preset].append(time.perf_counter() - t0)
                 n_done = len(iter_runs(runs).done)
                 print(f"{preset} probe, warm cache: {timings[preset][-1]:.2f} s for {n_done} runs")
                 assert n_done == len(summary.written) == 5 * (1 + len(shots) * 5), n_done
         t0 = time.perf_counter()
-        again = run_linear_probes(task, splits, FeatureStore(store_path), ctx, runs, cfg)
+        again = run_linear_probes(task, problems, FeatureStore(store_path), ctx, runs, cfg)
         resume_s = time.perf_counter() - t0
         assert not again.written
         touched = images_touched(splits)
@@ -157,11 +184,13 @@ def main() -> None:
     result = {
         "benchmark": "fewshot_grid",
         "cohort": {"images": N_IMAGES, "patients": N_IMAGES, "centres": CENTRES, "dim": 768},
+        "store_columns": 5 * 768 if vit_layout(768) else 768,
         "grid": {"folds": 5, "shots": shots, "repeats": 5, "fewshot_fits": 125, "full_fits": 5},
         "threads": args.threads,
         "warm_cache_s": round(warm, 3),
         "warm_cache_s_all_passes": [round(t, 3) for t in timings["default"]],
         "reference_preset_s": round(timings["reference"][0], 3),
+        "variants_preset_s": round(timings["variants"][0], 3) if "variants" in timings else None,
         "rerun_all_done_s": round(resume_s, 3),
         "baseline": {
             "backbone": args.backbone,

@@ -2,7 +2,8 @@
 
 The model is rebuilt from the run's spec.json: the backbone with the recorded weights (checked
 against the recorded fingerprint), then either the saved adapter/biases/full weights and head
-(PEFT, BitFit, FFT) or, for an LP run, the saved probe on top of the frozen backbone's features.
+(PEFT, BitFit, FFT) or, for a feature-path run (LP, scikit-learn), the saved head on top of
+the frozen backbone's features of the run's variant (spec extra `variant`; older runs: cls1).
 Images are preprocessed as in training: a manifest goes through the same image store (so its
 predictions reproduce the run's own), single files and folders are decoded with
 `progbench.data.images.load_image` at the run's image size.
@@ -29,6 +30,7 @@ from progbench.errors import CacheError, ConfigError, ProgbenchError, RunError, 
 from progbench.models.loaders import LoadedBackbone, load_backbone
 from progbench.models.strategies import get_strategy
 from progbench.runs import PREDICTIONS_FILE, RunSpec, is_done, read_spec
+from progbench.train.solvers import predictor_for
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
 MANIFEST_SUFFIXES = {".csv", ".parquet", ".pq"}
@@ -90,7 +92,7 @@ def predict_run(
     spec_b = loaded.spec
     if get_strategy(spec.strategy).path == "features":
         accel = resolve_accel(opts.device, opts.dtype, spec_b.is_cnn, spec_b.bf16_cast_weights)
-        p_pos = _predict_lp(run_dir, loaded, accel, images, opts.batch_size, size)
+        p_pos = _predict_features(run_dir, spec, loaded, accel, images, opts.batch_size, size)
     else:
         accel = resolve_accel(opts.device, opts.dtype, spec_b.is_cnn)
         p_pos = _predict_trained(run_dir, loaded, spec, accel, images, opts.batch_size, size)
@@ -155,7 +157,8 @@ def _image_params(spec: RunSpec, opts: PredictOptions) -> tuple[int, bool]:
             return int(transform["store_size"]), bool(transform.get("crop", True))
         except CacheError as err:
             raise ConfigError(
-                f"cannot tell the image size of run {spec.task}/{spec.backbone}/lp: {err.message}",
+                f"cannot tell the image size of run {spec.task}/{spec.backbone}/{spec.strategy}: "
+                f"{err.message}",
                 "Pass --image-size (the --image-size it was trained with; default 224) or "
                 "--cache-dir where its feature store lives.",
             ) from err
@@ -186,22 +189,25 @@ def _image_set(source: Path, size: int, crop: bool, cache_dir: Path | None) -> I
     return ImageSet([f.relative_to(source).as_posix() for f in files], files=files)
 
 
-def _predict_lp(
+def _predict_features(
     run_dir: Path,
+    spec: RunSpec,
     loaded: LoadedBackbone,
     accel: Accel,
     images: ImageSet,
     batch_size: int,
     size: int,
 ) -> np.ndarray:
-    from progbench.extract.features import encode
-    from progbench.train.linear import load_probe
+    from progbench.config import DEFAULT_VARIANT, TokenLayout, Variant
+    from progbench.extract.features import encode_tokens
 
-    fit, mean, std = load_probe(run_dir)
+    head = predictor_for(get_strategy(spec.strategy), run_dir, spec.extra)
+    variant = Variant.parse(str(spec.extra.get("variant", DEFAULT_VARIANT.name)))
+    layout = TokenLayout.of_variant(variant, loaded.spec.feature_dim)
     model = prepare_model(loaded.encoder.eval(), accel)
     ready = LoadedBackbone(model, loaded.spec, loaded.weights, loaded.weights_fingerprint)
-    feats = [encode(ready, accel, b) for b in images.batches(batch_size, size, accel.pin_memory)]
-    return fit.predict((np.concatenate(feats) - mean) / std)
+    batches = images.batches(batch_size, size, accel.pin_memory)
+    return head(np.concatenate([encode_tokens(ready, accel, b, layout) for b in batches]))
 
 
 def _predict_trained(

@@ -266,3 +266,76 @@ def test_cli_cache_commands(cohort: Path, cache_dir: Path, tmp_path: Path, tiny)
     assert out.is_file()
     assert runner.invoke(app, ["cache", "rm", res.key]).exit_code == 0
     assert not res.path.exists()
+
+
+def _hidden_state_tokens(loaded, x: torch.Tensor, blocks: int) -> list[torch.Tensor]:
+    """The class tokens of the last `blocks` blocks and the last block's patch mean, taken by
+    hand: transformers' hidden_states with the final norm, or forward hooks on timm's blocks."""
+    enc = loaded.encoder
+    if loaded.spec.library == "transformers":
+        model = enc.model
+        hidden = model(pixel_values=x, output_hidden_states=True).hidden_states[1:]
+        norm = model.layernorm if hasattr(model, "layernorm") else model.post_layernorm
+        head = torch.nn.Identity()
+    else:  # open_clip TimmModel around a timm ViT
+        hidden = []
+        hooks = [
+            b.register_forward_hook(lambda m, i, o: hidden.append(o)) for b in enc.trunk.blocks
+        ]
+        enc(x)
+        for h in hooks:
+            h.remove()
+        norm, head = enc.trunk.norm, enc.head
+    tokens = [head(norm(h)[:, 0]) for h in hidden[-blocks:]]
+    return [*tokens, head(norm(hidden[-1])[:, 1:].mean(1))]
+
+
+@pytest.mark.parametrize("name", ["tiny-dinov2", "tiny-clip", "tiny-openclip"])
+def test_token_variants_are_the_hidden_states_taken_by_hand(name: str) -> None:
+    from progbench.config import DEFAULT_VARIANT, Variant
+    from progbench.extract.features import token_layout
+    from progbench.models.sources import encoder_tokens
+
+    loaded = load_backbone(name, "random")
+    layout = token_layout(loaded.spec)
+    blocks = max(loaded.spec.variants.n_last_blocks)
+    assert layout.tokens()[-1] == "patch_mean" and layout.blocks == blocks > 1
+    x = torch.randn(3, 3, loaded.spec.input_size, loaded.spec.input_size)
+    with torch.no_grad():
+        rows = encoder_tokens(loaded.spec, loaded.encoder, x, layout).numpy()
+        by_hand = [t.numpy() for t in _hidden_state_tokens(loaded, x, blocks)]
+        own = loaded.encoder(x).numpy()
+    np.testing.assert_allclose(rows, np.concatenate(by_hand, 1), rtol=1e-5, atol=1e-6)
+    # cls1 (n = 1, no avgpool) is the backbone's single feature, `feature:` in its YAML.
+    np.testing.assert_array_equal(layout.select(rows, DEFAULT_VARIANT), own)
+    cls_n_avg = layout.select(rows, Variant(blocks, True))
+    np.testing.assert_array_equal(cls_n_avg, rows)
+    np.testing.assert_array_equal(layout.select(rows, Variant(1, True)), rows[:, -2 * 32 :])
+
+
+def test_a_vit_store_holds_every_variant_and_a_cnn_store_one_feature(
+    cohort: Path, cache_dir: Path, tiny
+) -> None:
+    from progbench.config import DEFAULT_VARIANT, Variant
+
+    m = load_manifest(cohort)
+    vit = load_backbone("tiny-dinov2", "random")
+    res = extract_features(
+        m, "tiny-dinov2", "random", batch_size=16, image_params=PARAMS, loaded=vit
+    )
+    store = FeatureStore(res.path)
+    assert store.attrs["layout"]["tokens"] == ["cls_block_-2", "cls_block_-1", "patch_mean"]
+    assert store.attrs["feature"]["layout"] == store.attrs["layout"]  # part of the key
+    assert store.load().shape == (len(m.frame), 3 * 32)
+    images = ImageStore(build_image_store(m, PARAMS).path)
+    direct = encode(vit, resolve_accel("cpu", "fp32"), torch.from_numpy(images.read(np.arange(16))))
+    np.testing.assert_allclose(
+        store.load_variant(DEFAULT_VARIANT)[:16], direct, rtol=1e-5, atol=1e-6
+    )
+    assert store.load_variant(Variant(2, False)).shape == (len(m.frame), 64)
+    cnn = FeatureStore(
+        extract_features(m, "tiny-resnet", "random", image_params=PARAMS, loaded=tiny).path
+    )
+    assert cnn.layout.offer == (DEFAULT_VARIANT,) and cnn.load().shape[1] == tiny.spec.feature_dim
+    with pytest.raises(Exception, match="not in this store"):
+        cnn.load_variant(Variant(1, True))

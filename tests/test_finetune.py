@@ -348,3 +348,61 @@ def test_cli_train_writes_runs_skips_finished_ones_and_refuses_with_the_reason(
     assert exc.value.code != 0
     assert not list((tmp_path / "x").rglob("fold-*"))
     assert not (tmp_path / "x").exists()  # not even the splits file
+
+
+def test_a_head_variant_grid_trains_each_variant_and_predict_reproduces(
+    cohort: Cohort, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A preset opting in to two head inputs trains a candidate per (variant, lr); the run keeps
+    the best, records it, and reloads with that head."""
+    import yaml
+
+    from progbench.models.registry import STRATEGIES_DIR_ENV
+    from progbench.predict import PredictOptions, predict_run
+
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    preset = {
+        "name": "lora-grid",
+        "kind": "lora",
+        "rank": 4,
+        "alpha": 1,
+        "backbone_lr": 1e-3,
+        "variants": {"n_last_blocks": [1, 2], "avgpool": [True]},
+    }
+    (folder / "lora-grid.yaml").write_text(yaml.safe_dump(preset))
+    monkeypatch.setenv(STRATEGIES_DIR_ENV, str(folder))
+    (run_dir,), _ = run_finetune(
+        cohort.task, cohort.splits, VIT, "random", "lora-grid", tmp_path / "runs", opts_for(cohort)
+    )
+    spec = read_spec(run_dir)
+    assert spec.settings["strategy"]["variants"]["n_last_blocks"] == [1, 2]  # in its identity
+    search = spec.extra["head_lr_search"]
+    assert [s["variant"] for s in search] == ["cls1+avg", "cls2+avg"]
+    best = min(search, key=lambda s: s["best_loss"])
+    assert spec.extra["variant"] == best["variant"]
+    info = json.loads((run_dir / "progbench_model.json").read_text())
+    assert info["head_variant"] == best["variant"]
+    width = {"cls1+avg": 64, "cls2+avg": 96}[best["variant"]]
+    head = load_file(str(run_dir / HEAD_FILE))
+    assert head["progbench_head.weight"].shape == (2, width)
+    preds = predict_run(run_dir, cohort.manifest, PredictOptions("cpu", cache_dir=cohort.cache))
+    merged = read_run(run_dir).predictions.merge(preds, on="image_id", suffixes=("_run", "_new"))
+    np.testing.assert_allclose(merged["p_pos_new"], merged["p_pos_run"], rtol=0, atol=1e-5)
+
+
+def test_a_cnn_cannot_take_a_multi_token_head(
+    cohort: Cohort, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from progbench.models.registry import STRATEGIES_DIR_ENV
+
+    preset = {"name": "fft-cls4", "kind": "fft", "backbone_lr": 1e-5}
+    preset["variants"] = {"n_last_blocks": [4]}
+    (tmp_path / "fft-cls4.yaml").write_text(yaml.safe_dump(preset))
+    monkeypatch.setenv(STRATEGIES_DIR_ENV, str(tmp_path))
+    with pytest.raises(NotApplicableError, match=r"reads feature variant.*cls4.*offers cls1"):
+        run_finetune(
+            cohort.task, cohort.splits, CNN, "random", "fft-cls4", tmp_path, opts_for(cohort)
+        )

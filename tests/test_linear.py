@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors.numpy import load_file
 from sklearn.linear_model import LogisticRegression
 
 from progbench.accel import resolve_accel
@@ -248,3 +249,59 @@ def test_finished_runs_of_other_weights_are_not_reused(strong, tmp_path: Path) -
     again = lp_runs(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
     assert len(again.written) == 1
     assert (tmp_path / ".replaced").is_dir()
+
+
+@pytest.mark.parametrize(("signal", "want"), [("patch_mean", "cls1+avg"), ("cls_block_-2", "cls2")])
+def test_lp_picks_the_variant_and_lr_validation_prefers(
+    tmp_path: Path, signal: str, want: str
+) -> None:
+    """Synthetic store rows where only one token carries the label: the probe picks a variant
+    holding it (the smallest one), and the head lr that learns within the step budget."""
+    from progbench.config import TokenLayout, Variant, VariantGrid
+    from tests.helpers.cohorts import write_cohort
+
+    write_cohort(tmp_path / "cohort", patients=80, multi_image_every=1000)
+    task = load_task(tmp_path / "cohort" / "tasks" / "severity.yaml")
+    layout = TokenLayout.of(VariantGrid(n_last_blocks=[1, 2], avgpool=[False, True]), 16)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((len(task.labels), layout.width)).astype(np.float32)
+    slot = layout.tokens().index(signal)
+    x[:, slot * 16 : slot * 16 + 4] += 1.5 * (2 * task.labels[:, None] - 1)
+    splits = make_splits(task, "kfold", folds=2, seed=42)
+    ctx = LPContext("synthetic", "random", "none", "synthetic")
+    cfg = ProbeConfig(
+        solver="adam",
+        lrs=(1e-2, 1e-5),  # 1e-5 barely leaves zero in 200 steps: validation must reject it
+        weight_decays=(1e-3,),
+        max_steps=200,
+        variants=tuple(layout.offer),
+    )
+    lp_runs(task, splits, x, ctx, tmp_path / "runs", cfg, layout=layout)
+    runs = [read_run(p) for p in iter_runs(tmp_path / "runs").done]
+    assert len(runs) == 2
+    for run in runs:
+        extra = run.spec.extra
+        assert extra["variant"] == extra["selected"]["variant"] == want
+        assert extra["selected"]["lr"] == 1e-2
+        search = {s["variant"]: s["val_loss"] for s in extra["variant_search"]}
+        assert list(search) == [v.name for v in layout.offer]
+        assert extra["val_loss"] == min(search.values())
+        assert run.spec.settings["probe"]["variants"] == list(search)
+        # The head reads the chosen variant's columns: its width says which.
+        weight = load_file(str(run.path / "probe.safetensors"))["weight"]
+        assert weight.shape == (Variant.parse(want).dim(16),)
+    assert _pooled(tmp_path / "runs")["mcc"]["mean"] > 0.6
+
+
+def test_a_variant_the_features_lack_is_an_error(tmp_path: Path) -> None:
+    from progbench.config import Variant
+    from tests.helpers.cohorts import write_cohort
+
+    write_cohort(tmp_path / "cohort", patients=40, multi_image_every=1000)
+    task = load_task(tmp_path / "cohort" / "tasks" / "severity.yaml")
+    x = np.zeros((len(task.labels), 8), np.float32)  # one 8-d feature: cls1 only
+    ctx = LPContext("synthetic", "random", "none", "synthetic")
+    cfg = ProbeConfig(variants=(Variant(4, True),))
+    splits = make_splits(task, "kfold", folds=2, seed=42)
+    with pytest.raises(ConfigError, match=r"cls4\+avg.*offered by these features \(cls1\)"):
+        lp_runs(task, splits, x, ctx, tmp_path / "runs", cfg, fewshot=False)

@@ -1,4 +1,5 @@
-"""Full-size architectures and the `progbench models` matrix (11 backbones x 10 strategies)."""
+"""Full-size architectures and the `progbench models` matrix (11 backbones x 10 strategies, plus
+the 4 scikit-learn baselines)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ REFERENCE_PARAMS_M = {
     "biomedclip": 86.19,
 }
 CNNS = ["resnet18", "resnet50", "densenet121", "medclip-r50"]
+BASELINES = {"knn", "svm-rbf", "random-forest", "logreg"}  # applicable, parameters not counted
 
 
 @pytest.mark.slow
@@ -62,14 +64,14 @@ def test_full_size_encoders_match_the_registry_and_the_reference() -> None:
 
 
 @pytest.mark.slow
-def test_models_command_prints_the_110_cells(cache_dir: Path) -> None:
+def test_models_command_prints_the_154_cells(cache_dir: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout[result.stdout.index("{") :])
     assert [b["name"] for b in data["backbones"]] == list_backbones()
     cells = data["cells"]
-    assert len(cells) == 110
+    assert len(cells) == 154
     assert set(cells[0]) == {
         "backbone",
         "strategy",
@@ -84,6 +86,8 @@ def test_models_command_prints_the_110_cells(cache_dir: Path) -> None:
         assert c["applicable"] == (not na)
         if na:
             assert "nn.Linear" in c["reason"] and c["percent"] is None
+        elif c["strategy"] in BASELINES:
+            assert c["reason"] is None and c["trainable"] is c["percent"] is None
         else:
             assert c["reason"] is None and 0 < c["trainable"] <= c["total"]
             assert c["percent"] == pytest.approx(100 * c["trainable"] / c["total"])

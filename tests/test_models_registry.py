@@ -45,6 +45,7 @@ STUDY_STRATEGIES = [
     "bitfit",
     "ia3",
 ]
+BASELINES = ["knn", "svm-rbf", "random-forest", "logreg"]  # scikit-learn on the features
 
 
 def _raw(name: str) -> dict:
@@ -60,7 +61,7 @@ def _write(folder: Path, data: dict) -> Path:
 
 def test_the_study_grid_is_registered_in_order() -> None:
     assert list_backbones() == STUDY_BACKBONES
-    assert list_strategies() == STUDY_STRATEGIES
+    assert list_strategies() == STUDY_STRATEGIES + BASELINES
     assert sorted(set(list_backbones(include_tiny=True)) - set(STUDY_BACKBONES)) == sorted(TWINS)
 
 
@@ -202,3 +203,43 @@ def test_a_user_strategy_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv(STRATEGIES_DIR_ENV, str(tmp_path / "strategies"))
     assert get_strategy_spec("lora-r32").rank == 32
     assert list_strategies()[-1] == "lora-r32"
+
+
+def test_backbones_say_which_feature_variants_they_offer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vits = ("dinov2-s", "dinov2-b", "dinov2-l", "clip-l", "pubmedclip", "biomedclip")
+    for name in STUDY_BACKBONES:
+        want = ["cls1", "cls1+avg", "cls4", "cls4+avg"] if name in vits else ["cls1"]
+        assert get_backbone_spec(name).variants.identity() == want, name
+    bad = _raw("resnet18") | {"name": "resnet18-tokens", "variants": {"n_last_blocks": [1, 4]}}
+    _write(tmp_path / "a", bad)
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "a"))
+    with pytest.raises(RegistryError, match="torchvision CNNs have one feature"):
+        get_backbone_spec("resnet18-tokens")
+    no_cls1 = _raw("dinov2-s") | {"name": "dinov2-cls4", "variants": {"n_last_blocks": [4]}}
+    _write(tmp_path / "b", no_cls1)
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "b"))
+    with pytest.raises(RegistryError, match="must offer n_last_blocks 1 and avgpool false"):
+        get_backbone_spec("dinov2-cls4")
+
+
+def test_probe_presets_are_yaml_files_and_a_user_adds_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from progbench.config import Variant
+    from progbench.config.probes import PROBES_DIR_ENV
+    from progbench.errors import ConfigError
+    from progbench.train.probe import ProbeConfig
+
+    ref = ProbeConfig.preset("reference")
+    assert (ref.solver, ref.lrs) == ("adam", (1e-2, 1e-3, 1e-4))
+    assert [v.name for v in ref.variants] == ["cls1", "cls1+avg", "cls4", "cls4+avg"]
+    assert ProbeConfig.preset("default").variants == (Variant(1, False),)
+    _write(tmp_path, {"name": "quick", "weight_decays": [0.1], "variants": {"avgpool": [True]}})
+    monkeypatch.setenv(PROBES_DIR_ENV, str(tmp_path))
+    quick = ProbeConfig.preset("quick")
+    assert quick.weight_decays == (0.1,) and quick.variants == (Variant(1, True),)
+    _write(tmp_path, {"name": "typo", "weight_decay": [0.1]})
+    with pytest.raises(ConfigError, match="weight_decay"):
+        ProbeConfig.preset("typo")

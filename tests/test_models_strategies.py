@@ -26,11 +26,18 @@ from progbench.models.registry import (
     get_strategy_spec,
     list_strategies,
 )
-from progbench.models.strategies import HEAD_NAME, ClassifierModel, build_classifier, resolve
+from progbench.models.strategies import (
+    HEAD_NAME,
+    ClassifierModel,
+    build_classifier,
+    get_strategy,
+    resolve,
+)
 from progbench.models.strategies.files import load_trained, save_trained
 from tests.helpers.twins import TWINS
 
-CELLS = [(b, s) for b in TWINS for s in list_strategies()]
+# Strategies that build a torch classifier (the scikit-learn ones: tests/test_sklearn_baselines.py).
+CELLS = [(b, s) for b in TWINS for s in list_strategies() if get_strategy(s).counts_parameters]
 CNN_TWINS = {"tiny-resnet", "tiny-densenet", "tiny-medclip-r50"}
 
 
@@ -270,3 +277,51 @@ def test_saved_models_load_back_identically(backbone: str, strategy: str, tmp_pa
             load_backbone(backbone, "random", seed=1),
             "ia3" if strategy != "ia3" else "lp",
         )
+
+
+def test_a_head_on_a_feature_variant_reads_the_tokens_and_reloads(tmp_path: Path) -> None:
+    """LoRA on tiny-dinov2 with the head on cls2+avg: the head's input is the class tokens of
+    both blocks and the patch mean, by hand from the hidden states; save and load keep it."""
+    import json
+
+    from progbench.config import Variant
+    from progbench.models.strategies import get_strategy
+
+    strategy = get_strategy("lora-r4").with_variant(Variant(2, True))
+    model = strategy.build(load_backbone("tiny-dinov2", "random", seed=1), seed=0)
+    assert (
+        model.progbench_head.in_features == 3 * 32
+        and model.describe()["head_variant"] == "cls2+avg"
+    )
+    _train_step(model)
+    model.eval()
+    x, _ = _batch(model, 3)
+    with torch.no_grad():
+        hf = model.backbone.get_base_model().model  # the adapted Dinov2Model
+        hidden = hf(pixel_values=x, output_hidden_states=True).hidden_states
+        norm = hf.layernorm
+        tokens = [norm(hidden[1])[:, 0], norm(hidden[2])[:, 0], norm(hidden[2])[:, 1:].mean(1)]
+        want = model.progbench_head(torch.cat(tokens, 1))
+        assert torch.allclose(model(x), want, atol=1e-6)
+    save_trained(model, tmp_path / "m")
+    info = json.loads((tmp_path / "m" / "progbench_model.json").read_text())
+    assert info["head_variant"] == "cls2+avg"
+    got = load_trained(tmp_path / "m", load_backbone("tiny-dinov2", "random", seed=1), "lora-r4")
+    assert got.variant == Variant(2, True)
+    with torch.no_grad():
+        assert torch.equal(got(x), model(x))
+
+
+def test_a_model_saved_before_head_variants_loads_with_the_cls1_head(tmp_path: Path) -> None:
+    import json
+
+    model = build_classifier(load_backbone("tiny-clip", "random", seed=1), "bitfit", seed=0)
+    save_trained(model, tmp_path / "m")
+    info_file = tmp_path / "m" / "progbench_model.json"
+    info = json.loads(info_file.read_text())
+    del info["head_variant"]  # what an older progbench wrote
+    info_file.write_text(json.dumps(info))
+    got = load_trained(tmp_path / "m", load_backbone("tiny-clip", "random", seed=1), "bitfit")
+    x, _ = _batch(model, 2)
+    with torch.no_grad():
+        assert got.variant.is_default and torch.equal(got(x), model.eval()(x))

@@ -45,6 +45,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     splits, splits_file, _ = resolve_splits(task, req, runs_root)
     one = splits.model_copy(update={"folds": splits.folds[:1]})
     runs = {"lp": next(p for p in lp.written if p.name == "fold-0")}
+    # The study's variant grid (lbfgs): a head on whichever tokens validation picked.
+    lpv = train_lp(
+        TrainRequest(
+            task, "tiny-dinov2", "lp", req, root / "runs-variants", "random", probe="variants",
+            options=lp_opts,
+        )
+    )  # fmt: skip
+    runs["lp-variants"] = next(p for p in lpv.written if p.name == "fold-0")
     for backbone, strategy, input_size in (
         ("tiny-dinov2", "lora-r8", None),
         ("tiny-densenet", "bitfit", None),
@@ -61,7 +69,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return Trained(manifest, cache, runs)
 
 
-@pytest.mark.parametrize("strategy", ["lp", "lora-r8", "bitfit", "fft"])
+@pytest.mark.parametrize("strategy", ["lp", "lp-variants", "lora-r8", "bitfit", "fft"])
 def test_predict_reproduces_the_runs_test_predictions(trained: Trained, strategy: str) -> None:
     run = read_run(trained.runs[strategy])
     opts = PredictOptions(device="cpu", cache_dir=trained.cache)
@@ -106,6 +114,14 @@ def test_predict_follows_the_recorded_sizes_unless_told_otherwise(trained: Train
     same = predict_run(trained.runs["fft"], image, PredictOptions("cpu"))["p_pos"].iloc[0]
     other = predict_run(trained.runs["fft"], image, PredictOptions("cpu", image_size=24))
     assert other["p_pos"].iloc[0] != pytest.approx(same, abs=1e-9)
+
+
+def test_lp_runs_record_the_variant_their_head_reads(trained: Trained) -> None:
+    assert read_spec(trained.runs["lp"]).extra["variant"] == "cls1"
+    extra = read_spec(trained.runs["lp-variants"]).extra
+    searched = [s["variant"] for s in extra["variant_search"]]
+    assert searched == ["cls1", "cls1+avg"]  # the grid's n=4 is more than tiny-dinov2 offers
+    assert extra["variant"] in searched
 
 
 def test_predict_refuses_an_unfinished_run(trained: Trained, tmp_path: Path) -> None:

@@ -111,3 +111,31 @@ def test_metric_option_is_repeatable_and_comma_separated(
     # In the order given, without repeats; the first is the one shown first.
     assert html.index('value="auroc" checked') < html.index('value="mcc"')
     assert "<title>progbench report: AUROC, MCC</title>" in html
+
+
+def test_the_runs_table_shows_each_runs_feature_variant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from progbench.evaluate.finish import finish_scored_run
+    from progbench.runs import iter_runs, read_run, write_spec
+
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    tree = TreeSpec(**{**SMALL.__dict__, "backbones": ("dinov2-s",), "strategies": ("lp",)})
+    write_run_tree(runs, tree)
+    done = sorted(iter_runs(runs).done)
+    run = read_run(done[0])  # rewritten as the LP writes a run that picked cls4+avg
+    (done[0] / "DONE").unlink()
+    write_spec(done[0], run.spec.model_copy(update={"extra": {"variant": "cls4+avg"}}))
+    finish_scored_run(done[0], run.predictions, cost=run.cost)
+    args = ["report", str(runs), "--out", str(out), "--n-boot", "5"]
+    assert run_cli(args, capsys)[0] == 0
+    table = pd.read_csv(out / "provenance" / "runs.csv")
+    assert list(table.columns).index("variant") == list(table.columns).index("strategy") + 1
+    by_dir = dict(zip(table["run_dir"], table["variant"], strict=True))
+    assert by_dir[str(done[0].relative_to(runs))] == "cls4+avg"
+    assert pd.isna(by_dir[str(done[1].relative_to(runs))])  # recorded none
+    html = (out / REPORT_HTML).read_text(encoding="utf-8")
+    assert "cls4+avg" in html
+    first = _digests(out)
+    assert run_cli(args, capsys)[0] == 0
+    assert _digests(out) == first  # byte-identical on rerun

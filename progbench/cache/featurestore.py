@@ -2,8 +2,11 @@
 
 Built through the store protocol (progbench.cache.store) by progbench.extract.
 
-Layout: `features (N, D)` float32 chunked by `rows_per_chunk` rows, `image_id (N)`, `done (N)`.
-Rows are computed and written a whole chunk at a time, so a rerun never has to read a chunk that
+Layout: `features (N, W)` float32 chunked by `rows_per_chunk` rows, `image_id (N)`, `done (N)`.
+A row holds every token the backbone's feature variants need (attrs `layout`,
+progbench.config.TokenLayout): the class tokens of its last B blocks, then the last block's patch
+mean, each D wide (W = D for a backbone with one feature). `load_variant` takes one variant's
+columns. Rows are computed and written a whole chunk at a time, so a rerun never has to read a chunk that
 a killed process may have left half-written, and the same rows always go through the model in
 the same batch (bit-identical features after a resume). `complete` is set last.
 """
@@ -24,10 +27,11 @@ from progbench.cache.store import (
     read_strings,
     write_strings,
 )
+from progbench.config import TokenLayout, Variant
 from progbench.errors import CacheError
 from progbench.provenance import fingerprint
 
-FEATURE_FORMAT_VERSION = 2  # 2: checksummed chunks
+FEATURE_FORMAT_VERSION = 3  # 2: checksummed chunks; 3: token layout (feature variants)
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class FeatureKey:
     backbone: str
     weights_fingerprint: str
     transform: dict[str, Any]  # input size, mean, std, crop, image store size
-    feature: dict[str, Any]  # layer / pooling / projection, from the backbone spec
+    feature: dict[str, Any]  # layer / pooling / projection and token layout, from the spec
     dtype: str
     format_version: int = FEATURE_FORMAT_VERSION
 
@@ -62,11 +66,13 @@ def create_store(
     path: Path,
     key: FeatureKey,
     image_ids: list[str],
-    dim: int,
+    layout: TokenLayout | int,
     rows_per_chunk: int,
     attrs: dict[str, Any],
 ) -> zarr.Group:
-    n = len(image_ids)
+    """A new, empty store; `layout` an int: one feature of that dimension."""
+    layout = TokenLayout.single(layout) if isinstance(layout, int) else layout
+    n, dim = len(image_ids), layout.width
     group = zarr.open_group(path, mode="w")
     create_array(group, "features", (n, dim), (rows_per_chunk, dim), "float32", 0.0)
     write_strings(group, "image_id", image_ids)
@@ -78,6 +84,7 @@ def create_store(
             **key.to_dict(),
             "n": n,
             "dim": dim,
+            "layout": layout.to_dict(),
             "rows_per_chunk": rows_per_chunk,
             **attrs,
             "complete": False,
@@ -101,8 +108,16 @@ class FeatureStore:
     def key(self) -> str:
         return str(self.attrs["key"])
 
+    @property
+    def layout(self) -> TokenLayout:
+        return TokenLayout.from_dict(self.attrs.get("layout"), int(self.attrs["dim"]))
+
+    def load_variant(self, variant: Variant, image_ids: list[str] | None = None) -> np.ndarray:
+        """One feature variant's columns (N, its dim), in the order of `image_ids`."""
+        return self.layout.select(self.load(image_ids), variant)
+
     def load(self, image_ids: list[str] | np.ndarray | None = None) -> np.ndarray:
-        """All features in RAM as float32 (N, D), in the order of `image_ids` (default: store order)."""
+        """Every column in RAM as float32 (N, W), in the order of `image_ids` (default: store order)."""
         raw = read_checked(self.group["features"], slice(None), self.path, self.attrs)
         feats = raw.astype(np.float32, copy=False)
         if image_ids is None:

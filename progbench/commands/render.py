@@ -52,7 +52,7 @@ def dict_table(title: str, data: Mapping[str, object]) -> Table:
 
 def matrix_tables(matrix: Any) -> tuple[Table, Table, list[str]]:
     """The backbones table, the backbone x strategy grid and the notes of a ModelMatrix."""
-    from progbench.models.matrix import format_percent, not_applicable_notes
+    from progbench.models.matrix import cell_text, not_applicable_notes, uncounted_note
 
     info = simple_table(
         "Backbones",
@@ -69,16 +69,14 @@ def matrix_tables(matrix: Any) -> tuple[Table, Table, list[str]]:
         [
             (
                 b.name,
-                *(
-                    format_percent(c.percent) if c.percent is not None else "n/a"
-                    for c in (matrix.cell(b.name, s) for s in matrix.strategies)
-                ),
+                *(cell_text(matrix.cell(b.name, s)) for s in matrix.strategies),
             )
             for b in matrix.backbones
         ],
         right=matrix.strategies,
     )
     notes = [f"[yellow]n/a:[/] {n}" for n in not_applicable_notes(matrix)]
+    notes += [f"[yellow]-:[/] {n}" for n in uncounted_note(matrix)]
     notes += [
         f"[yellow]warning:[/] {b.name}: the built encoder has {b.encoder_params} parameters; "
         f"its YAML says encoder_params: {b.expected_params}"

@@ -53,11 +53,11 @@ def report(
     Example: [bold]progbench report runs/ --out report/ --metric mcc,pr_auc[/]
     """
     from progbench.evaluate.target import EvaluateConfig
-    from progbench.report import build_report, collect_run_versions
+    from progbench.report import build_report, collect_run_variants, collect_run_versions
     from progbench.report.data import parse_metrics, read_results
 
     metrics = parse_metrics(metric)
-    run_versions = None
+    run_versions = run_variants = None
     if runs.is_file():
         results = read_results(runs)
     else:
@@ -67,9 +67,15 @@ def report(
         warn_incomplete(evaluated.tree.incomplete)
         results = evaluated.tree.results
         run_versions = collect_run_versions(runs)
+        run_variants = collect_run_variants(runs)
     with progress("writing the report") as update:
         result = build_report(
-            results, out, metrics=metrics, run_versions=run_versions, progress=update
+            results,
+            out,
+            metrics=metrics,
+            run_versions=run_versions,
+            run_variants=run_variants,
+            progress=update,
         )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)

@@ -41,7 +41,11 @@ def train(
     backbone: BackboneOpt = "resnet18",
     strategy: Annotated[
         str,
-        typer.Option("--strategy", help="lp | fft | lora-r4/8/16 | vera-r4/8/16 | bitfit | ia3."),
+        typer.Option(
+            "--strategy",
+            help="lp | fft | lora-r4/8/16 | vera-r4/8/16 | bitfit | ia3, or a scikit-learn "
+            "baseline on the features: knn | svm-rbf | random-forest | logreg.",
+        ),
     ] = "lp",
     weights: WeightsOpt = "pretrained",
     scheme: Annotated[
@@ -149,8 +153,9 @@ def train(
         str,
         typer.Option(
             "--probe",
-            help="LP solver preset: default (lbfgs over L2 strength) or reference (the study's "
-            "head-lr grid 1e-2,1e-3,1e-4 with Adam and early stopping).",
+            help="LP probe preset (configs/probes/*.yaml): default (lbfgs over L2 strength, "
+            "cls1), variants (lbfgs over the study's feature variants) or reference (the "
+            "study's head-lr grid 1e-2,1e-3,1e-4 with Adam over its feature variants).",
         ),
     ] = "default",
     input_size: Annotated[
@@ -173,8 +178,9 @@ def train(
 ) -> None:
     """Train one strategy on one backbone over every fold (and few-shot draw), then score the runs.
 
-    lp trains linear probes on cached features (extracting them first if needed); the other
-    strategies stream images through the model. Finished runs are skipped; a killed command
+    lp trains linear probes, and knn / svm-rbf / random-forest / logreg scikit-learn estimators, on
+    cached features (extracting them first if needed); the other strategies stream images
+    through the model. Finished runs are skipped; a killed command
     resumes where it stopped.
 
     Examples:

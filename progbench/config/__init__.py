@@ -1,7 +1,8 @@
 """Pydantic models for every YAML file progbench reads: the single place input is validated.
 
-One module per kind of file: tasks, models (backbones and strategy presets), sweeps, training
-presets. Unknown keys are errors everywhere (StrictModel): a typo must not be silently ignored.
+One module per kind of file: tasks, models (backbones and strategy presets), probes (LP probe
+presets), sweeps, training presets; variants (feature variants) is shared by several. Unknown
+keys are errors everywhere (StrictModel): a typo must not be silently ignored.
 """
 
 from progbench.config.base import StrictModel, format_validation_error, parse_model, read_yaml
@@ -17,8 +18,10 @@ from progbench.config.models import (
     TargetSpec,
 )
 from progbench.config.tasks import TaskConfig, load_task_yaml, task_from_options
+from progbench.config.variants import DEFAULT_VARIANT, TokenLayout, Variant, VariantGrid
 
 __all__ = [
+    "DEFAULT_VARIANT",
     "REGISTRY_NAME_PATTERN",
     "AdapterKind",
     "AdapterTargets",
@@ -30,6 +33,9 @@ __all__ = [
     "StrictModel",
     "TargetSpec",
     "TaskConfig",
+    "TokenLayout",
+    "Variant",
+    "VariantGrid",
     "format_validation_error",
     "load_task_yaml",
     "parse_model",

@@ -9,10 +9,11 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from progbench.config.base import StrictModel
+from progbench.config.variants import VariantGrid
 
 REGISTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 AdapterKind = Literal["lora", "vera", "ia3"]
-StrategyKind = Literal["lp", "fft", "lora", "vera", "bitfit", "ia3"]
+StrategyKind = Literal["lp", "fft", "lora", "vera", "bitfit", "ia3", "sklearn"]
 
 
 class TargetSpec(StrictModel):
@@ -103,6 +104,8 @@ class BackboneSpec(StrictModel):
     )  # key prefixes of other towers in a checkpoint
     feature: FeatureSpec
     feature_dim: int = Field(gt=0)
+    # The head inputs it offers (docs/MODELS.md); default: the single feature (`cls1`).
+    variants: VariantGrid = Field(default_factory=VariantGrid)
     projection: ProjectionSpec | None = None
     input_size: int = Field(gt=0)
     mean: tuple[float, float, float]
@@ -149,6 +152,11 @@ class BackboneSpec(StrictModel):
             )
         if self.twin_of is not None and not self.tiny:
             raise ValueError("a backbone with `twin_of` is a tiny twin: set `tiny: true`")
+        grid = self.variants
+        if 1 not in grid.n_last_blocks or False not in grid.avgpool:
+            raise ValueError("`variants` must offer n_last_blocks 1 and avgpool false (`feature:`)")
+        if not grid.is_single and self.library == "torchvision":
+            raise ValueError("torchvision CNNs have one feature: drop `variants`")
         return self
 
     def feature_definition(self) -> dict[str, Any]:
@@ -165,7 +173,8 @@ class BackboneSpec(StrictModel):
 
 
 class StrategySpec(StrictModel):
-    """An adaptation strategy preset: LP, FFT, LoRA/VeRA at a rank, BitFit or IA3."""
+    """An adaptation strategy preset: LP, FFT, LoRA/VeRA at a rank, BitFit, IA3, or a
+    scikit-learn estimator on the frozen features (`sklearn`)."""
 
     name: str = Field(pattern=REGISTRY_NAME_PATTERN)
     kind: StrategyKind
@@ -177,6 +186,18 @@ class StrategySpec(StrictModel):
         default_factory=dict
     )  # further keyword arguments of the peft config class
     backbone_lr: float | None = Field(default=None, gt=0)  # study default; None: backbone frozen
+    # The head input (streamed kinds) or the features read (sklearn), chosen on validation when
+    # several; None: `cls1`. LP takes its grid from the probe preset instead.
+    variants: VariantGrid | None = None
+    # sklearn only: an importable estimator class, fixed keyword arguments, a grid searched on
+    # validation, and class weighting (`balanced`) where the estimator takes `class_weight`.
+    estimator: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    class_weight: Literal["balanced"] | None = None
+    # sklearn only: p_pos from CalibratedClassifierCV(estimator, method, ensemble=False) on up
+    # to 3 stratified folds of the training images (for estimators without predict_proba).
+    calibration: Literal["sigmoid", "isotonic"] | None = None
     order: int = 1000
 
     @model_validator(mode="after")
@@ -192,12 +213,69 @@ class StrategySpec(StrictModel):
             raise ValueError(f"`dropout` is a LoRA/VeRA setting, not used for {k}")
         if self.peft_options and not self.uses_peft:
             raise ValueError(f"`peft_options` apply to lora/vera/ia3 only, not {k}")
-        if (self.backbone_lr is None) != (k == "lp"):
+        if (self.backbone_lr is None) != (k in ("lp", "sklearn")):
             raise ValueError(
-                "`backbone_lr` is required when the backbone trains and not used for lp"
+                "`backbone_lr` is required when the backbone trains and not used for lp/sklearn"
             )
+        if self.variants is not None and k == "lp":
+            raise ValueError("lp takes its variant grid from the probe preset (`--probe`)")
+        sklearn_fields = (
+            self.estimator or self.params or self.grid or self.class_weight or self.calibration
+        )
+        if k != "sklearn" and sklearn_fields:
+            raise ValueError(
+                "`estimator`, `params`, `grid`, `class_weight` and `calibration` are sklearn fields"
+            )
+        if k == "sklearn":
+            check_estimator_fields(self)
         return self
 
     @property
     def uses_peft(self) -> bool:
         return self.kind in ("lora", "vera", "ia3")
+
+    @property
+    def variant_grid(self) -> VariantGrid:
+        return self.variants or VariantGrid()
+
+
+# Fields added after runs were first recorded: left out of a run's identity while at their
+# default, so runs made before them keep matching (their value then was the default).
+LATER_FIELDS = ("variants", "estimator", "params", "grid", "class_weight", "calibration")
+
+
+def check_estimator_fields(spec: StrategySpec) -> None:
+    """The estimator imports, is a classifier with predict_proba, and takes every keyword."""
+    import importlib
+
+    path = spec.estimator or ""
+    module, _, attr = path.rpartition(".")
+    if not module:
+        raise ValueError("`estimator` must be a dotted path, e.g. sklearn.svm.SVC")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import estimator {path}: {err}") from err
+    from sklearn.base import is_classifier
+
+    if not isinstance(cls, type) or not hasattr(cls, "fit") or not is_classifier(cls()):
+        raise ValueError(f"{path} is not a scikit-learn classifier class")
+    accepted = set(cls().get_params())
+    wanted = set(spec.params) | set(spec.grid) | ({"class_weight"} if spec.class_weight else set())
+    unknown = sorted(wanted - accepted)
+    if unknown:
+        raise ValueError(f"{path} takes no parameter(s) {unknown}; it takes {sorted(accepted)}")
+    clash = sorted(set(spec.params) & set(spec.grid))
+    if clash:
+        raise ValueError(f"{clash} are both in `params` and in `grid`")
+    if any(not v for v in spec.grid.values()):
+        raise ValueError("every `grid` entry needs at least one value")
+    try:
+        est = cls(**spec.params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} rejects `params`: {err}") from err
+    if not spec.calibration and not hasattr(est, "predict_proba"):
+        raise ValueError(
+            f"{path} with these params has no predict_proba (p_pos); e.g. SVC needs "
+            "`calibration: sigmoid` (CalibratedClassifierCV)"
+        )

@@ -2,7 +2,9 @@
 
 Resumable chunk by chunk, locked against a second process extracting the same key, and keyed so
 that identical inputs reuse the store and any change (images, weights, transform, feature
-definition, dtype, format) makes a new one.
+definition and token layout, dtype, format) makes a new one. One store serves every feature
+variant the backbone offers: each row holds the tokens they need (progbench.config.TokenLayout),
+taken by the backbone's source (progbench.models.sources.encoder_tokens).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image
 from progbench.cache.loader import PrefetchLoader
 from progbench.cache.paths import feature_store_dir
 from progbench.cache.store import lock_for, open_for_build, repair_missing
+from progbench.config import BackboneSpec, TokenLayout
 from progbench.data.manifest import Manifest
 from progbench.errors import CacheError
 from progbench.models.loaders import LoadedBackbone, load_backbone
+from progbench.models.sources import encoder_tokens
 from progbench.provenance import git_sha, host_info, library_versions, now_iso
 
 ProgressFn = Callable[[int, int], None]
@@ -53,9 +57,14 @@ def feature_key(store: ImageStore, loaded: LoadedBackbone, accel: Accel) -> Feat
             "crop": bool(store.attrs.get("crop")),
             "store_size": store.size,
         },
-        feature=feature_definition(spec),
+        feature=feature_definition(spec) | {"layout": token_layout(spec).to_dict()},
         dtype=accel.dtype if not accel.cast_weights else "bf16-weights",
     )
+
+
+def token_layout(spec: BackboneSpec) -> TokenLayout:
+    """What a store row of this backbone holds: every token its offered variants need."""
+    return TokenLayout.of(spec.variants, spec.feature_dim)
 
 
 # The spec fields that decide what the encoder computes; adapter targets and display fields do not.
@@ -78,14 +87,22 @@ def feature_definition(spec: Any) -> dict[str, Any]:
 
 
 @torch.inference_mode()
-def encode(loaded: LoadedBackbone, accel: Accel, batch: torch.Tensor) -> np.ndarray:
-    """uint8 (B, S, S) -> float32 features (B, D); the one forward both extract and parity use."""
+def encode_tokens(
+    loaded: LoadedBackbone, accel: Accel, batch: torch.Tensor, layout: TokenLayout
+) -> np.ndarray:
+    """uint8 (B, S, S) -> float32 store rows (B, layout.width); the one forward extract, parity
+    and predict use. A single-feature layout is the encoder's own forward."""
     spec = loaded.spec
     x = to_input(batch, spec.input_size, spec.mean, spec.std, accel)
     with accel.autocast():
-        f = loaded.encoder(x)
+        f = encoder_tokens(spec, loaded.encoder, x, layout)
     # Under autocast, some encoders end in bf16 and some in fp32: store float32 always.
     return f.float().cpu().numpy()
+
+
+def encode(loaded: LoadedBackbone, accel: Accel, batch: torch.Tensor) -> np.ndarray:
+    """uint8 (B, S, S) -> the backbone's single feature (variant cls1), float32 (B, D)."""
+    return encode_tokens(loaded, accel, batch, TokenLayout.single(loaded.spec.feature_dim))
 
 
 def extract_features(
@@ -130,6 +147,7 @@ def _extract_locked(
     progress: ProgressFn | None,
 ) -> ExtractResult:
     n = len(store)
+    layout = token_layout(loaded.spec)
 
     def create(tmp: Path) -> None:
         attrs: dict[str, Any] = {
@@ -141,7 +159,7 @@ def _extract_locked(
             **host_info(),
             "created": now_iso(),
         }
-        create_store(tmp, key, list(store.image_ids), loaded.spec.feature_dim, batch_size, attrs)
+        create_store(tmp, key, list(store.image_ids), layout, batch_size, attrs)
 
     group = open_for_build(path, key.key, create)
     repair_missing(group, "features")
@@ -159,11 +177,12 @@ def _extract_locked(
     start = time.perf_counter()
     computed = 0
     for rows, batch in PrefetchLoader(store, todo, pin_memory=accel.pin_memory):
-        feats = encode(loaded, accel, batch)
-        if feats.shape != (len(rows), loaded.spec.feature_dim):
+        feats = encode_tokens(loaded, accel, batch, layout)
+        if feats.shape != (len(rows), layout.width):
             raise CacheError(
                 f"{loaded.spec.name} returned features of shape {feats.shape}, "
-                f"expected ({len(rows)}, {loaded.spec.feature_dim})",
+                f"expected ({len(rows)}, {layout.width}: {layout.slots} token(s) of "
+                f"{layout.token_dim})",
                 "Fix feature_dim in the backbone's YAML file.",
             )
         features[rows[0] : rows[-1] + 1] = feats  # one whole chunk: no read-modify-write
@@ -192,14 +211,17 @@ def stream_features(
     accel: Accel,
     image_ids: list[str],
     batch_size: int = 32,
+    layout: TokenLayout | None = None,
 ) -> np.ndarray:
-    """Features computed on the fly, without a feature store (predict, and the cache parity test)."""
+    """Store rows computed on the fly, without a feature store (the cache parity test); the
+    single feature unless a `layout` is given."""
+    layout = layout or TokenLayout.single(loaded.spec.feature_dim)
     rows = store.indices(image_ids)
     model = prepare_model(loaded.encoder.eval(), accel)
     loaded = LoadedBackbone(model, loaded.spec, loaded.weights, loaded.weights_fingerprint)
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     out = [
-        encode(loaded, accel, b)
+        encode_tokens(loaded, accel, b, layout)
         for _, b in PrefetchLoader(store, batches, pin_memory=accel.pin_memory)
     ]
-    return np.concatenate(out) if out else np.empty((0, loaded.spec.feature_dim), np.float32)
+    return np.concatenate(out) if out else np.empty((0, layout.width), np.float32)

@@ -1,7 +1,9 @@
 """The backbone x strategy matrix of `progbench models`: what each pair trains, in numbers.
 
 Figures come from the full-size architectures built on PyTorch's `meta` device: exact shapes,
-no memory, no download. Each cell builds the same classifier (2-way head) that training
+no memory, no download. A strategy without a parameter count (`counts_parameters = False`: the
+scikit-learn estimators, whose kNN rows or forest nodes are not parameters) applies to every
+backbone with its counts left empty (shown as "-"). Each cell builds the same classifier (2-way head) that training
 builds, with the same code, so the counts are those of a real run. Rows are cached per
 backbone in the user cache folder, keyed by library versions and the registry files.
 """
@@ -27,11 +29,11 @@ from progbench.models.registry import (
     list_strategies,
     registry_source,
 )
-from progbench.models.strategies import build_classifier, resolve
+from progbench.models.strategies import build_classifier, get_strategy, resolve
 from progbench.provenance import fingerprint, library_versions
 
 ProgressFn = Callable[[int, int], None]  # (backbones done, total)
-_SCHEMA = 1  # bump when the cached row layout or the counting rule changes
+_SCHEMA = 2  # bump when the cached row layout or the counting rule changes
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ def compute_row(name: str, strategies: list[str]) -> tuple[BackboneRow, list[Mat
         if not res.applicable:
             cells.append(MatrixCell(name, s, False, res.reason, None, None, None))
             continue
+        if not get_strategy(s).counts_parameters:
+            cells.append(MatrixCell(name, s, True, None, None, None, None))
+            continue
         with torch.device("meta"):
             model = build_classifier(loaded, s, num_classes=2)
         c = count_parameters(model)
@@ -165,6 +170,23 @@ def format_percent(p: float) -> str:
     return f"{p:.3g}"
 
 
+def cell_text(c: MatrixCell) -> str:
+    """The percent, `-` (applies, not counted) or `n/a` (does not apply)."""
+    if c.percent is not None:
+        return format_percent(c.percent)
+    return "-" if c.applicable else "n/a"
+
+
+def uncounted_note(matrix: ModelMatrix) -> list[str]:
+    names = [s for s in matrix.strategies if not get_strategy(s).counts_parameters]
+    if not names:
+        return []
+    return [
+        f"{', '.join(names)}: scikit-learn estimators on the frozen features; no backbone "
+        "parameter trains and the estimator's own size is not a parameter count"
+    ]
+
+
 def not_applicable_notes(matrix: ModelMatrix) -> list[str]:
     """One line per (backbone, reason): '<backbone> x <strategies>: <reason>'."""
     groups: dict[tuple[str, str], list[str]] = {}
@@ -191,9 +213,11 @@ def to_markdown(matrix: ModelMatrix) -> str:
         row = []
         for s in matrix.strategies:
             c = matrix.cell(b.name, s)
-            row.append(format_percent(c.percent) if c.percent is not None else "n/a")
+            row.append(cell_text(c))
         lines.append(f"| {b.name} | " + " | ".join(row) + " |")
     notes = not_applicable_notes(matrix)
     if notes:
         lines += ["", "Not applicable (n/a):", ""] + [f"- {n}" for n in notes]
+    for note in uncounted_note(matrix):
+        lines += ["", f"Not counted (-): {note}."]
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ Layout of the folder (one `<metric>/` folder per metric: mcc/, pr_auc/, ...):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from progbench.report.data import ReportData, Setting, parse_metrics, prepare
 from progbench.report.figureset import report_figures
 from progbench.report.html import render_page
 from progbench.report.page import MetricReport, build_page
-from progbench.report.provenance import cost_by_group
+from progbench.report.provenance import cost_by_group, with_variants
 from progbench.report.publish import MANIFEST, check_out_dir, publish
 from progbench.report.significance import (
     friedman_markdown,
@@ -110,15 +111,18 @@ def build_report(
     metrics: str | Sequence[str] = PRIMARY_METRICS,
     run_versions: Sequence[dict[str, Any]] | None = None,
     alpha: float = DEFAULT_ALPHA,
+    run_variants: dict[str, str] | None = None,
     progress: ProgressFn | None = None,
 ) -> ReportResult:
     """Write the report of `results` (the table of `progbench evaluate`) for `metrics` (names,
     or one comma-separated string; default MCC and PR-AUC) into `out_dir`. `run_versions` (from
-    `collect_run_versions`) adds the runs' library versions."""
+    `collect_run_versions`) adds the runs' library versions, `run_variants` (from
+    `collect_run_variants`) the feature variant of each run to the runs table."""
     names = parse_metrics(metrics)
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
     prepared = [prepare(results, m) for m in names]  # every metric checked before drawing
+    prepared = [dataclasses.replace(d, runs=with_variants(d.runs, run_variants)) for d in prepared]
     notes: list[str] = []
     steps = len(names) + 1
     files: dict[str, bytes] = {}

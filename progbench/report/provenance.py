@@ -1,5 +1,6 @@
 """Provenance of a report: the runs' cost, weights and git SHAs (from the results table), the
-library versions the runs recorded in spec.json, and the versions that drew the report."""
+library versions and the feature variant each run recorded in spec.json, and the versions that
+drew the report."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from progbench.runs import SPEC_FILE, iter_runs
+from progbench.errors import ProgbenchError
+from progbench.runs import SPEC_FILE, iter_runs, read_spec
 
 # Libraries that compute the report's statistics and draw its figures.
 REPORT_LIBRARIES = (
@@ -113,3 +115,29 @@ def git_shas(runs: pd.DataFrame) -> pd.DataFrame:
         .sort_values("git_sha")
         .reset_index(drop=True)
     )
+
+
+def collect_run_variants(root: str | os.PathLike[str]) -> dict[str, str]:
+    """The feature variant each finished run under `root` read (spec.json `extra.variant`: the
+    LP's or estimator's chosen input, a streamed run's head input), keyed like the results
+    table's `run_dir`. Runs made before feature variants record none."""
+    root = Path(root)
+    out: dict[str, str] = {}
+    for run_dir in iter_runs(root).done:
+        try:
+            variant = read_spec(Path(run_dir)).extra.get("variant")
+        except (OSError, ValueError, ProgbenchError):
+            continue
+        if variant:
+            out[str(Path(run_dir).relative_to(root))] = str(variant)
+    return out
+
+
+def with_variants(runs: pd.DataFrame, variants: dict[str, str] | None) -> pd.DataFrame:
+    """The runs table with a `variant` column after `strategy` (when the variants are known)."""
+    if variants is None or "run_dir" not in runs.columns or runs.empty:
+        return runs
+    out = runs.copy()
+    at = list(out.columns).index("strategy") + 1 if "strategy" in out.columns else len(out.columns)
+    out.insert(at, "variant", out["run_dir"].map(variants).astype("string"))
+    return out

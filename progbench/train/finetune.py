@@ -5,13 +5,15 @@ model on the accelerator; class-weighted cross-entropy; early stopping on the va
 and the best checkpoint restored for the predictions (progbench.train.fit).
 
 When no head lr is given, each lr of the grid is trained as its own candidate and the one with
-the lowest best validation loss is kept (docs/METHODOLOGY.md, "Streaming PEFT/FFT trainer").
+the lowest best validation loss is kept (docs/METHODOLOGY.md, "Streaming PEFT/FFT trainer");
+a preset whose `variants` grid holds several head inputs trains each (variant, lr) pair.
 Runs are claimed one by one (progbench.runs.lifecycle): concurrent commands on one tree share
 the work, and a killed command resumes where it stopped; finished runs are skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -182,7 +184,8 @@ def train_problems(
 ) -> tuple[list[Path], list[Path]]:
     """Train every problem this process can claim, then those others held; (written, skipped)."""
     opts = ctx.fit.opts
-    n_cand = 1 if opts.lr_head is not None else len(opts.head_lr_grid)
+    n_lr = 1 if opts.lr_head is not None else len(opts.head_lr_grid)
+    n_cand = n_lr * len(ctx.strategy.head_variants(ctx.fit.model_spec))
     total, done = len(problems) * n_cand * opts.epochs, [0]
     name = f"{ctx.strategy.name} {ctx.fit.loaded.spec.name}: {len(problems)} run(s), epochs"
     written: list[Path] = []
@@ -239,13 +242,20 @@ def _train_run(p: Problem, ctx: FinetuneContext) -> Path:
         {"spec": p.spec.model_dump(mode="json", exclude={"extra"}), "train": p.train_ids}
     )
     grid = p.spec.settings["train"]["head_lr_grid"]
-    results = [
-        fit_candidate(p, ctx.fit, lr, run_dir / STATE_DIR / f"head-lr-{lr:g}", key) for lr in grid
-    ]
+    fits, results = [], []
+    for fit in _variant_fits(ctx):
+        v = fit.strategy.variant_for(fit.model_spec)
+        # The cls1 candidates keep the state folders and keys runs had before head variants.
+        tag, v_key = ("", key) if v.is_default else (f"{v.name}-", fingerprint([key, v.name]))
+        for lr in grid:
+            state_dir = run_dir / STATE_DIR / f"head-{tag}lr-{lr:g}"
+            results.append(fit_candidate(p, fit, lr, state_dir, v_key))
+            fits.append(fit)
     start = time.perf_counter()
-    best = min(results, key=lambda r: r.state.best_loss)  # first in grid order on ties
-    model = ctx.fit.new_model(p.spec.seed)
-    ctx.strategy.load_trainable(model, torch.load(best.best_path, weights_only=True))
+    i_best = min(range(len(results)), key=lambda i: results[i].state.best_loss)  # first on ties
+    best, best_fit = results[i_best], fits[i_best]
+    model = best_fit.new_model(p.spec.seed)
+    best_fit.strategy.load_trainable(model, torch.load(best.best_path, weights_only=True))
     model = prepare_model(model, ctx.fit.accel)
     for name in SAVED_MODEL_FILES:  # left by a finalisation that was killed before DONE
         (run_dir / name).unlink(missing_ok=True)
@@ -253,7 +263,9 @@ def _train_run(p: Problem, ctx: FinetuneContext) -> Path:
     preds = _predictions(p, ctx, model)
     write_spec(
         run_dir,
-        p.spec.model_copy(update={"extra": p.spec.extra | _selection(p, ctx, results, best)}),
+        p.spec.model_copy(
+            update={"extra": p.spec.extra | _selection(p, ctx, results, fits, i_best)}
+        ),
     )
     count = count_parameters(model)
     cost = run_cost(
@@ -278,15 +290,32 @@ def _predictions(p: Problem, ctx: FinetuneContext, model: torch.nn.Module) -> pd
     return pd.concat(parts, ignore_index=True)
 
 
+def _variant_fits(ctx: FinetuneContext) -> list[FitContext]:
+    """One FitContext per head variant of the preset (the backbone offers them all)."""
+    strategy, spec = ctx.strategy, ctx.fit.model_spec
+    return [
+        dataclasses.replace(ctx.fit, strategy=strategy.with_variant(v))
+        for v in strategy.head_variants(spec)
+    ]
+
+
 def _selection(
-    p: Problem, ctx: FinetuneContext, results: list[CandidateResult], best: CandidateResult
+    p: Problem,
+    ctx: FinetuneContext,
+    results: list[CandidateResult],
+    fits: list[FitContext],
+    i_best: int,
 ) -> dict[str, Any]:
+    variants = [f.strategy.variant_for(f.model_spec).name for f in fits]
     search = [
         {"lr_head": r.lr_head, "best_loss": r.state.best_loss, "best_epoch": r.state.best_epoch}
         | {"stopped_epoch": r.state.epoch}
-        for r in results
+        | ({"variant": v} if len(set(variants)) > 1 else {})
+        for r, v in zip(results, variants, strict=True)
     ]
+    best = results[i_best]
     return ctx.records() | {
+        "variant": variants[i_best],
         "lr_head": best.lr_head,
         "head_lr_search": search,
         "best_epoch": best.state.best_epoch,

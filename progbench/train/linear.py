@@ -1,8 +1,12 @@
-"""Linear probing and few-shot grids from the feature cache (`progbench train --strategy lp`).
+"""Linear probing, scikit-learn baselines and few-shot grids from the feature cache
+(`progbench train --strategy lp|knn|...`: every strategy whose path is "features").
 
 Per fold: standardise with the training part's features, then solve every problem of the fold
-(full-data LP, and every (k, repeat) few-shot draw) with the batched probe solver, and write one
-run directory per problem through the shared run format and evaluator. Finished runs are skipped.
+(full-data run, and every (k, repeat) few-shot draw) with the strategy's feature solver
+(progbench.train.heads) once per feature variant asked for and offered, keep per
+problem the head validation prefers (lowest class-weighted log loss; ties: the first variant),
+and write one run directory per problem through the shared run format and evaluator. Finished
+runs are skipped.
 """
 
 from __future__ import annotations
@@ -20,16 +24,18 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from progbench.cache.featurestore import FeatureStore
+from progbench.config import TokenLayout, Variant
 from progbench.data.manifest import Task
 from progbench.data.splits import Fold
-from progbench.models.params import linear_head_parameters
+from progbench.errors import ConfigError
 from progbench.runs import Claims, RunCost, claim_run, claims, run_dir_for
-from progbench.train.lpruns import RunToWrite, load_probe, save_probe, write_runs
+from progbench.train.heads import FeatureHead, FeatureSolver
+from progbench.train.lpruns import RunToWrite, sha256, write_runs
 from progbench.train.plan import Problem
-from progbench.train.probe import ProbeConfig, ProbeFit, fit_probes, standardiser
+from progbench.train.probe import ProbeConfig, load_probe, standardiser
 from progbench.workers import worker_pool
 
-__all__ = ["LPContext", "load_probe", "run_linear_probes", "save_probe"]
+__all__ = ["LPContext", "load_probe", "lp_settings", "run_linear_probes"]
 
 ProgressFn = Callable[[int, int], None]
 
@@ -43,13 +49,14 @@ class LPContext:
     weights_fingerprint: str
     feature_store: str  # key
     encoder_params: int | None = None
+    strategy: str = "lp"
 
     def identity(self) -> dict[str, Any]:
         return {
             "backbone": self.backbone,
             "weights": self.weights,
             "weights_fingerprint": self.weights_fingerprint,
-            "strategy": "lp",
+            "strategy": self.strategy,
         }
 
 
@@ -60,9 +67,9 @@ class LPSummary:
     seconds: float = 0.0
 
 
-def lp_settings(ctx: LPContext, cfg: ProbeConfig) -> dict[str, Any]:
-    """What, besides the data, decides an LP run's predictions."""
-    return {"features": ctx.feature_store, "probe": cfg.describe()}
+def lp_settings(ctx: LPContext, cfg: FeatureSolver) -> dict[str, Any]:
+    """What, besides the data, decides a feature-path run's predictions."""
+    return {"features": ctx.feature_store} | cfg.identity()
 
 
 def run_linear_probes(
@@ -71,21 +78,27 @@ def run_linear_probes(
     features: FeatureStore | np.ndarray,
     ctx: LPContext,
     runs_root: Path,
-    cfg: ProbeConfig | None = None,
+    cfg: FeatureSolver | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
+    layout: TokenLayout | None = None,
 ) -> LPSummary:
-    """Write every LP run of `problems` under `runs_root`; returns what was written and skipped.
+    """Write every run of `problems` under `runs_root`; returns what was written and skipped.
 
     `features` is a feature store or an array aligned with the manifest's rows (the streaming
-    path of the parity test). Runs are claimed first (runs.lifecycle): runs another process holds
-    are done after it, by that process or, if it died, by this one.
+    path of the parity test; `layout` says what its columns hold, default one feature). Runs are
+    claimed first (runs.lifecycle): runs another process holds are done after it, by that
+    process or, if it died, by this one.
     """
     cfg = cfg or ProbeConfig()
     start = time.perf_counter()
     ids = task.manifest.frame["image_id"].tolist()
     x = features.load(ids) if isinstance(features, FeatureStore) else np.asarray(features)
     x = x.astype(np.float32)
+    if isinstance(features, FeatureStore):
+        layout = features.layout
+    layout = layout or TokenLayout.single(x.shape[1])
+    space = _FeatureSpace(x, layout, _variants(cfg, layout))
     pos = {iid: i for i, iid in enumerate(ids)}
     summary = LPSummary()
     total = len(problems)
@@ -100,7 +113,7 @@ def run_linear_probes(
     # solving, so big grids write in two worker processes; small ones in one thread, which
     # starts at once.
     with claims(runs_root) as held, threadpool_limits(1), _writer(total) as writer:
-        solver = _FoldSolver(task, x, pos, cfg, ctx, runs_root, force, writer, held, count)
+        solver = _FoldSolver(task, space, pos, cfg, ctx, runs_root, force, writer, held, count)
         busy = solver.first_pass(problems, summary.skipped)
         solver.drain()
         for p in busy:  # held by another process: wait for it, then skip or take over
@@ -121,9 +134,9 @@ class _FoldSolver:
     once its run is written."""
 
     task: Task
-    x: np.ndarray
+    space: _FeatureSpace
     pos: dict[str, int]
-    cfg: ProbeConfig
+    cfg: FeatureSolver
     ctx: LPContext
     runs_root: Path
     force: bool
@@ -154,7 +167,7 @@ class _FoldSolver:
         return busy
 
     def submit(self, todo: list[Problem]) -> None:
-        solved = _solve_fold(self.task, todo[0].fold, todo, self.x, self.pos, self.cfg)
+        solved = _solve_fold(self.task, todo[0].fold, todo, self.space, self.pos, self.cfg)
         items = _runs_to_write(self.task, solved, self.ctx)
         dirs = [run_dir_for(self.runs_root, p.spec) for p in todo]
         self.pending.append(
@@ -187,13 +200,43 @@ def _writer(n_runs: int) -> Executor:
     return ThreadPoolExecutor(1, thread_name_prefix="lp-writer")
 
 
+@dataclass(frozen=True)
+class _FeatureSpace:
+    """The store's columns, what they hold, and the variants this call searches."""
+
+    x: np.ndarray  # (N, layout.width)
+    layout: TokenLayout
+    variants: list[Variant]
+
+
+def _variants(cfg: FeatureSolver, layout: TokenLayout) -> list[Variant]:
+    asked = cfg.asked_variants()
+    found = [v for v in asked if v in layout.offer]
+    if not found:
+        raise ConfigError(
+            f"none of the feature variants asked for ({', '.join(v.name for v in asked)}) is "
+            f"offered by these features ({', '.join(v.name for v in layout.offer)})",
+            "Ask for one the backbone's YAML offers under `variants:`, e.g. cls1.",
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The head a problem keeps, with what chose it."""
+
+    head: FeatureHead
+    variant: Variant
+    search: list[dict[str, Any]]  # per variant: its best validation loss
+    p_pos: np.ndarray  # on the fold's validation then test rows
+    mean: np.ndarray
+    std: np.ndarray
+
+
 @dataclass
 class SolvedFold:
     todo: list[Problem]
-    fits: list[ProbeFit]
-    xs: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
+    chosen: list[_Chosen]
     val_rows: np.ndarray
     test_rows: np.ndarray
     per_run_s: float
@@ -203,25 +246,47 @@ def _solve_fold(
     task: Task,
     fold: Fold,
     todo: list[Problem],
-    x: np.ndarray,
+    space: _FeatureSpace,
     pos: dict[str, int],
-    cfg: ProbeConfig,
+    cfg: FeatureSolver,
 ) -> SolvedFold:
     t0 = time.perf_counter()
     train_rows = np.array([pos[i] for i in fold.train])
-    mean, std = standardiser(x[train_rows])  # training images only; labels unused
-    xs = (x - mean) / std
+    mean, std = standardiser(space.x[train_rows])  # training images only; labels unused
+    xs = (space.x - mean) / std  # per column: a variant's columns are standardised alike
     val_rows = np.array([pos[i] for i in fold.val])
     test_rows = np.array([pos[i] for i in fold.test])
-    # Problems of very different sizes are solved apart, so small ones are not padded to large.
-    fits: dict[int, ProbeFit] = {}
-    for group in _by_size(todo):
-        rows = [np.array([pos[i] for i in todo[j].train_ids]) for j in group]
-        for j, fit in zip(group, fit_probes(xs, task.labels, rows, val_rows, cfg), strict=True):
-            fits[j] = fit
+    held_out = np.concatenate([val_rows, test_rows])
+    rows = [np.array([pos[i] for i in p.train_ids]) for p in todo]
+    best: list[_Chosen | None] = [None] * len(todo)
+    search: list[list[dict[str, Any]]] = [[] for _ in todo]
+    for v in space.variants:
+        xv = space.layout.select(xs, v)
+        heads = _fit_by_size(cfg, xv, task.labels, rows, val_rows)
+        cols = space.layout.columns(v) if xv is not xs else slice(None)
+        for j, head in enumerate(heads):
+            search[j].append({"variant": v.name, "val_loss": head.val_loss})
+            if best[j] is None or head.val_loss < best[j].head.val_loss:  # ties: the first variant
+                p_pos = head.predict(xv[held_out])
+                best[j] = _Chosen(head, v, search[j], p_pos, mean[cols], std[cols])
     per_run_s = (time.perf_counter() - t0) / len(todo)
-    ordered = [fits[j] for j in range(len(todo))]
-    return SolvedFold(todo, ordered, xs, mean, std, val_rows, test_rows, per_run_s)
+    chosen = [c for c in best if c is not None]
+    return SolvedFold(todo, chosen, val_rows, test_rows, per_run_s)
+
+
+def _fit_by_size(
+    cfg: FeatureSolver,
+    x: np.ndarray,
+    y: np.ndarray,
+    rows: list[np.ndarray],
+    val_rows: np.ndarray,
+) -> list[FeatureHead]:
+    """Problems of very different sizes are solved apart, so small ones are not padded to large."""
+    heads: dict[int, FeatureHead] = {}
+    for group in _by_size([len(r) for r in rows]):
+        fitted = cfg.fit(x, y, [rows[j] for j in group], val_rows)
+        heads.update(zip(group, fitted, strict=True))
+    return [heads[j] for j in range(len(rows))]
 
 
 def _runs_to_write(task: Task, solved: SolvedFold, ctx: LPContext) -> list[RunToWrite]:
@@ -233,50 +298,47 @@ def _runs_to_write(task: Task, solved: SolvedFold, ctx: LPContext) -> list[RunTo
         "split": np.array(["val"] * len(solved.val_rows) + ["test"] * len(solved.test_rows)),
         "y_true": task.labels[rows],
     }
-    # Counted as the 2-way linear head every strategy trains (models.params), so LP's share is
-    # the one `progbench models` shows.
-    head = linear_head_parameters(solved.xs.shape[1])
-    total = head + (ctx.encoder_params or 0)
-    cost = RunCost(
-        wall_time_s=round(solved.per_run_s, 4),
-        trainable=head,
-        total=total,
-        trainable_percent=round(100 * head / total, 4),
-    )
     out = []
-    for p, fit in zip(solved.todo, solved.fits, strict=True):
+    for p, c in zip(solved.todo, solved.chosen, strict=True):
+        files = c.head.files(c.mean.astype(np.float32), c.std.astype(np.float32))
         extra = p.spec.extra | {
-            "selected": {
-                "lr": fit.lr,
-                "weight_decay": fit.weight_decay,
-                "best_step": fit.best_step,
-            },
-            "val_loss": fit.val_loss,
+            "selected": c.head.selected() | {"variant": c.variant.name},
+            "variant": c.variant.name,
+            "val_loss": c.head.val_loss,
             "n_train": len(p.train_ids),
+            "files_sha256": {name: sha256(data) for name, data in files.items()},
         }
+        if len(c.search) > 1:
+            extra["variant_search"] = c.search
         out.append(
             RunToWrite(
                 spec=p.spec.model_copy(update={"extra": extra}),
-                predictions=pd.DataFrame(base | {"p_pos": fit.predict(solved.xs[rows])}),
-                probe={
-                    "weight": np.asarray(fit.weight, dtype=np.float32),
-                    "bias": np.array([fit.bias], dtype=np.float32),
-                    "mean": np.asarray(solved.mean, dtype=np.float32),
-                    "std": np.asarray(solved.std, dtype=np.float32),
-                },
-                cost=cost,
+                predictions=pd.DataFrame(base | {"p_pos": c.p_pos}),
+                files=files,
+                cost=_cost(c.head.trainable, ctx, solved.per_run_s),
             )
         )
     return out
 
 
-def _by_size(problems: list[Problem]) -> list[list[int]]:
+def _cost(trainable: int | None, ctx: LPContext, per_run_s: float) -> RunCost:
+    if trainable is None:  # a head whose size is not a parameter count (kNN, forests)
+        return RunCost(wall_time_s=round(per_run_s, 4))
+    total = trainable + (ctx.encoder_params or 0)
+    return RunCost(
+        wall_time_s=round(per_run_s, 4),
+        trainable=trainable,
+        total=total,
+        trainable_percent=round(100 * trainable / total, 4),
+    )
+
+
+def _by_size(sizes: list[int]) -> list[list[int]]:
     """Group problem indices so each group's sizes are within a factor of 4 of its smallest."""
-    order = sorted(range(len(problems)), key=lambda j: len(problems[j].train_ids))
+    order = sorted(range(len(sizes)), key=lambda j: sizes[j])
     groups: list[list[int]] = []
     for j in order:
-        n = len(problems[j].train_ids)
-        if groups and n <= 4 * len(problems[groups[-1][0]].train_ids):
+        if groups and sizes[j] <= 4 * sizes[groups[-1][0]]:
             groups[-1].append(j)
         else:
             groups.append([j])

@@ -77,16 +77,18 @@ def run_train(
 
 
 def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> TrainSummary:
-    """Linear probing (and the few-shot grid) from the feature store, extracting it first if needed."""
+    """A feature-path strategy (LP, a scikit-learn estimator) and its few-shot grid from the
+    feature store, extracting it first if needed; the strategy supplies the solver."""
     from progbench.cache.featurestore import FeatureStore
     from progbench.cache.imagestore import ImageStoreParams
     from progbench.extract.features import extract_features
     from progbench.models.loaders import load_backbone
+    from progbench.models.strategies import get_strategy
     from progbench.train.linear import LPContext, lp_settings, run_linear_probes
-    from progbench.train.probe import ProbeConfig
+    from progbench.train.solvers import solver_for
 
     task, backbone, opts = request.task, request.backbone, request.options
-    cfg = ProbeConfig.preset(request.probe)  # a bad preset fails before any work
+    cfg = solver_for(get_strategy(request.strategy), request.probe)  # fails before any work
     start = time.perf_counter()
     splits, splits_path, note = resolve_splits(task, request.splits, request.runs_root)
     loaded = load_backbone(backbone, request.weights)
@@ -109,11 +111,12 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
         weights_fingerprint=loaded.weights_fingerprint,
         feature_store=res.key,
         encoder_params=sum(p.numel() for p in loaded.encoder.parameters()),
+        strategy=request.strategy,
     )
     problems = plan_runs(
         task, splits, request.splits, splits_path, ctx.identity(), lp_settings(ctx, cfg)
     )
-    with _maybe(progress, f"linear probes {backbone}") as update:
+    with _maybe(progress, f"{request.strategy} on features of {backbone}") as update:
         lp = run_linear_probes(
             task,
             problems,

@@ -11,27 +11,36 @@ never seen here. Two solvers (docs/METHODOLOGY.md, section 5, has the measuremen
   full-batch Adam from zero init with early stopping on validation loss and the best weights
   restored. Every (problem, grid point) head is one slice of a (P, D, G) tensor trained with
   batched matmuls, as in DINOv2's linear evaluation.
+
+The presets are YAML files (progbench/configs/probes/, schema progbench.config.probes); each
+also names the feature variants searched (progbench.train.linear solves every variant and keeps
+the one validation prefers). A ProbeConfig is the LP strategy's feature solver
+(progbench.train.heads).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.numpy import load_file, save
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from progbench.errors import ConfigError
+from progbench.config import DEFAULT_VARIANT, Variant
+from progbench.models.params import linear_head_parameters
 
 Solver = Literal["lbfgs", "adam"]
-PRESETS = ("default", "reference")
+PROBE_FILE = "probe.safetensors"
+Predictor = Callable[[np.ndarray], np.ndarray]  # raw variant features -> p_pos
 
 
 @dataclass(frozen=True)
@@ -42,15 +51,24 @@ class ProbeConfig:
     max_steps: int = 600  # lbfgs iterations, or adam steps
     eval_every: int = 10  # adam only
     patience: int = 10  # adam only: evaluations without a better validation loss (100 steps)
+    variants: tuple[Variant, ...] = (DEFAULT_VARIANT,)  # asked for, in search order
 
     @classmethod
     def preset(cls, name: str) -> ProbeConfig:
-        """`default` (lbfgs over wd) or `reference` (Adam over the study's lr grid x wd)."""
-        if name == "default":
-            return cls()
-        if name == "reference":
-            return cls(solver="adam", weight_decays=(1e-4, 1e-3, 1e-2, 1e-1))
-        raise ConfigError(f"unknown probe preset {name!r}", f"Use one of: {', '.join(PRESETS)}.")
+        """A preset of progbench/configs/probes/ (or $PROGBENCH_PROBES_DIR): `default` (lbfgs
+        over wd, cls1), `reference` (Adam over the study's lr grid x wd x its variants)..."""
+        from progbench.config.probes import load_probe_preset
+
+        p = load_probe_preset(name)
+        return cls(
+            solver=p.solver,
+            weight_decays=tuple(p.weight_decays),
+            lrs=tuple(p.lrs),
+            max_steps=p.max_steps,
+            eval_every=p.eval_every,
+            patience=p.patience,
+            variants=tuple(p.variants.variants()),
+        )
 
     @property
     def grid(self) -> list[tuple[float | None, float]]:
@@ -65,7 +83,26 @@ class ProbeConfig:
         }
         if self.solver == "adam":
             out |= {"lrs": list(self.lrs), "eval_every": self.eval_every, "patience": self.patience}
-        return out
+        return out | {"variants": [v.name for v in self.variants]}
+
+    # ------------------------------------------------ the FeatureSolver protocol
+
+    def identity(self) -> dict[str, object]:
+        return {"probe": self.describe()}
+
+    def asked_variants(self) -> list[Variant]:
+        return list(self.variants)
+
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, problems: list[np.ndarray], val_idx: np.ndarray
+    ) -> list[ProbeFit]:
+        return fit_probes(x, y, problems, val_idx, self)
+
+
+def probe_predictor(run_dir: Path) -> Predictor:
+    """A finished LP run's head on raw features of its variant (`progbench predict`)."""
+    fit, mean, std = load_probe(run_dir)
+    return lambda x: fit.predict((x - mean) / std)
 
 
 @dataclass(frozen=True)
@@ -80,6 +117,28 @@ class ProbeFit:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probability of the positive class for standardised features `x`."""
         return 1.0 / (1.0 + np.exp(-(x @ self.weight + self.bias)))
+
+    def selected(self) -> dict[str, object]:
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "best_step": self.best_step}
+
+    @property
+    def trainable(self) -> int:
+        # Counted as the 2-way linear head every strategy trains (models.params), so LP's
+        # share is the one `progbench models` shows.
+        return linear_head_parameters(len(self.weight))
+
+    def files(self, mean: np.ndarray, std: np.ndarray) -> dict[str, bytes]:
+        """The head (weight, bias) and its standardisation (mean, std), for `progbench predict`."""
+        arrays = {"weight": self.weight, "bias": np.array([self.bias]), "mean": mean, "std": std}
+        return {
+            PROBE_FILE: save({k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()})
+        }
+
+
+def load_probe(run_dir: Path) -> tuple[ProbeFit, np.ndarray, np.ndarray]:
+    t = load_file(str(run_dir / PROBE_FILE))
+    fit = ProbeFit(t["weight"].astype(np.float64), float(t["bias"][0]), None, 0.0, float("nan"), -1)
+    return fit, t["mean"], t["std"]
 
 
 def balanced_weights(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

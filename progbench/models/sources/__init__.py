@@ -6,12 +6,16 @@
 - network.py: offline mode, the quick connectivity probe, download timeouts
 - private.py: every private API of another library that progbench uses
 
-`source_for(spec)` picks the source from `SOURCES`, keyed by (weights_format, library).
+`source_for(spec)` picks the source from `SOURCES`, keyed by (weights_format, library);
+`encoder_tokens` is the token forward of feature variants, whatever the library.
 """
 
 from __future__ import annotations
 
-from progbench.config import BackboneSpec
+import torch
+from torch import nn
+
+from progbench.config import BackboneSpec, TokenLayout
 from progbench.errors import RegistryError
 from progbench.models.sources.base import LoadedBackbone, Source
 from progbench.models.sources.medclip import MedClipResNetSource, MedClipViTSource
@@ -27,7 +31,7 @@ SOURCES: dict[tuple[str, str], Source] = {
     ("medclip", "transformers"): MedClipViTSource(),
 }
 
-__all__ = ["SOURCES", "HFEncoder", "LoadedBackbone", "Source", "source_for"]
+__all__ = ["SOURCES", "HFEncoder", "LoadedBackbone", "Source", "encoder_tokens", "source_for"]
 
 
 def source_for(spec: BackboneSpec) -> Source:
@@ -40,3 +44,17 @@ def source_for(spec: BackboneSpec) -> Source:
             f"Supported: {known}.",
         )
     return source
+
+
+def encoder_tokens(
+    spec: BackboneSpec, encoder: nn.Module, pixel_values: torch.Tensor, layout: TokenLayout
+) -> torch.Tensor:
+    """(B, layout.width) tokens of `encoder` (a PeftModel is unwrapped: its adapters live in
+    the encoder's own modules). A single-feature layout is the encoder's forward, unchanged."""
+    from peft import PeftModel
+
+    if isinstance(encoder, PeftModel):
+        if layout.slots == 1:
+            return encoder(pixel_values)
+        encoder = encoder.get_base_model()
+    return source_for(spec).tokens(spec, encoder, pixel_values, layout)

@@ -15,8 +15,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from progbench.config import BackboneSpec
-from progbench.errors import WeightsError
+from progbench.config import BackboneSpec, TokenLayout
+from progbench.errors import RegistryError, WeightsError
 from progbench.models.checkpoints import StateDict, find_checkpoint
 
 
@@ -92,6 +92,25 @@ class Source(ABC):
             return self.load_path(spec, local_dir)
         require_hub_id(spec)
         return self.from_hub(spec)
+
+    def tokens(
+        self,
+        spec: BackboneSpec,
+        encoder: nn.Module,
+        pixel_values: torch.Tensor,
+        layout: TokenLayout,
+    ) -> torch.Tensor:
+        """(B, layout.width): the class tokens of the last `layout.blocks` blocks (oldest
+        first), then the last block's patch mean, each as the source takes it (see
+        docs/MODELS.md, "Feature variants"). `encoder` is the built encoder, adapters included.
+        A source without tokens has the single feature only."""
+        if layout.slots != 1:
+            raise RegistryError(
+                f"backbone {spec.name!r}: its {spec.library} source has one feature only, but "
+                f"its YAML offers variants {', '.join(v.name for v in layout.offer)}",
+                "Drop `variants:` from the backbone's YAML.",
+            )
+        return encoder(pixel_values)
 
     def random(self, spec: BackboneSpec, seed: int) -> nn.Module:
         """The architecture with seeded random weights; leaves the global RNG state untouched."""

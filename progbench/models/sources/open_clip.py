@@ -1,6 +1,11 @@
 """open_clip backbones: the vision tower open_clip itself builds from a `model_cfg` (BiomedCLIP:
 a timm ViT trunk plus a linear projection). Only the image tower is built.
 
+Feature variants (DINOv2's rule): the class token of block i is the timm trunk's final norm
+applied to that block's output, the patch mean the mean of the last block's normed patch tokens
+(timm's `forward_intermediates(norm=True)`); each then goes through the rest of the trunk's head
+and open_clip's projection, as the pooled class token does, so `cls1` is the encoder's output.
+
 Folder layout: open_clip's hub layout, `open_clip_config.json` + `open_clip_model.safetensors`
 or `open_clip_pytorch_model.bin` (a whole CLIP model: `visual.*` is taken).
 """
@@ -10,9 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from progbench.config import BackboneSpec
+from progbench.config import BackboneSpec, TokenLayout
 from progbench.errors import RegistryError, WeightsError
 from progbench.models.checkpoints import drop_prefixed, load_strict, read_state_dict, take_prefixed
 from progbench.models.sources import network
@@ -64,6 +70,34 @@ def pick_hub_files(files: list[str]) -> list[str]:
     return [f for f in (CONFIG,) if f in files] + [weights]
 
 
+def timm_vit_tokens(
+    encoder: nn.Module, x: torch.Tensor, blocks: int, avgpool: bool
+) -> torch.Tensor:
+    """Tokens of an open_clip TimmModel around a timm VisionTransformer pooled on its class
+    token; each token goes through the trunk's head and open_clip's projection."""
+    trunk = getattr(encoder, "trunk", None)
+    if not hasattr(trunk, "forward_intermediates") or getattr(trunk, "global_pool", "") != "token":
+        raise RegistryError(
+            f"{type(trunk).__name__} is not a timm ViT pooled on its class token: it has no "
+            "feature variants in progbench",
+            "Offer `variants: {n_last_blocks: [1], avgpool: [false]}` (the default).",
+        )
+    inter = trunk.forward_intermediates(
+        x, indices=blocks, return_prefix_tokens=True, norm=True, output_fmt="NLC",
+        intermediates_only=True,
+    )  # fmt: skip
+    tokens = [prefix[:, 0] for _, prefix in inter]
+    if avgpool:
+        tokens.append(inter[-1][0].mean(1))
+    head = [trunk.fc_norm, trunk.head_drop, trunk.head, encoder.head]
+    out = []
+    for t in tokens:
+        for layer in head:
+            t = layer(t)
+        out.append(t)
+    return torch.cat(out, dim=-1)
+
+
 class OpenClipSource(Source):
     checkpoint_names = (
         HUB_WEIGHTS[0],
@@ -93,6 +127,17 @@ class OpenClipSource(Source):
 
     def manual_download(self, spec: BackboneSpec) -> str:
         return f"run `hf download {spec.hub_id} --local-dir DIR` where there is network"
+
+    def tokens(
+        self,
+        spec: BackboneSpec,
+        encoder: nn.Module,
+        pixel_values: torch.Tensor,
+        layout: TokenLayout,
+    ) -> torch.Tensor:
+        if layout.slots == 1:
+            return encoder(pixel_values)
+        return timm_vit_tokens(encoder, pixel_values, layout.blocks, layout.avgpool)
 
     def _from_file(self, spec: BackboneSpec, file: Path) -> nn.Module:
         sd = read_state_dict(file)

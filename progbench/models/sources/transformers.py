@@ -1,6 +1,12 @@
 """transformers backbones: `HFEncoder` around the model class named by `arch` (pooler_output,
 then an optional projection named `projection_head` as in MedCLIP's `MedClipVisionModelViT`).
 
+Feature variants (DINOv2's rule, applied to every ViT here): the class token of block i is the
+model's final norm applied to that block's output (`hidden_states[i]`), the patch mean is the
+mean of the final-normed patch tokens of the last block; so `cls1` is `pooler_output`. Swin has
+no class token and its pooled output already is the mean of the last block's tokens: it offers
+`cls1` only.
+
 Folder layout: a `save_pretrained` directory or hub snapshot (`config.json` + weights). Old key
 names in a checkpoint are converted by transformers itself
 (`from_pretrained(None, config=..., state_dict=...)`).
@@ -16,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from progbench.config import BackboneSpec
+from progbench.config import BackboneSpec, TokenLayout
 from progbench.errors import RegistryError, WeightsError
 from progbench.models.checkpoints import StateDict, drop_prefixed, key_report, read_state_dict
 from progbench.models.sources import network
@@ -26,6 +32,12 @@ from progbench.models.sources.torchvision import projection
 CONFIG = "config.json"
 # The weights files of a hub repo, in order of preference; `.index.json` names a sharded one.
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# The final norm of each ViT class that offers variants (applied to every block's tokens).
+FINAL_NORM = {
+    "Dinov2Model": "layernorm",
+    "Dinov2WithRegistersModel": "layernorm",
+    "CLIPVisionModel": "post_layernorm",
+}
 
 
 class HFEncoder(nn.Module):
@@ -39,6 +51,27 @@ class HFEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         pooled = self.model(pixel_values=pixel_values).pooler_output
         return pooled if self.projection_head is None else self.projection_head(pooled)
+
+    def tokens(self, pixel_values: torch.Tensor, blocks: int, avgpool: bool) -> torch.Tensor:
+        """The class tokens of the last `blocks` blocks, then the patch mean (see the module
+        docstring), each projected when the encoder has a projection; concatenated."""
+        name = type(self.model).__name__
+        if name not in FINAL_NORM:
+            raise RegistryError(
+                f"{name} has no feature variants in progbench (only {', '.join(FINAL_NORM)})",
+                "Offer `variants: {n_last_blocks: [1], avgpool: [false]}` (the default).",
+            )
+        hidden = self.model(pixel_values=pixel_values, output_hidden_states=True).hidden_states
+        if blocks > len(hidden) - 1:
+            raise RegistryError(f"{name} has {len(hidden) - 1} blocks, not {blocks}")
+        norm = self.model.get_submodule(FINAL_NORM[name])
+        prefix = 1 + int(getattr(self.model.config, "num_register_tokens", 0) or 0)
+        tokens = [norm(h[:, 0]) for h in hidden[len(hidden) - blocks :]]
+        if avgpool:
+            tokens.append(norm(hidden[-1][:, prefix:]).mean(1))
+        if self.projection_head is not None:
+            tokens = [self.projection_head(t) for t in tokens]
+        return torch.cat(tokens, dim=-1)
 
 
 def transformers_classes(spec: BackboneSpec) -> tuple[type, type]:
@@ -173,6 +206,18 @@ def pick_weight_files(files: list[str]) -> list[str]:
 
 class TransformersSource(Source):
     checkpoint_names = _WEIGHTS
+
+    def tokens(
+        self,
+        spec: BackboneSpec,
+        encoder: nn.Module,
+        pixel_values: torch.Tensor,
+        layout: TokenLayout,
+    ) -> torch.Tensor:
+        if layout.slots == 1:
+            return encoder(pixel_values)
+        assert isinstance(encoder, HFEncoder)
+        return encoder.tokens(pixel_values, layout.blocks, layout.avgpool)
 
     def build(self, spec: BackboneSpec) -> nn.Module:
         cls, _ = transformers_classes(spec)

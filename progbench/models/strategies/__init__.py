@@ -1,5 +1,5 @@
-"""Adaptation strategies as objects, one class per kind (LP, FFT, LoRA, VeRA, IA3, BitFit),
-bound to YAML presets through one registry. See `base.Strategy` for what a strategy does.
+"""Adaptation strategies as objects, one class per kind (LP, FFT, LoRA, VeRA, IA3, BitFit, and
+scikit-learn estimators on the features), bound to YAML presets through one registry. See `base.Strategy` for what a strategy does.
 
 `build_classifier(loaded, "lora-r8")` and `resolve(spec, "lora-r8", encoder)` are the short
 forms most code needs.
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from progbench.config import BackboneSpec, StrategySpec
 
 # The built-in kinds register themselves on import (registry.register_kind).
-from progbench.models.strategies import kinds, peft  # noqa: F401
+from progbench.models.strategies import kinds, peft, sklearn  # noqa: F401
 from progbench.models.strategies.base import ClassifierModel, Resolution, Strategy
 from progbench.models.strategies.registry import get_strategy, register_kind, strategy_kinds
 from progbench.models.strategies.tensors import HEAD_NAME

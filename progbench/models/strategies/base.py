@@ -2,8 +2,10 @@
 
 A strategy is a YAML preset (StrategySpec) bound to the class of its `kind`. It says whether it
 applies to a backbone (and why not), which training path it takes (`features`: fitted on the
-feature cache; `stream`: images streamed through the model), builds the trainable classifier,
-names its trainable state, and saves and loads what training changed. Nothing outside
+feature cache (progbench.train.solvers); `stream`: images streamed through the model), builds the
+trainable classifier, names its trainable state, and saves and loads what training changed.
+A streamed classifier's head reads one feature variant (`variant`; the preset's `variants`
+grid, each variant its own trained candidate). Nothing outside
 `progbench.models.strategies` looks at a strategy's name or kind.
 
 Nothing is a silent no-op: every adapter target must match at least one module of a type the
@@ -22,8 +24,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from progbench.config import BackboneSpec, StrategySpec
+from progbench.config import DEFAULT_VARIANT, BackboneSpec, StrategySpec, TokenLayout, Variant
+from progbench.config.models import LATER_FIELDS
+from progbench.config.variants import offered
 from progbench.errors import NotApplicableError, ProgbenchError, RegistryError
+from progbench.models.sources import encoder_tokens
 from progbench.models.strategies.tensors import load_subset, save_tensors
 
 if TYPE_CHECKING:
@@ -100,11 +105,29 @@ class Strategy(ABC):
     # saved with the trained state, and drifting ones would change the reloaded model).
     freeze_batchnorm: ClassVar[bool] = True
 
-    def __init__(self, spec: StrategySpec) -> None:
+    # False: no parameter count (`progbench models` shows "-"), e.g. a random forest.
+    counts_parameters: ClassVar[bool] = True
+
+    def __init__(self, spec: StrategySpec, variant: Variant | None = None) -> None:
         self.spec = spec
+        self.bound_variant = variant  # the head input; None: the first the backbone offers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec.name!r})"
+
+    def with_variant(self, variant: Variant) -> Strategy:
+        """The same preset with its head reading `variant` (one candidate of its grid)."""
+        return type(self)(self.spec, variant)
+
+    def head_variants(self, spec: BackboneSpec) -> list[Variant]:
+        """The preset's variants that the backbone offers, in the preset's order."""
+        return offered(self.spec.variant_grid, spec.variants)
+
+    def variant_for(self, spec: BackboneSpec) -> Variant:
+        if self.bound_variant is not None:
+            return self.bound_variant
+        found = self.head_variants(spec)
+        return found[0] if found else DEFAULT_VARIANT
 
     @property
     def name(self) -> str:
@@ -119,14 +142,23 @@ class Strategy(ABC):
         return self.spec.backbone_lr
 
     def settings(self) -> dict[str, Any]:
-        """The preset's content: part of every run's identity (another YAML, another run)."""
-        return self.spec.model_dump(mode="json", exclude={"description", "order"})
+        """The preset's content: part of every run's identity (another YAML, another run).
+        Fields added later are left out at their default, so older runs keep matching."""
+        fields = StrategySpec.model_fields
+        later = {
+            f
+            for f in LATER_FIELDS
+            if getattr(self.spec, f) == fields[f].get_default(call_default_factory=True)
+        }
+        return self.spec.model_dump(mode="json", exclude={"description", "order", *later})
 
     # -------------------------------------------------------------------- applicability
 
     def resolve(self, spec: BackboneSpec, encoder: nn.Module | None = None) -> Resolution:
         """Whether the strategy applies to `spec`; with an encoder, checked on its modules."""
         base = self._base(spec)
+        if (why := self.variant_reason(spec)) is not None:
+            return Resolution(**base, applicable=False, reason=why)
         if encoder is None:
             return Resolution(**base, applicable=True)
         unused = unused_parameters(spec, encoder)
@@ -135,6 +167,14 @@ class Strategy(ABC):
 
     def _base(self, spec: BackboneSpec) -> dict[str, Any]:
         return {"backbone": spec.name, "strategy": self.name, "kind": self.kind}
+
+    def variant_reason(self, spec: BackboneSpec) -> str | None:
+        """Why no variant of the preset fits the backbone (None: at least one does)."""
+        if self.head_variants(spec):
+            return None
+        asked = ", ".join(self.spec.variant_grid.identity())
+        offer = ", ".join(spec.variants.identity())
+        return f"it reads feature variant(s) {asked}; the backbone offers {offer}"
 
     def _resolve_parameters(self, base: dict[str, Any], names: list[str]) -> Resolution:
         return Resolution(**base, applicable=True, checked=True)
@@ -172,11 +212,13 @@ class Strategy(ABC):
         encoder = loaded.encoder
         encoder.requires_grad_(False)
         first = next(encoder.parameters())
+        variant = self.variant_for(spec)
+        dim = variant.dim(spec.feature_dim)
         with seeded(seed):
             backbone = self.adapt(encoder, res)
-            head = nn.Linear(spec.feature_dim, num_classes, device=first.device, dtype=first.dtype)
+            head = nn.Linear(dim, num_classes, device=first.device, dtype=first.dtype)
         return ClassifierModel(
-            backbone, head, spec, self, res, loaded.weights, loaded.weights_fingerprint
+            backbone, head, spec, self, res, loaded.weights, loaded.weights_fingerprint, variant
         )
 
     def set_train_mode(self, model: ClassifierModel) -> None:
@@ -227,7 +269,8 @@ class Strategy(ABC):
 
 class ClassifierModel(nn.Module):
     """The classifier every streamed strategy trains: the encoder (or a PeftModel around it)
-    plus one linear head (`progbench_head`) on the encoder's feature."""
+    plus one linear head (`progbench_head`) on a feature variant of it (default `cls1`, the
+    encoder's own output)."""
 
     def __init__(
         self,
@@ -238,8 +281,11 @@ class ClassifierModel(nn.Module):
         resolution: Resolution,
         weights: str,
         weights_fingerprint: str,
+        variant: Variant = DEFAULT_VARIANT,
     ) -> None:
         super().__init__()
+        self.variant = variant
+        self._layout = TokenLayout.of_variant(variant, spec.feature_dim)
         self.backbone = backbone
         self.progbench_head = head
         self.spec = spec
@@ -253,7 +299,10 @@ class ClassifierModel(nn.Module):
         return self.progbench_head.out_features
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(pixel_values)
+        if self.variant.is_default:
+            features = self.backbone(pixel_values)
+        else:
+            features = encoder_tokens(self.spec, self.backbone, pixel_values, self._layout)
         # A bf16-cast backbone feeding an fp32 head: match the head's dtype.
         return self.progbench_head(features.to(self.progbench_head.weight.dtype))
 
@@ -282,6 +331,7 @@ class ClassifierModel(nn.Module):
             "weights": self.weights,
             "weights_fingerprint": self.weights_fingerprint,
             "num_classes": self.num_classes,
+            "head_variant": self.variant.name,
             "target_modules": self.resolution.target_modules,
             "feedforward_modules": self.resolution.feedforward_modules,
             "trainable": c.trainable,

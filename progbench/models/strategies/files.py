@@ -7,8 +7,9 @@ Layout of a saved model directory (all tensors as safetensors), per kind:
 - bitfit: `bitfit.safetensors`, the trained biases and the head;
 - fft: `model.safetensors`, the whole classifier's state dict;
 - lp: `progbench_head.safetensors`.
-`progbench_model.json` (backbone, strategy, kind, classes, weights fingerprint) is written last:
-a directory without it is incomplete. A finished directory is never overwritten.
+`progbench_model.json` (backbone, strategy, kind, classes, head variant, weights fingerprint) is
+written last: a directory without it is incomplete. One without `head_variant` (saved before
+feature variants) has the `cls1` head. A finished directory is never overwritten.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from progbench.atomic import atomic_write_json
+from progbench.config import DEFAULT_VARIANT, Variant
 from progbench.errors import RunError, WeightsError
 from progbench.models.loaders import LoadedBackbone
 from progbench.models.strategies.base import ClassifierModel
@@ -47,6 +49,7 @@ def save_trained(model: ClassifierModel, out_dir: str | Path) -> None:
         "kind": model.strategy.kind,
         "num_classes": model.num_classes,
         "feature_dim": model.spec.feature_dim,
+        "head_variant": model.variant.name,
         "weights": model.weights,
         "weights_fingerprint": model.weights_fingerprint,
         "target_modules": model.resolution.target_modules,
@@ -86,7 +89,9 @@ def load_trained(
             f"({loaded.weights})",
             f"Load the backbone with --weights {info['weights']}.",
         )
-    model = get_strategy(strategy).load(out_dir, loaded, int(info["num_classes"]))
+    variant = Variant.parse(info.get("head_variant", DEFAULT_VARIANT.name))
+    strat = get_strategy(strategy).with_variant(variant)
+    model = strat.load(out_dir, loaded, int(info["num_classes"]))
     if not trainable:
         model.requires_grad_(False)
     return model.eval()

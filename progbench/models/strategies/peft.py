@@ -59,6 +59,8 @@ class PeftStrategy(Strategy):
         t = spec.targets.for_kind(self.method)  # type: ignore[arg-type]
         if t.not_applicable is not None:
             return Resolution(**base, applicable=False, reason=t.not_applicable.strip())
+        if (why := self.variant_reason(spec)) is not None:
+            return Resolution(**base, applicable=False, reason=why)
         base |= {"target_modules": list(t.modules), "feedforward_modules": list(t.feedforward)}
         if encoder is None:
             return Resolution(**base, applicable=True)
@@ -131,13 +133,20 @@ class PeftStrategy(Strategy):
         loaded.encoder.requires_grad_(False)
         backbone = PeftModel.from_pretrained(loaded.encoder, str(out_dir), is_trainable=True)
         first = next(loaded.encoder.parameters())
-        head = nn.Linear(
-            loaded.spec.feature_dim, num_classes, device=first.device, dtype=first.dtype
-        )
+        variant = self.variant_for(loaded.spec)
+        dim = variant.dim(loaded.spec.feature_dim)
+        head = nn.Linear(dim, num_classes, device=first.device, dtype=first.dtype)
         state = take_prefixed(read_state_dict(out_dir / HEAD_FILE), f"{HEAD_NAME}.")
         load_strict(head, state, str(out_dir / HEAD_FILE))
         return ClassifierModel(
-            backbone, head, loaded.spec, self, res, loaded.weights, loaded.weights_fingerprint
+            backbone,
+            head,
+            loaded.spec,
+            self,
+            res,
+            loaded.weights,
+            loaded.weights_fingerprint,
+            variant,
         )
 
 
