@@ -176,7 +176,7 @@ def _hours(plan: Any) -> float | None:
     in the file whatever its schema."""
     if not isinstance(plan, dict):
         return None
-    for scope in (plan, plan.get("total")):
+    for scope in (plan, plan.get("totals"), plan.get("total")):
         for key in HOURS_KEYS:
             value = scope.get(key) if isinstance(scope, dict) else None
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -197,8 +197,10 @@ def part_plan(args: argparse.Namespace) -> dict[str, Any]:
             "note": "not available: `progbench sweep` does not exist yet",
         }
     # On the CPU the planner's calibration would time full-size models for minutes: plan only.
+    # The calibrate part cached the reference strategies; the planner reads them (budget 0) and
+    # gives each uncalibrated strategy its family's median: no new GPU time here.
     cmd = [*cli, "sweep", "plan", "ruffini2025", "--json"] + (
-        [] if args.dry_run else ["--calibrate"]
+        [] if args.dry_run else ["--calibrate", "--calibrate-budget", "0"]
     )
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.budget)
     try:

@@ -12,6 +12,8 @@ from tests.helpers.cohorts import write_cohort
 # Keep tests on the CPU and small thread pools: CI has 2 cores.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A user's weights folder must not change what a test loads.
+os.environ.pop("PROGBENCH_WEIGHTS_DIR", None)
 
 
 @pytest.fixture

@@ -141,3 +141,64 @@ def test_device_file_names() -> None:
     assert device_slug("NVIDIA A100-SXM4-80GB") == "NVIDIA-A100-SXM4-80GB"
     assert calibration_file("cpu").name == "cpu.json"
     assert calibration_file("NVIDIA H200").parent.name == "calibration"
+
+
+def test_budget_zero_reads_the_cached_pairs_of_a_backbone_only(
+    measured: list[CalibrationRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _forbid_measuring(monkeypatch)
+    records = calibrate([TWIN], ["fft", "bitfit"], budget_s=0.0, **SMALL)
+    assert records == [measured[1]]  # fft was cached; bitfit is left for a call with time
+
+
+# --------------------------------------------------------------------------- the planner
+
+
+def _cells(plan: dict) -> dict[tuple[str, str], dict]:
+    return {(c["backbone"], c["strategy"]): c for c in plan["cells"] if c["regime"] == "full"}
+
+
+def test_the_planner_projects_from_calibrations_and_a_family_median(tmp_path: Path) -> None:
+    from progbench.sweep.cost import CostOptions
+    from progbench.sweep.plan import make_plan
+    from progbench.sweep.spec import load_sweep
+    from tests.helpers.sweeps import write_sweep
+
+    sweep = load_sweep(write_sweep(tmp_path))  # tiny-resnet, tiny-dinov2 x lp, bitfit, lora-r4
+    table = {(TWIN, "bitfit"): (1e-3, 4e-3), (TWIN, "lp"): (1e-3, 1e-3)}
+    once = make_plan(sweep, CostOptions(calibration=table)).to_json()
+    twice = make_plan(
+        sweep, CostOptions(calibration={k: (2 * a, 2 * b) for k, (a, b) in table.items()})
+    ).to_json()
+    one, two = _cells(once), _cells(twice)
+    # lora-r4 was not calibrated: it takes the median of its family (peft) on the twin, bitfit's.
+    assert one[(TWIN, "bitfit")]["basis"] == one[(TWIN, "lora-r4")]["basis"] == "calibrated"
+    assert one[(TWIN, "lora-r4")]["device_hours"] == pytest.approx(
+        one[(TWIN, "bitfit")]["device_hours"], rel=0.05
+    )
+    assert one[("tiny-dinov2", "bitfit")]["basis"] == "flops"  # nothing calibrated for it
+    for key in [(TWIN, "bitfit"), (TWIN, "lora-r4")]:
+        assert two[key]["device_hours"] == pytest.approx(2 * one[key]["device_hours"], rel=0.01)
+    assert "calibration" in once["basis"] and "FLOP" in once["basis"]
+
+
+def test_sweep_plan_calibrate_measures_once_then_reads_the_cache(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from progbench.cli import main
+    from tests.helpers.sweeps import write_sweep
+
+    path = write_sweep(tmp_path, backbones=[TWIN])
+
+    def plan(*extra: str) -> dict:
+        with pytest.raises(SystemExit) as exc:
+            main(["sweep", "plan", str(path), "--json", *extra])
+        assert exc.value.code in (0, None)
+        return json.loads(capsys.readouterr().out)
+
+    first = plan("--calibrate")
+    assert {c["basis"] for c in _cells(first).values()} == {"calibrated", "cpu"}
+    records = json.loads(calibration_file("cpu").read_text())["records"]
+    assert {r["strategy"] for r in records.values()} == {"bitfit", "lora-r4", "lp"}
+    assert plan("--calibrate", "--calibrate-budget", "0")["totals"] == first["totals"]
+    assert plan()["basis"] != first["basis"]  # without --calibrate: the FLOP basis

@@ -226,10 +226,31 @@ def test_local_gpus_give_each_worker_its_device(tmp_path: Path, capsys) -> None:
 # ----------------------------------------------------------------------------- SLURM executor
 
 
+def _signal_like_a_time_limit(runs: Path, job_suffix: str, timeout_s: float = 240) -> None:
+    """Once the bitfit run has saved an evaluation, send its running job the signal SLURM sends
+    before a time limit (`--signal=USR2@delay`): what happens next is the time-limit path,
+    whatever this machine's speed (tests/test_slurm.py also lets a real limit expire)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        logs = [p for p in runs.rglob("train_log.jsonl") if "bitfit" in str(p)]
+        if logs and logs[0].read_text().strip():
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the bitfit run never saved an evaluation")
+    # This sweep's own job of that family (jobs.json), not another's left on the cluster.
+    arrays = json.loads((runs / ".sweep" / "mini" / "slurm" / "jobs.json").read_text())["arrays"]
+    mine = {j["job_id"] for a in arrays if a["name"].endswith(job_suffix) for j in a["jobs"]}
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True, check=True
+    ).stdout
+    ids = [i for i in out.split() if i in mine]
+    subprocess.run(["scancel", "--signal=USR2", ids[0]], check=True)
+
+
 def test_the_same_sweep_on_slurm_with_a_requeued_job(cluster: str, tmp_path: Path, capsys) -> None:
-    # Longer than one 2-minute job on this machine: it is signalled 30 s before its limit
-    # (SLURM may signal up to 30 s early), requeued, and resumes from its last evaluation.
-    slow = dict(FAST_TRAIN, epochs=600, patience=600, eval_every=5)
+    # Long enough to be signalled after its first evaluation; it is requeued and resumes from it.
+    slow = dict(FAST_TRAIN, epochs=200, patience=200, eval_every=5)
     path = write_sweep(
         tmp_path,
         backbones=["tiny-resnet"],
@@ -240,13 +261,14 @@ def test_the_same_sweep_on_slurm_with_a_requeued_job(cluster: str, tmp_path: Pat
             "images": {"cpus": 1, "mem_gb": 2},
             "extract": {"gpus": 0, "cpus": 1, "mem_gb": 2},
             "lp": {"cpus": 1, "mem_gb": 2},
-            "peft": {"gpus": 0, "cpus": 1, "mem_gb": 2, "time_min": 2},
+            "peft": {"gpus": 0, "cpus": 1, "mem_gb": 2, "time_min": 30},
         },
         slurm={"max_requeues": 10, "signal_delay_s": 30},
     )
     code, out, err = cli(["sweep", "run", str(path), "--executor", "slurm", "--no-wait"], capsys)
     assert code == 0, err
     assert "submitted" in out
+    _signal_like_a_time_limit(tmp_path / "runs", "-peft")
     code, out, err = cli(["sweep", "wait", str(path), "--poll", "2"], capsys)
     assert code == 0, err
     runs = tmp_path / "runs"

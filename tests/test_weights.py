@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import socket
 import threading
@@ -450,3 +451,39 @@ def test_a_changed_private_api_names_library_version_and_symbol() -> None:
     )
     with pytest.raises(RegistryError, match="no longer takes width"):
         resolve(changed)
+
+
+def test_weights_dir_reaches_extract_and_every_unit_of_a_sweep(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_network: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from progbench.runs import iter_runs, read_run
+    from tests.helpers.cohorts import write_cohort
+    from tests.helpers.sweeps import write_sweep
+
+    monkeypatch.setenv("PROGBENCH_WEIGHTS_DIR", "")  # restored after: --weights-dir sets it
+    root = tmp_path / "weights"
+    ref = _fetch_twins(["tiny-resnet"], root, tmp_path)["tiny-resnet"]
+    manifest = write_cohort(tmp_path / "cohort", patients=20, size=40)
+    extract = ["extract", str(manifest), "--backbone", "tiny-resnet", "--weights", "pretrained"]
+    extract += ["--image-size", "32", "--device", "cpu"]
+    code, _, err = _cli([*extract, "--weights-dir", str(tmp_path / "nowhere")], capsys)
+    assert code != 0 and f"weights folder {tmp_path / 'nowhere'} does not exist" in err
+    code, out, err = _cli([*extract, "--weights-dir", str(root)], capsys)
+    assert code == 0, err
+    assert re.match(r"extracted \d+ images", out)
+
+    monkeypatch.setenv("PROGBENCH_WEIGHTS_DIR", "")
+    study = tmp_path / "study"
+    path = write_sweep(
+        study, backbones=["tiny-resnet"], strategies=["lp"], fewshot=None,
+        weights="pretrained", weights_dir=str(root),
+    )  # fmt: skip
+    code, _, err = _cli(["sweep", "run", str(path), "--workers", "1"], capsys)
+    assert code == 0, err
+    runs = [read_run(p) for p in iter_runs(study / "runs").done]
+    assert len(runs) == 2  # 2 folds
+    assert {r.spec.weights_fingerprint for r in runs} == {ref.weights_fingerprint}
+    assert no_network == []

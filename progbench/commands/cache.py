@@ -16,8 +16,10 @@ from progbench.commands.options import (
     ForceOutOpt,
     ImageSizeOpt,
     SourceArg,
+    WeightsDirOpt,
     WeightsOpt,
     refuse_existing,
+    use_weights_dir,
 )
 from progbench.commands.output import console, print_wide, progress
 from progbench.commands.render import stores_table
@@ -81,6 +83,7 @@ def extract(
     dtype: DtypeOpt = "auto",
     image_size: ImageSizeOpt = 224,
     cache_dir: CacheDirOpt = None,
+    weights_dir: WeightsDirOpt = None,
 ) -> None:
     """Write frozen-backbone features of every image into a content-keyed Zarr feature store.
 
@@ -93,6 +96,7 @@ def extract(
     from progbench.extract.features import extract_features
     from progbench.models.loaders import load_backbone
 
+    use_weights_dir(weights_dir)
     manifest = _manifest_of(source)
     loaded = load_backbone(backbone, weights)  # missing weights fail before any image is decoded
     with progress(f"extracting {backbone}") as update:

@@ -6,6 +6,7 @@ Every list option takes comma-separated values, repeated flags, or both, the sam
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -56,6 +57,15 @@ WeightsOpt = Annotated[
         "runs), or a local PATH.",
     ),
 ]
+WeightsDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights-dir",
+        help="Local pretrained weights (`progbench weights fetch --to DIR`) for --weights "
+        "pretrained. Default: $PROGBENCH_WEIGHTS_DIR, else <cache root>/weights when it holds "
+        "the backbone, else the library's own download.",
+    ),
+]
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto | cpu | cuda. auto picks CUDA when present.")
 ]
@@ -89,3 +99,12 @@ def refuse_existing(out: Path, force: bool) -> None:
 
     if out.exists() and not force:
         raise ConfigError(f"{out} exists", "Pass --force to overwrite it, or choose another --out.")
+
+
+def use_weights_dir(weights_dir: Path | None) -> None:
+    """--weights-dir for this process and the workers it starts: every loader reads
+    $PROGBENCH_WEIGHTS_DIR (progbench.models.weights.local_weights)."""
+    if weights_dir is not None:
+        from progbench.models.weights import WEIGHTS_DIR_ENV
+
+        os.environ[WEIGHTS_DIR_ENV] = str(weights_dir.expanduser().resolve())

@@ -49,6 +49,13 @@ def plan(
             "--calibrate", help="Time training steps per backbone on this machine's device first."
         ),
     ] = False,
+    calibrate_budget: Annotated[
+        float,
+        typer.Option(
+            "--calibrate-budget",
+            help="Seconds of new calibration at most; 0 reads cached calibrations only.",
+        ),
+    ] = 900.0,
     tflops: Annotated[
         float, typer.Option("--tflops", help="Effective device TFLOP/s for the FLOP-count basis.")
     ] = 60.0,
@@ -64,7 +71,7 @@ def plan(
     from progbench.sweep.plan import make_plan
 
     sweep = _load(source, root)
-    calibration = _calibration(sweep) if calibrate else None
+    calibration = _calibration(sweep, calibrate_budget) if calibrate else None
     result = make_plan(sweep, CostOptions(tflops=tflops, gpu=gpu, calibration=calibration))
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
@@ -72,11 +79,14 @@ def plan(
     _print_plan(result)
 
 
-def _calibration(sweep: Any) -> dict[tuple[str, str], tuple[float, float]]:
+def _calibration(sweep: Any, budget_s: float) -> dict[tuple[str, str], tuple[float, float]]:
+    """Streamed strategies are timed per backbone; "lp" stands for every feature-path one (its
+    device time is the extraction's forward)."""
     from progbench.sweep.calibrate import calibration_table
 
-    with progress("calibrating") as update:
-        return calibration_table(sweep.backbones, sweep.strategies, progress=update)
+    streamed = [s for s in sweep.strategies if sweep.family(s) != "lp"]
+    with progress("calibrating backbones") as update:
+        return calibration_table(sweep.backbones, [*streamed, "lp"], budget_s, progress=update)
 
 
 def _print_plan(result: Any) -> None:

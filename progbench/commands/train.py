@@ -19,10 +19,12 @@ from progbench.commands.options import (
     OutcomeOpt,
     PositiveOpt,
     TaskArg,
+    WeightsDirOpt,
     WeightsOpt,
     load_task_from_options,
     refuse_existing,
     split_list,
+    use_weights_dir,
 )
 from progbench.commands.output import console, print_wide, progress
 from progbench.commands.render import summary_table
@@ -171,6 +173,7 @@ def train(
         ),
     ] = None,
     cache_dir: CacheDirOpt = None,
+    weights_dir: WeightsDirOpt = None,
     manifest: ManifestOpt = None,
     outcome: OutcomeOpt = None,
     positive: PositiveOpt = None,
@@ -193,6 +196,7 @@ def train(
     from progbench.train.pipeline import SplitRequest, TrainRequest, run_train
     from progbench.train.presets import resolve_training
 
+    use_weights_dir(weights_dir)
     t = load_task_from_options(task, manifest, outcome, positive, negative)
     given = {
         "device": device,
@@ -267,6 +271,7 @@ def predict(
     ] = None,
     force: ForceOutOpt = False,
     cache_dir: CacheDirOpt = None,
+    weights_dir: WeightsDirOpt = None,
 ) -> None:
     """Apply a trained run (adapter, BitFit, FFT, or an LP probe on the frozen backbone) to images.
 
@@ -278,6 +283,7 @@ def predict(
     from progbench.predict import PredictOptions, predict_run
 
     refuse_existing(out, force)
+    use_weights_dir(weights_dir)
     opts = PredictOptions(device, dtype, batch_size, weights, image_size, cache_dir)
     preds = predict_run(run_dir, images, opts)
     atomic_write_with(out, lambda tmp: preds.to_csv(tmp, index=False))

@@ -5,7 +5,13 @@ presets), sweeps, training presets; variants (feature variants) is shared by sev
 keys are errors everywhere (StrictModel): a typo must not be silently ignored.
 """
 
-from progbench.config.base import StrictModel, format_validation_error, parse_model, read_yaml
+from progbench.config.base import (
+    StrictModel,
+    format_validation_error,
+    label_text,
+    parse_model,
+    read_yaml,
+)
 from progbench.config.models import (
     REGISTRY_NAME_PATTERN,
     AdapterKind,
@@ -37,6 +43,7 @@ __all__ = [
     "Variant",
     "VariantGrid",
     "format_validation_error",
+    "label_text",
     "load_task_yaml",
     "parse_model",
     "read_yaml",

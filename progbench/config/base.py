@@ -44,3 +44,8 @@ def parse_model(model: type[BaseModel], data: dict[str, Any], source: str) -> An
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from err
+
+
+def label_text(v: Any) -> str:
+    """A label value as the manifest holds it: YAML reads `yes` / `true` as booleans."""
+    return str(v).lower() if isinstance(v, bool) else str(v)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from progbench.config.base import StrictModel, parse_model, read_yaml
+from progbench.config.base import StrictModel, label_text, parse_model, read_yaml
 
 
 class TaskConfig(StrictModel):
@@ -27,18 +27,14 @@ class TaskConfig(StrictModel):
     @classmethod
     def _positive_as_text(cls, v: Any) -> str:
         # YAML reads `positive: 1` as int and `positive: yes` as bool; compare as text.
-        return _as_text(v)
+        return label_text(v)
 
     @field_validator("negative", mode="before")
     @classmethod
     def _negative_as_text(cls, v: Any) -> list[str] | None:
         if v is None:
             return None
-        return [_as_text(x) for x in (v if isinstance(v, list) else [v])]
-
-
-def _as_text(v: Any) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
+        return [label_text(x) for x in (v if isinstance(v, list) else [v])]
 
 
 def load_task_yaml(path: str | Path) -> TaskConfig:

@@ -288,8 +288,9 @@ def calibrate(
     """Records for `backbones` x `strategies` (preset names, e.g. fft, lora-r8, bitfit, lp), in
     that order, measured on `device` or read from the cache.
 
-    With `budget_s`, no new backbone is started once that many seconds have passed: the pairs
-    not reached are left out of the result (and measured by the next call).
+    With `budget_s`, no new backbone is measured once that many seconds have passed (0: read
+    the cache only): the pairs not measured are left out of the result (and measured by the next
+    call); cached ones are always returned.
     """
     _check(backbones, strategies, batch_size, steps)
     start = time.perf_counter()
@@ -302,11 +303,11 @@ def calibrate(
             progress(i, len(backbones))
         keys = {s: record_key(backbone, s, settings) for s in strategies}
         known = _read(path) if cache else {}
-        if all(k in known for k in keys.values()):
-            out += [CalibrationRecord(**known[keys[s]]) for s in strategies]
+        if all(k in known for k in keys.values()) or (
+            budget_s is not None and time.perf_counter() - start >= budget_s
+        ):
+            out += [CalibrationRecord(**known[keys[s]]) for s in strategies if keys[s] in known]
             continue
-        if budget_s is not None and time.perf_counter() - start > budget_s:
-            break
         todo = [s for s in strategies if keys[s] not in known]
         fresh = measure_backbone(backbone, todo, device, dtype, batch_size, steps, warmup)
         by_name = {r.strategy: r for r in fresh}
@@ -326,3 +327,21 @@ def _store(path: Path, records: list[CalibrationRecord]) -> None:
     with FileLock(str(path) + ".lock"):
         merged = _read(path) | {r.key: asdict(r) for r in records}
         atomic_write_json(path, {"schema": _SCHEMA, "records": merged})
+
+
+def calibration_table(
+    backbones: list[str],
+    strategies: list[str],
+    budget_s: float | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """What the sweep planner projects from (progbench.sweep.cost): (backbone, strategy) ->
+    (t_fwd, t_train) seconds per image, for the applicable pairs `calibrate` measured or had
+    cached; an LP-path strategy's training is its extraction's forward."""
+    table: dict[tuple[str, str], tuple[float, float]] = {}
+    for r in calibrate(backbones, strategies, budget_s=budget_s, progress=progress):
+        if not r.applicable or r.extract_s_per_image is None:
+            continue
+        t_train = r.train_s_per_image if r.train_s_per_image is not None else r.extract_s_per_image
+        table[(r.backbone, r.strategy)] = (r.extract_s_per_image, t_train)
+    return table

@@ -1,12 +1,14 @@
 """Projected device time of a sweep's pending work, and on what basis.
 
 Per image, a backbone costs `t_fwd` seconds forward and `t_train` seconds in a training step.
-They come, per (backbone, family), from the first basis that has them:
+They come from the first basis that has them:
 
 - measured: the training throughput (`images_per_s`) that finished runs of the same backbone
   and family recorded in their cost (metrics.json);
 - calibrated: `progbench sweep plan --calibrate` timed training steps and forwards of the
-  full-size architecture on this machine's device (progbench.sweep.calibrate);
+  full-size architecture on this machine's device (progbench.sweep.calibrate), per (backbone,
+  strategy); a strategy left uncalibrated takes the median of its family's calibrated strategies
+  on that backbone (an adapter's step is dominated by the backbone's forward and backward);
 - flops: the backbone's forward FLOPs (progbench.sweep.flops) at an effective device throughput
   (`--tflops`, default 60: 40% of an A40's 150 bf16 TFLOP/s); a training step costs 3 forwards
   for FFT and 2 for the adapter and bias families, which compute no weight gradient for frozen
@@ -46,7 +48,8 @@ STUDY_GPU_HOURS = 3200  # the reference study: about 3,200 GPU-hours on 10 NVIDI
 class CostOptions:
     tflops: float = DEFAULT_TFLOPS  # effective device throughput for the FLOP basis
     gpu: str = DEFAULT_GPU  # the device the FLOP basis stands for (a label)
-    calibration: dict[tuple[str, str], tuple[float, float]] | None = None  # (b, family) -> t
+    # (backbone, strategy) -> (t_fwd, t_train) seconds per image; progbench.sweep.calibrate
+    calibration: dict[tuple[str, str], tuple[float, float]] | None = None
     use_measured: bool = True
 
 
@@ -85,17 +88,39 @@ def _measured_rates(sweep: Sweep, plans: Iterable[CellPlan]) -> dict[tuple[str, 
     return {k: median(v) for k, v in rates.items()}
 
 
+def _calibrated(
+    sweep: Sweep, backbone: str, strategy: str, opts: CostOptions
+) -> tuple[float, float] | None:
+    table = opts.calibration or {}
+    if (backbone, strategy) in table:
+        return table[(backbone, strategy)]
+    family = sweep.family(strategy) if strategy in sweep.strategies else strategy
+    same = [
+        t for (b, s), t in table.items()
+        if b == backbone and s in sweep.strategies and sweep.family(s) == family
+    ]  # fmt: skip
+    if not same:
+        return None
+    return median(t[0] for t in same), median(t[1] for t in same)
+
+
 def _per_image(
-    backbone: str, family: str, input_size: int | None, opts: CostOptions, measured: dict
+    sweep: Sweep,
+    backbone: str,
+    strategy: str,
+    input_size: int | None,
+    opts: CostOptions,
+    measured: dict,
 ) -> tuple[float, float, str]:
-    """(t_fwd, t_train, basis) in seconds per image."""
+    """(t_fwd, t_train, basis) in seconds per image (strategy "lp": extraction's forward)."""
+    family = sweep.family(strategy) if strategy in sweep.strategies else "lp"
     factor = TRAIN_FACTOR.get(family, 1.0)
     if (backbone, family) in measured:
         t_train = 1.0 / measured[(backbone, family)]
         return t_train / factor, t_train, "measured"
-    if opts.calibration and (backbone, family) in opts.calibration:
-        t_fwd, t_train = opts.calibration[(backbone, family)]
-        return t_fwd, t_train, "calibrated"
+    calibrated = _calibrated(sweep, backbone, strategy, opts)
+    if calibrated is not None:
+        return calibrated[0], calibrated[1], "calibrated"
     t_fwd = forward_gflops(backbone, input_size) * 1e9 / (opts.tflops * 1e12)
     return t_fwd, t_fwd * factor, "flops"
 
@@ -139,7 +164,9 @@ def project(
             out.cell_hours[p.cell.id] = 0.0
             out.cell_basis[p.cell.id] = "cpu"
             continue
-        t_fwd, t_train, basis = _per_image(p.cell.backbone, p.family, size, opts, measured)
+        t_fwd, t_train, basis = _per_image(
+            sweep, p.cell.backbone, p.cell.strategy, size, opts, measured
+        )
         by_shots = Counter(key.shots for key in todo)  # runs of one size cost the same
         seconds = sum(
             n * _run_seconds(p, sweep, t_fwd, t_train, _train_images(p, sweep, shots))
@@ -148,7 +175,7 @@ def project(
         out.cell_hours[p.cell.id] = seconds / 3600
         out.cell_basis[p.cell.id] = basis
     for (_, backbone), n in extractions.items():
-        t_fwd, _, _ = _per_image(backbone, "lp", None, opts, measured)
+        t_fwd, _, _ = _per_image(sweep, backbone, "lp", None, opts, measured)
         out.extract_hours += n * t_fwd / 3600
     return out
 

@@ -13,6 +13,8 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -147,12 +149,30 @@ def _run_store(sweep: Sweep, unit: Unit) -> None:
     )
 
 
+@contextmanager
+def _weights_dir(path: Path | None) -> Iterator[None]:
+    """The sweep's `weights_dir` as $PROGBENCH_WEIGHTS_DIR, the loaders' one source, for a unit."""
+    from progbench.models.weights import WEIGHTS_DIR_ENV
+
+    before = os.environ.get(WEIGHTS_DIR_ENV)
+    if path is not None:
+        os.environ[WEIGHTS_DIR_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if path is not None:
+            if before is None:
+                os.environ.pop(WEIGHTS_DIR_ENV, None)
+            else:
+                os.environ[WEIGHTS_DIR_ENV] = before
+
+
 def run_unit(sweep: Sweep, unit: Unit) -> UnitResult:
     """Run one unit under its lock; never raises (see the module docstring)."""
     state_file, lock_file, log_file = state_paths(sweep, unit)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with FileLock(str(lock_file)):
+    with FileLock(str(lock_file)), _weights_dir(sweep.weights_dir):
         try:
             written = skipped = 0
             if unit.cell is not None:

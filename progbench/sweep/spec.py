@@ -81,6 +81,12 @@ class Sweep:
         s = self.strategy_objects[strategy]
         return "lp" if s.path == "features" else "fft" if s.full_state else "peft"
 
+    @property
+    def weights_dir(self) -> Path | None:
+        """`weights_dir`: local pretrained weights (progbench weights fetch), for every unit."""
+        d = self.config.weights_dir
+        return None if d is None else (self.root / Path(d).expanduser()).resolve()
+
     def weights_for(self, backbone: str) -> str:
         w = self.config.weights
         value = w if isinstance(w, str) else w.get(backbone, "pretrained")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from progbench.config import StrictModel, _as_text, parse_model
+from progbench.config import StrictModel, label_text, parse_model
 from progbench.data.manifest import BOX_COLUMNS, REQUIRED_COLUMNS
 from progbench.errors import ConfigError
 
@@ -34,14 +34,14 @@ class OutcomeSpec(StrictModel):
     @field_validator("positive", mode="before")
     @classmethod
     def _positive_text(cls, v: Any) -> str:
-        return _as_text(v)
+        return label_text(v)
 
     @field_validator("negative", mode="before")
     @classmethod
     def _negative_text(cls, v: Any) -> list[str] | None:
         if v is None:
             return None
-        return [_as_text(x) for x in (v if isinstance(v, list) else [v])]
+        return [label_text(x) for x in (v if isinstance(v, list) else [v])]
 
 
 class DicomMatch(StrictModel):
