@@ -14,6 +14,13 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # A user's weights folder must not change what a test loads.
 os.environ.pop("PROGBENCH_WEIGHTS_DIR", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two xdist workers on CI's 2 cores: one thread each, not two that fight.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -79,6 +79,10 @@ def count_steps(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- fixtures
 
 
+# One job queue: the SLURM tests run on one xdist worker, one after another (`make test`).
+pytestmark = pytest.mark.xdist_group("slurm")
+
+
 @pytest.fixture(scope="module")
 def requeue_run(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder = tmp_path_factory.mktemp("slurm-requeue")

@@ -248,9 +248,10 @@ def _signal_like_a_time_limit(runs: Path, job_suffix: str, timeout_s: float = 24
     subprocess.run(["scancel", "--signal=USR2", ids[0]], check=True)
 
 
+@pytest.mark.xdist_group("slurm")
 def test_the_same_sweep_on_slurm_with_a_requeued_job(cluster: str, tmp_path: Path, capsys) -> None:
     # Long enough to be signalled after its first evaluation; it is requeued and resumes from it.
-    slow = dict(FAST_TRAIN, epochs=200, patience=200, eval_every=5)
+    slow = dict(FAST_TRAIN, epochs=60, patience=60, eval_every=5)
     path = write_sweep(
         tmp_path,
         backbones=["tiny-resnet"],
