@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DIRECTIVE = re.compile(r"^<!-- readme: (.*) -->\s*$")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
-WORD = re.compile(r"[A-Za-z][A-Za-z_-]{3,}")
+# Whole words only: not the letters inside a store key such as 4573a0dace5ca5c7.
+WORD = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z_-]{3,}(?![A-Za-z0-9])")
 
 
 @dataclass
@@ -134,8 +135,8 @@ def _has_slurm() -> bool:
         return False
 
 
-def run(write: bool, work: Path, timeout: int) -> int:
-    lines = README.read_text().split("\n")
+def run(write: bool, work: Path, timeout: int, readme_path: Path = README) -> int:
+    lines = readme_path.read_text().split("\n")
     blocks = parse(lines)
     env = _env(work)
     slurm = _has_slurm()
@@ -198,8 +199,8 @@ def run(write: bool, work: Path, timeout: int) -> int:
                 continue
             out.append(lines[i])
             i += 1
-        README.write_text("\n".join(out))
-        print(f"wrote {README}")
+        readme_path.write_text("\n".join(out))
+        print(f"wrote {readme_path}")
     for p in problems:
         print(f"\nPROBLEM: {p}", file=sys.stderr)
     return 1 if problems else 0

@@ -51,6 +51,7 @@ def _forbid_measuring(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+@pytest.mark.slow
 def test_records_are_sensible(measured: list[CalibrationRecord]) -> None:
     by = {r.strategy: r for r in measured}
     assert [r.strategy for r in measured] == STRATEGIES

@@ -164,6 +164,7 @@ def evaluated(fold: int, repeat: int | None, threshold: float, seed: int) -> Eva
     return EvaluatedRun(spec, metrics, test, threshold, f"fixed:{threshold}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regime", ["full", "fewshot"])
 def test_aggregate_group_cis_are_unchanged(regime: str, monkeypatch: pytest.MonkeyPatch) -> None:
     repeats = [None] if regime == "full" else [0, 1, 2]

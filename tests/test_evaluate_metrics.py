@@ -75,6 +75,7 @@ def test_matches_sklearn_on_random_inputs_with_ties(
     check(y, p, t)
 
 
+@pytest.mark.slow
 def test_matches_sklearn_on_every_tiny_case() -> None:
     # n = 1..3, every labelling, scores below, on and above the threshold (fewer for n = 3).
     for n, scores in ((1, [0.0, 0.5, 0.9]), (2, [0.0, 0.5, 0.9]), (3, [0.2, 0.5])):

@@ -90,6 +90,7 @@ rows = st.lists(st.tuples(st.integers(0, 1), st.floats(0, 1)), min_size=1, max_s
     new_p=st.lists(st.floats(0, 1), min_size=25, max_size=25),
     policy=st.sampled_from(POLICIES),
 )
+@pytest.mark.slow
 def test_no_policy_reads_test_labels_or_scores(
     val: list[tuple[int, float]],
     test: list[tuple[int, float]],

@@ -131,6 +131,7 @@ def _extract_cmd(manifest: Path, batch: int) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_resume_is_bit_identical(tmp_path: Path, cache_dir: Path) -> None:
     manifest = write_cohort(tmp_path / "k", patients=250, size=96)
     m = load_manifest(manifest)
@@ -173,6 +174,7 @@ def test_sigkill_resume_is_bit_identical(tmp_path: Path, cache_dir: Path) -> Non
     assert verify_store(path).ok
 
 
+@pytest.mark.slow
 def test_two_concurrent_extracts(cohort: Path, cache_dir: Path) -> None:
     build_image_store(load_manifest(cohort), ImageStoreParams(size=96))
     env = os.environ | {"PROGBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}

@@ -94,6 +94,7 @@ def test_interrupted_build_resumes_only_missing(tmp_path: Path, cache_dir: Path)
     assert ImageStore(clean.path).content_fingerprint == fp
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume(tmp_path: Path, cache_dir: Path) -> None:
     manifest = write_cohort(tmp_path / "k", patients=300, size=96)
     cmd = [sys.executable, "-m", "progbench.cli", "cache", "images", str(manifest), "--size", "96"]

@@ -158,6 +158,7 @@ def test_runs_folder_that_is_a_file_is_one_line(lp_tree: tuple[Path, Path, Path]
     one_os_error(r, runs, "Not a directory")
 
 
+@pytest.mark.slow
 def test_read_only_report_out_and_tree_are_one_line(
     lp_tree: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:

@@ -109,6 +109,7 @@ def lp_tree(tmp_path: Path) -> tuple[Path, Path, Path]:
     return task, tmp_path / "runs", tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_lp_probe_preset_is_part_of_the_identity(lp_tree: tuple[Path, Path, Path]) -> None:
     task, runs, cache = lp_tree
     assert lp(task, runs, cache, "--probe", "default").code == 0
@@ -191,6 +192,7 @@ def test_splits_file_holds_what_was_asked(lp_tree: tuple[Path, Path, Path]) -> N
 # ------------------------------------------------------- 3, 4. several schemes in one tree
 
 
+@pytest.mark.slow
 def test_kfold_and_loco_share_a_tree_and_are_reported_apart(
     lp_tree: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:

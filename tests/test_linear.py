@@ -28,6 +28,8 @@ from progbench.train.linear import LPContext
 from progbench.train.probe import ProbeConfig, fit_probes, standardiser
 from tests.helpers.lp import lp_runs
 
+pytestmark = pytest.mark.slow  # module fixtures that build stores or full reports
+
 STORE = ImageStoreParams(size=96)
 
 

@@ -61,6 +61,7 @@ def meta_matrix():
     return compute_matrix(TWINS, use_cache=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("backbone", "strategy"), CELLS, ids=[f"{b}-{s}" for b, s in CELLS])
 def test_one_cell(backbone: str, strategy: str, meta_matrix) -> None:
     loaded = load_backbone(backbone, "random", seed=0)

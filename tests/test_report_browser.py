@@ -26,6 +26,8 @@ from PIL import Image
 from progbench.report import REPORT_HTML
 from tests.helpers.runtree import built_report
 
+pytestmark = pytest.mark.slow  # module fixtures that build stores or full reports
+
 CHROMIUM = os.environ.get("PROGBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PROGBENCH_CHROMEDRIVER", "/usr/bin/chromedriver")
 INSTALL_HINT = (

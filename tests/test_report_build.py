@@ -230,6 +230,7 @@ def test_html_is_self_contained(report: Path, results: pd.DataFrame) -> None:
     assert total["wall_time_h"] == pytest.approx(run_rows["wall_time_s"].astype(float).sum() / 3600)
 
 
+@pytest.mark.slow
 def test_rebuild_in_another_process_is_byte_identical(report: Path, tmp_path: Path) -> None:
     """The CLI, given the results table as a file, in a process with another hash seed."""
     table = tmp_path / "results.parquet"
@@ -248,6 +249,7 @@ def test_rebuild_in_another_process_is_byte_identical(report: Path, tmp_path: Pa
     assert _files(out) == _files(report)
 
 
+@pytest.mark.slow
 def test_adding_and_removing_runs_updates_the_report(
     report: Path, results: pd.DataFrame, tmp_path: Path
 ) -> None:

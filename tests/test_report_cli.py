@@ -38,6 +38,7 @@ def _digests(out: Path) -> dict[str, str]:
     return json.loads((out / MANIFEST).read_text(encoding="utf-8"))["files"]
 
 
+@pytest.mark.slow
 def test_report_follows_the_run_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs, out = tmp_path / "runs", tmp_path / "report"
     write_run_tree(runs, SMALL)
@@ -92,6 +93,7 @@ def test_report_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_metric_option_is_repeatable_and_comma_separated(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -113,6 +115,7 @@ def test_metric_option_is_repeatable_and_comma_separated(
     assert "<title>progbench report: AUROC, MCC</title>" in html
 
 
+@pytest.mark.slow
 def test_the_runs_table_shows_each_runs_feature_variant(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

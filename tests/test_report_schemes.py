@@ -17,6 +17,8 @@ from progbench.errors import ProgbenchError, RunError
 from progbench.report import REPORT_HTML, build_report
 from tests.helpers.runtree import TreeSpec, evaluated_tree
 
+pytestmark = pytest.mark.slow  # module fixtures that build stores or full reports
+
 CENTRES = ("north", "south", "east")
 TREE = TreeSpec(
     tasks=("death",),

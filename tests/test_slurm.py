@@ -112,6 +112,7 @@ def folder(cluster: str, tmp_path: Path) -> Any:
 # ------------------------------------------------------------------------- tests on the cluster
 
 
+@pytest.mark.slow
 def test_array_results_read_back_from_saved_ids_in_a_fresh_process(folder: Path) -> None:
     ids = submit_array(square_or_fail, [1, 2, 3], TINY, folder, "squares", keys=["a", "b", "c"])
     assert len(ids) == 3 and len({i.split("_")[0] for i in ids}) == 1  # one array
@@ -133,6 +134,7 @@ def test_array_results_read_back_from_saved_ids_in_a_fresh_process(folder: Path)
     assert seen == {i: ["done", k, x * x] for i, k, x in zip(ids, "abc", [1, 2, 3], strict=True)}
 
 
+@pytest.mark.slow
 def test_failing_item_reports_its_error_line_and_log_while_others_finish(folder: Path) -> None:
     ids = submit_array(square_or_fail, [5, -1, 6], TINY, folder, "mixed")
     states = wait(folder, timeout_s=120, poll_s=0.5)
@@ -145,6 +147,7 @@ def test_failing_item_reports_its_error_line_and_log_while_others_finish(folder:
         job_result(folder, ids[1])
 
 
+@pytest.mark.slow
 def test_cancelled_job_is_failed_with_slurms_reason(folder: Path) -> None:
     (job_id,) = submit_array(sleep_for, [300], TINY, folder, "cancelled")
     _wait_for_file(folder / f"{job_id}_0_log.out", "Starting with")  # submitit's first line
@@ -156,6 +159,7 @@ def test_cancelled_job_is_failed_with_slurms_reason(folder: Path) -> None:
     assert status.log is not None and status.error in status.log.read_text()
 
 
+@pytest.mark.slow
 def test_job_at_its_time_limit_is_requeued_and_resumes(requeue_run: Any) -> None:
     folder, (slow_id, quick_id) = requeue_run
     states = wait(folder, timeout_s=240, poll_s=1)

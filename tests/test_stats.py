@@ -59,6 +59,7 @@ def _holm_step_down(p: list[float], alpha: float) -> set[int]:
     st.lists(st.floats(min_value=1e-6, max_value=1.0), min_size=1, max_size=12),
     st.sampled_from([0.01, 0.05, 0.1]),
 )
+@pytest.mark.slow
 def test_holm_ordering_and_rejections(p: list[float], alpha: float) -> None:
     adj = holm(p, alpha)
     raw = np.asarray(p)

@@ -123,6 +123,7 @@ def _train_like_the_sweep(root: Path, runs: Path, capsys) -> None:
             assert cli(args, capsys)[0] == 0
 
 
+@pytest.mark.slow
 def test_a_sweep_on_two_workers_equals_the_same_train_calls(tmp_path: Path, capsys) -> None:
     path = write_sweep(tmp_path)
     code, out, err = cli(["sweep", "run", str(path), "--workers", "2"], capsys)
@@ -145,6 +146,7 @@ def test_a_sweep_on_two_workers_equals_the_same_train_calls(tmp_path: Path, caps
     assert set(status.values()) == {"done"}
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_finishes_without_redoing_a_run(tmp_path: Path) -> None:
     path = write_sweep(tmp_path)
     runs = tmp_path / "runs"
@@ -167,6 +169,7 @@ def test_kill_9_then_rerun_finishes_without_redoing_a_run(tmp_path: Path) -> Non
         read_run(d)  # every digest checks out: nothing half-written
 
 
+@pytest.mark.slow
 def test_a_failing_cell_does_not_stop_the_others_and_a_rerun_does_only_it(
     tmp_path: Path, capsys
 ) -> None:
@@ -192,6 +195,7 @@ def test_a_failing_cell_does_not_stop_the_others_and_a_rerun_does_only_it(
     assert all(after[k] == v for k, v in before.items()) and len(after) == 20
 
 
+@pytest.mark.slow
 def test_two_sweep_runs_at_once_do_each_run_exactly_once(tmp_path: Path) -> None:
     path = write_sweep(tmp_path)
     procs = [
@@ -213,6 +217,7 @@ def test_two_sweep_runs_at_once_do_each_run_exactly_once(tmp_path: Path) -> None
     assert len(iter_runs(tmp_path / "runs").done) == 20
 
 
+@pytest.mark.slow
 def test_local_gpus_give_each_worker_its_device(tmp_path: Path, capsys) -> None:
     """With --gpus, one worker per listed GPU, CUDA_VISIBLE_DEVICES set before torch starts (on
     a CPU-only machine the runs still train on the CPU: the variable only names the device)."""
@@ -248,6 +253,7 @@ def _signal_like_a_time_limit(runs: Path, job_suffix: str, timeout_s: float = 24
     subprocess.run(["scancel", "--signal=USR2", ids[0]], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("slurm")
 def test_the_same_sweep_on_slurm_with_a_requeued_job(cluster: str, tmp_path: Path, capsys) -> None:
     # Long enough to be signalled after its first evaluation; it is requeued and resumes from it.

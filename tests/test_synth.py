@@ -61,6 +61,7 @@ def features(strong: SynthSummary, manifest: pd.DataFrame) -> np.ndarray:
     return np.array(rows)
 
 
+@pytest.mark.slow
 def test_manifest_layout_and_tasks(strong: SynthSummary, manifest: pd.DataFrame) -> None:
     assert tuple(manifest.columns) == MANIFEST_COLUMNS
     assert manifest["image_id"].is_unique and len(manifest) == strong.n_images

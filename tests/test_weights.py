@@ -404,6 +404,7 @@ def unanswering_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     release.set()  # let the abandoned probe thread finish
 
 
+@pytest.mark.slow
 def test_an_unanswering_network_fails_within_the_probe_timeout(
     monkeypatch: pytest.MonkeyPatch, unanswering_dns: list[str]
 ) -> None:
