@@ -20,8 +20,8 @@ from progbench.data.images import decode_image, load_image
 from progbench.data.synth import (
     MANIFEST_COLUMNS,
     SynthSummary,
-    _patient_anatomy,
     make_center_profiles,
+    patient_anatomy,
     render_radiograph,
     synthesize,
 )
@@ -129,7 +129,7 @@ def test_signal_3_is_learnable_from_crude_features(
 
 def test_signal_scales_the_disease_effect() -> None:
     profile = make_center_profiles(1, np.random.default_rng(0))[0]
-    anatomy = _patient_anatomy(np.random.default_rng(1))
+    anatomy = patient_anatomy(np.random.default_rng(1))
 
     def render(extent: float, signal: float, seed: int) -> tuple[np.ndarray, tuple[int, ...]]:
         return render_radiograph(

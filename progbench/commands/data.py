@@ -12,7 +12,11 @@ from progbench.commands.options import (
     ManifestOpt,
     NegativeOpt,
     OutcomeOpt,
+    PerCenterOpt,
     PositiveOpt,
+    RepeatsOpt,
+    SchemeOpt,
+    ShotsOpt,
     TaskArg,
     load_task_from_options,
     refuse_existing,
@@ -53,25 +57,15 @@ def splits(
     out: Annotated[Path, typer.Option("--out", help="Where to write the splits JSON.")] = Path(
         "splits.json"
     ),
-    scheme: Annotated[
-        str,
-        typer.Option(
-            help="auto | loco | kfold | holdout. auto: LOCO when every centre holds both "
-            "classes, else kfold."
-        ),
-    ] = "auto",
+    scheme: SchemeOpt = "auto",
     folds: Annotated[int, typer.Option(help="Number of folds for kfold.")] = 5,
     val_fraction: Annotated[
         float, typer.Option(help="Share of training patients held out for validation.")
     ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed for folds and draws.")] = 42,
-    shots: Annotated[
-        list[str] | None, typer.Option(help="Few-shot k values, e.g. 2,4,8,16,32.")
-    ] = None,
-    repeats: Annotated[int, typer.Option(help="Few-shot draws per k.")] = 5,
-    per_center: Annotated[
-        bool, typer.Option("--per-center", help="Draw k per class in every centre.")
-    ] = False,
+    shots: ShotsOpt = None,
+    repeats: RepeatsOpt = 5,
+    per_center: PerCenterOpt = False,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing --out file.")
     ] = False,

@@ -75,6 +75,18 @@ DtypeOpt = Annotated[
 BackboneOpt = Annotated[
     str, typer.Option("--backbone", help="Registry name, see `progbench models`.")
 ]
+SchemeOpt = Annotated[
+    str,
+    typer.Option(
+        help="auto | loco | kfold | holdout. auto: LOCO when every centre holds both "
+        "classes, else kfold."
+    ),
+]
+ShotsOpt = Annotated[list[str] | None, typer.Option(help="Few-shot k values, e.g. 2,4,8,16,32.")]
+RepeatsOpt = Annotated[int, typer.Option(help="Few-shot draws per k.")]
+PerCenterOpt = Annotated[
+    bool, typer.Option("--per-center", help="Draw k per class in every centre.")
+]
 ImageSizeOpt = Annotated[int, typer.Option("--image-size", help="Side of the image store.")]
 ForceOutOpt = Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")]
 

@@ -7,14 +7,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from progbench.commands.app import command, group
 from progbench.commands.options import split_list
 from progbench.commands.output import console, print_wide
-from progbench.commands.render import simple_table
+from progbench.commands.render import prepare_rules_table, prepare_tasks_table
+
+if TYPE_CHECKING:
+    from progbench.data.prepare.options import TableOptions
 
 app = group("Turn raw downloads (a clinical table and image folders) into a runnable study.")
 
@@ -59,6 +62,72 @@ ClinicalOpt = Annotated[
     typer.Option("--clinical", help="The clinical table, if not found under RAW_DIR by name."),
 ]
 RawArg = Annotated[Path, typer.Argument(help="The folder the release was downloaded into.")]
+CenterColumnOpt = Annotated[str | None, typer.Option(help="Centre column (default: one centre).")]
+
+# ---- `prepare table` only
+TableArg = Annotated[Path, typer.Argument(help="Clinical table: .csv, .xlsx or .parquet.")]
+ImagesArg = Annotated[
+    Path,
+    typer.Argument(help="Image root: paths and templates are relative to it; matching walks it."),
+]
+MapOpt = Annotated[
+    Path | None,
+    typer.Option("--map", help="Column map YAML; options given here override its keys."),
+]
+SheetOpt = Annotated[str | None, typer.Option(help="Spreadsheet sheet (name or index).")]
+HeaderRowOpt = Annotated[
+    int | None, typer.Option("--header-row", help="0-based row of the header.")
+]
+IdOpt = Annotated[str | None, typer.Option("--id", help="Column of image ids (one image per row).")]
+TablePatientOpt = Annotated[str | None, typer.Option(help="Patient column (default: --id).")]
+CenterNameOpt = Annotated[
+    str | None, typer.Option("--center-name", help="The one centre's name, without --center.")
+]
+PathOpt = Annotated[str | None, typer.Option("--path", help="Column of image paths.")]
+PathTemplateOpt = Annotated[
+    str | None,
+    typer.Option("--path-template", help="Image path from columns, e.g. '{ImageFile}.dcm'."),
+]
+DicomMatchOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dicom-match", help="TAG=COLUMN: DICOM files whose header tag equals the column."
+    ),
+]
+MatchStemOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--match-stem", help="COLUMN: files named <value> or <value>_<anything> (or - . space)."
+    ),
+]
+TableOutcomeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--outcome",
+        help="NAME=COLUMN:POSITIVE[,NEGATIVE...], repeated; e.g. death=Outcome:Dead,Alive.",
+    ),
+]
+DateOpt = Annotated[str | None, typer.Option(help="Study date column.")]
+ViewOpt = Annotated[str | None, typer.Option(help="View column (PA, AP, LATERAL...).")]
+BoxColumnsOpt = Annotated[
+    str | None,
+    typer.Option("--box-columns", help="X0,Y0,X1,Y1: box columns in pixels (x = column)."),
+]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option("--exclude", help="Ids (of --id) to drop, recorded.")
+]
+# TableOptions.columns keys, from prepare_table's parameter names
+TABLE_COLUMNS = {
+    "id": "id_col",
+    "patient": "patient",
+    "center": "center",
+    "center_name": "center_name",
+    "path": "path",
+    "path_template": "path_template",
+    "stem_match": "match_stem",
+    "date": "date",
+    "view": "view",
+}
 
 
 def _listed(values: list[str] | None) -> list[str] | None:
@@ -67,66 +136,28 @@ def _listed(values: list[str] | None) -> list[str] | None:
 
 
 def prepare_table(
-    table: Annotated[Path, typer.Argument(help="Clinical table: .csv, .xlsx or .parquet.")],
-    images: Annotated[
-        Path,
-        typer.Argument(
-            help="Image root: paths and templates are relative to it; matching walks it."
-        ),
-    ],
+    table: TableArg,
+    images: ImagesArg,
     out: OutDirOpt,
-    map_file: Annotated[
-        Path | None,
-        typer.Option("--map", help="Column map YAML; options given here override its keys."),
-    ] = None,
-    sheet: Annotated[str | None, typer.Option(help="Spreadsheet sheet (name or index).")] = None,
-    header_row: Annotated[
-        int | None, typer.Option("--header-row", help="0-based row of the header.")
-    ] = None,
-    id_col: Annotated[
-        str | None, typer.Option("--id", help="Column of image ids (one image per row).")
-    ] = None,
-    patient: Annotated[str | None, typer.Option(help="Patient column (default: --id).")] = None,
-    center: Annotated[str | None, typer.Option(help="Centre column (default: one centre).")] = None,
-    center_name: Annotated[
-        str | None, typer.Option("--center-name", help="The one centre's name, without --center.")
-    ] = None,
-    path: Annotated[str | None, typer.Option("--path", help="Column of image paths.")] = None,
-    path_template: Annotated[
-        str | None,
-        typer.Option("--path-template", help="Image path from columns, e.g. '{ImageFile}.dcm'."),
-    ] = None,
-    dicom_match: Annotated[
-        str | None,
-        typer.Option(
-            "--dicom-match", help="TAG=COLUMN: DICOM files whose header tag equals the column."
-        ),
-    ] = None,
-    match_stem: Annotated[
-        str | None,
-        typer.Option(
-            "--match-stem", help="COLUMN: files named <value> or <value>_<anything> (or - . space)."
-        ),
-    ] = None,
-    outcome: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--outcome",
-            help="NAME=COLUMN:POSITIVE[,NEGATIVE...], repeated; e.g. death=Outcome:Dead,Alive.",
-        ),
-    ] = None,
-    date: Annotated[str | None, typer.Option(help="Study date column.")] = None,
-    view: Annotated[str | None, typer.Option(help="View column (PA, AP, LATERAL...).")] = None,
-    box_columns: Annotated[
-        str | None,
-        typer.Option("--box-columns", help="X0,Y0,X1,Y1: box columns in pixels (x = column)."),
-    ] = None,
+    map_file: MapOpt = None,
+    sheet: SheetOpt = None,
+    header_row: HeaderRowOpt = None,
+    id_col: IdOpt = None,
+    patient: TablePatientOpt = None,
+    center: CenterColumnOpt = None,
+    center_name: CenterNameOpt = None,
+    path: PathOpt = None,
+    path_template: PathTemplateOpt = None,
+    dicom_match: DicomMatchOpt = None,
+    match_stem: MatchStemOpt = None,
+    outcome: TableOutcomeOpt = None,
+    date: DateOpt = None,
+    view: ViewOpt = None,
+    box_columns: BoxColumnsOpt = None,
     one_per_patient: OnePerPatientOpt = None,
     views: ViewsOpt = None,
     modalities: ModalitiesOpt = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Ids (of --id) to drop, recorded.")
-    ] = None,
+    exclude: ExcludeOpt = None,
     drop_unmatched: DropUnmatchedOpt = False,
     absolute_paths: AbsoluteOpt = False,
     force: ForceOpt = False,
@@ -135,42 +166,39 @@ def prepare_table(
 
     Example: [bold]progbench prepare table clinical.xlsx dicom/ --out study --id ImageFile --center Hospital --path-template '{ImageFile}.dcm' --outcome death=Outcome:Dead,Alive[/]
     """
+    given = dict(locals())  # every option by parameter name (nothing else is bound yet)
     from progbench.data.prepare import prepare
-    from progbench.data.prepare.options import TableOptions, table_spec
+    from progbench.data.prepare.options import table_spec
+
+    spec = table_spec(table, images, _table_options(given))
+    _report(prepare(spec, out, force=force))
+
+
+def _table_options(given: dict[str, Any]) -> TableOptions:
+    """`prepare table`'s options as the TableOptions its PrepareSpec is built from."""
+    from progbench.data.prepare.options import TableOptions
 
     rules: dict[str, Any] = {}
-    if views is not None:
-        rules["views"] = _listed(views) or None
-    if modalities is not None:
-        rules["modalities"] = _listed(modalities) or None
-    if exclude:
-        rules["exclude_ids"] = split_list(exclude)
-    if drop_unmatched:
+    if given["views"] is not None:
+        rules["views"] = _listed(given["views"]) or None
+    if given["modalities"] is not None:
+        rules["modalities"] = _listed(given["modalities"]) or None
+    if given["exclude"]:
+        rules["exclude_ids"] = split_list(given["exclude"])
+    if given["drop_unmatched"]:
         rules["unmatched"] = "drop"
-    options = TableOptions(
-        map_file=map_file,
-        sheet=sheet,
-        header_row=header_row,
-        columns={
-            "id": id_col,
-            "patient": patient,
-            "center": center,
-            "center_name": center_name,
-            "path": path,
-            "path_template": path_template,
-            "stem_match": match_stem,
-            "date": date,
-            "view": view,
-        },
-        dicom_match=dicom_match,
-        outcomes=outcome or [],
-        box_columns=split_list(box_columns),
+    return TableOptions(
+        map_file=given["map_file"],
+        sheet=given["sheet"],
+        header_row=given["header_row"],
+        columns={key: given[name] for key, name in TABLE_COLUMNS.items()},
+        dicom_match=given["dicom_match"],
+        outcomes=given["outcome"] or [],
+        box_columns=split_list(given["box_columns"]),
         rules=rules,
-        one_per_patient=one_per_patient,
-        absolute_paths=absolute_paths or None,
+        one_per_patient=given["one_per_patient"],
+        absolute_paths=given["absolute_paths"] or None,
     )
-    spec = table_spec(table, images, options)
-    _report(prepare(spec, out, force=force))
 
 
 def prepare_aiforcovid(
@@ -270,7 +298,7 @@ def prepare_cocross(
         Path | None, typer.Option("--images", help="Image folder (default: RAW_DIR/imgs).")
     ] = None,
     patient: Annotated[str | None, typer.Option(help="Patient column (default: ID).")] = None,
-    center: Annotated[str | None, typer.Option(help="Centre column (default: one centre).")] = None,
+    center: CenterColumnOpt = None,
     match: Annotated[
         str, typer.Option(help="auto | dicom (PatientID = ID) | stem (file names start with ID).")
     ] = "auto",
@@ -329,44 +357,11 @@ def prepare_stonybrook(
 
 def _report(result: Any) -> None:
     """What was written, the counts through the rules, and each task's classes."""
-    rules = [
-        (_rule_name(e), _counts(e["before"]), _counts(e["after"])) for e in result.record["rules"]
-    ]
-    print_wide(simple_table("selection", ("rule", "before", "after"), rules))
-    rows = []
-    for o in result.record["outputs"]:
-        for name, t in o["tasks"].items():
-            img, pat = t["images"], t["patients"]
-            rows.append(
-                (
-                    name,
-                    o["manifest"],
-                    o["images"],
-                    o["patients"],
-                    len(o["centres"]),
-                    f"{img['positive']}/{img['negative']}",
-                    f"{pat['positive']}/{pat['negative']}",
-                )
-            )
-    columns = ("task", "manifest", "images", "patients", "centres", "img +/-", "pat +/-")
-    print_wide(simple_table("tasks", columns, rows, right=columns[2:]))
+    print_wide(prepare_rules_table(result.record))
+    print_wide(prepare_tasks_table(result.record))
     for name, path in result.tasks.items():
         console.print(f"task {name}: {path}", soft_wrap=True)
     console.print(f"record: {result.out / 'prepare.json'}", soft_wrap=True)
-
-
-def _rule_name(entry: dict[str, Any]) -> str:
-    """The rule, and the manifest it applies to when it is one output's rule."""
-    detail = entry["detail"]
-    where = detail.get("output") if isinstance(detail, dict) else None
-    return f"{entry['rule']} ({where})" if where else entry["rule"]
-
-
-def _counts(c: dict[str, int]) -> str:
-    if not c:
-        return ""
-    images = f"{c['images']} img, " if "images" in c else ""
-    return f"{images}{c['rows']} rows, {c['patients']} pat"
 
 
 def register(root: typer.Typer) -> None:

@@ -172,3 +172,44 @@ def summary_table(title: str, groups: list[dict[str, Any]]) -> Table:
             )
         )
     return simple_table(title, SUMMARY_COLUMNS, rows, right=SUMMARY_COLUMNS[5:])
+
+
+def prepare_rules_table(record: Mapping[str, Any]) -> Table:
+    """A prepare.json record's selection: rows, images and patients before and after each rule."""
+    rules = [(_rule_name(e), _counts(e["before"]), _counts(e["after"])) for e in record["rules"]]
+    return simple_table("selection", ("rule", "before", "after"), rules)
+
+
+def prepare_tasks_table(record: Mapping[str, Any]) -> Table:
+    """A prepare.json record's tasks: manifest, sizes and classes (images and patients)."""
+    rows = []
+    for o in record["outputs"]:
+        for name, t in o["tasks"].items():
+            img, pat = t["images"], t["patients"]
+            rows.append(
+                (
+                    name,
+                    o["manifest"],
+                    o["images"],
+                    o["patients"],
+                    len(o["centres"]),
+                    f"{img['positive']}/{img['negative']}",
+                    f"{pat['positive']}/{pat['negative']}",
+                )
+            )
+    columns = ("task", "manifest", "images", "patients", "centres", "img +/-", "pat +/-")
+    return simple_table("tasks", columns, rows, right=columns[2:])
+
+
+def _rule_name(entry: Mapping[str, Any]) -> str:
+    """The rule, and the manifest it applies to when it is one output's rule."""
+    detail = entry["detail"]
+    where = detail.get("output") if isinstance(detail, dict) else None
+    return f"{entry['rule']} ({where})" if where else entry["rule"]
+
+
+def _counts(c: Mapping[str, int]) -> str:
+    if not c:
+        return ""
+    images = f"{c['images']} img, " if "images" in c else ""
+    return f"{images}{c['rows']} rows, {c['patients']} pat"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,7 +17,11 @@ from progbench.commands.options import (
     ManifestOpt,
     NegativeOpt,
     OutcomeOpt,
+    PerCenterOpt,
     PositiveOpt,
+    RepeatsOpt,
+    SchemeOpt,
+    ShotsOpt,
     TaskArg,
     WeightsDirOpt,
     WeightsOpt,
@@ -30,6 +34,9 @@ from progbench.commands.output import console, print_wide, progress
 from progbench.commands.render import summary_table
 from progbench.train.options import FinetuneOptions
 
+if TYPE_CHECKING:
+    from progbench.train.pipeline import TrainRequest, TrainSummary
+
 _DEFAULTS = FinetuneOptions()
 
 
@@ -38,140 +45,167 @@ def _dflt(field: str, where: str = "") -> str:
     return f" Default: the preset's{where} ({getattr(_DEFAULTS, field)} in `default`)."
 
 
+StrategyOpt = Annotated[
+    str,
+    typer.Option(
+        "--strategy",
+        help="lp | fft | lora-r4/8/16 | vera-r4/8/16 | bitfit | ia3, or a scikit-learn "
+        "baseline on the features: knn | svm-rbf | random-forest | logreg.",
+    ),
+]
+FoldsOpt = Annotated[int, typer.Option(help="Folds for kfold.")]
+ValFractionOpt = Annotated[float, typer.Option(help="Share of training patients for validation.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for splits, draws and training.")]
+SplitsFileOpt = Annotated[Path | None, typer.Option("--splits", help="Use this splits JSON.")]
+RunsOpt = Annotated[Path, typer.Option("--runs", help="Root of the run tree.")]
+ForceRunsOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Recompute finished runs (old ones are kept in .replaced/)."),
+]
+PresetOpt = Annotated[
+    str,
+    typer.Option(
+        "--preset",
+        help="Training preset (PEFT/FFT): default, ruffini2025 (the reference study's "
+        "schedule), demo, or a <name>.yaml in $PROGBENCH_TRAINING_DIR. The flags below "
+        "override it.",
+    ),
+]
+ProbeOpt = Annotated[
+    str,
+    typer.Option(
+        "--probe",
+        help="LP probe preset (configs/probes/*.yaml): default (lbfgs over L2 strength, "
+        "cls1), variants (lbfgs over the study's feature variants) or reference (the "
+        "study's head-lr grid 1e-2,1e-3,1e-4 with Adam over its feature variants).",
+    ),
+]
+
+# Training flags: None (not given) leaves the preset's value. Their names are FinetuneOptions
+# fields (compile_model is `compile`); the request takes those given, in this order.
+TRAINING_FLAGS = {
+    "device": "device",
+    "dtype": "dtype",
+    "batch_size": "batch_size",
+    "epochs": "epochs",
+    "accumulate": "accumulate",
+    "lr_backbone": "lr_backbone",
+    "lr_head": "lr_head",
+    "patience": "patience",
+    "min_epochs": "min_epochs",
+    "eval_every": "eval_every",
+    "min_lr": "min_lr",
+    "augment": "augment",
+    "compile_model": "compile",
+    "image_size": "image_size",
+    "input_size": "input_size",
+    "weight_decay": "weight_decay",
+    "cache_dir": "cache_dir",
+}
+TrainDeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="auto | cpu | cuda. auto picks CUDA." + _dflt("device")),
+]
+TrainDtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype", help="auto | fp32 | bf16. auto: bf16 on CUDA, fp32 on CPU." + _dflt("dtype")
+    ),
+]
+BatchSizeOpt = Annotated[
+    int | None,
+    typer.Option("--batch-size", help="Images per step." + _dflt("batch_size", " or per task")),
+]
+EpochsOpt = Annotated[int | None, typer.Option(help="Maximum epochs (PEFT/FFT)." + _dflt("epochs"))]
+AccumulateOpt = Annotated[
+    int | None,
+    typer.Option(help="Gradient accumulation steps (PEFT/FFT)." + _dflt("accumulate")),
+]
+LrBackboneOpt = Annotated[
+    float | None,
+    typer.Option("--lr-backbone", help="Backbone/adapter lr. Default: 1e-5 FFT, 1e-4 PEFT."),
+]
+LrHeadOpt = Annotated[
+    float | None,
+    typer.Option("--lr-head", help="Head lr. Default: chosen on validation from 1e-2,1e-3,1e-4."),
+]
+PatienceOpt = Annotated[
+    int | None,
+    typer.Option(help="Early-stopping patience in epochs (PEFT/FFT)." + _dflt("patience")),
+]
+MinEpochsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--min-epochs",
+        help="Early-stopping patience counts from this epoch at the earliest."
+        + _dflt("min_epochs"),
+    ),
+]
+EvalEveryOpt = Annotated[
+    int | None,
+    typer.Option("--eval-every", help="Validate every N epochs (PEFT/FFT)." + _dflt("eval_every")),
+]
+MinLrOpt = Annotated[
+    float | None, typer.Option("--min-lr", help="Floor of the lr schedule." + _dflt("min_lr"))
+]
+AugmentOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--augment/--no-augment", help="On-device CXR-safe augmentation." + _dflt("augment")
+    ),
+]
+CompileOpt = Annotated[
+    bool | None, typer.Option("--compile", help="torch.compile the model (PEFT/FFT).")
+]
+TrainImageSizeOpt = Annotated[
+    int | None,
+    typer.Option("--image-size", help="Side of the image store." + _dflt("image_size")),
+]
+InputSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--input-size", help="Model input side (PEFT/FFT; CNNs only). Default: the backbone's."
+    ),
+]
+WeightDecayOpt = Annotated[
+    float | None,
+    typer.Option("--weight-decay", help="AdamW weight decay (PEFT/FFT)." + _dflt("weight_decay")),
+]
+
+
 def train(
     task: TaskArg = None,
     backbone: BackboneOpt = "resnet18",
-    strategy: Annotated[
-        str,
-        typer.Option(
-            "--strategy",
-            help="lp | fft | lora-r4/8/16 | vera-r4/8/16 | bitfit | ia3, or a scikit-learn "
-            "baseline on the features: knn | svm-rbf | random-forest | logreg.",
-        ),
-    ] = "lp",
+    strategy: StrategyOpt = "lp",
     weights: WeightsOpt = "pretrained",
-    scheme: Annotated[
-        str,
-        typer.Option(
-            help="auto | loco | kfold | holdout. auto: LOCO when every centre holds both "
-            "classes, else kfold."
-        ),
-    ] = "auto",
-    folds: Annotated[int, typer.Option(help="Folds for kfold.")] = 5,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of training patients for validation.")
-    ] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed for splits, draws and training.")] = 42,
-    shots: Annotated[
-        list[str] | None, typer.Option(help="Few-shot k values, e.g. 2,4,8,16,32.")
-    ] = None,
-    repeats: Annotated[int, typer.Option(help="Few-shot draws per k.")] = 5,
-    per_center: Annotated[
-        bool, typer.Option("--per-center", help="Draw k per class in every centre.")
-    ] = False,
-    splits_file: Annotated[
-        Path | None, typer.Option("--splits", help="Use this splits JSON.")
-    ] = None,
-    runs: Annotated[Path, typer.Option("--runs", help="Root of the run tree.")] = Path("runs"),
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Recompute finished runs (old ones are kept in .replaced/)."),
-    ] = False,
-    preset: Annotated[
-        str,
-        typer.Option(
-            "--preset",
-            help="Training preset (PEFT/FFT): default, ruffini2025 (the reference study's "
-            "schedule), demo, or a <name>.yaml in $PROGBENCH_TRAINING_DIR. The flags below "
-            "override it.",
-        ),
-    ] = "default",
-    device: Annotated[
-        str | None,
-        typer.Option("--device", help="auto | cpu | cuda. auto picks CUDA." + _dflt("device")),
-    ] = None,
-    dtype: Annotated[
-        str | None,
-        typer.Option(
-            "--dtype", help="auto | fp32 | bf16. auto: bf16 on CUDA, fp32 on CPU." + _dflt("dtype")
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help="Images per step." + _dflt("batch_size", " or per task")),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Maximum epochs (PEFT/FFT)." + _dflt("epochs"))
-    ] = None,
-    accumulate: Annotated[
-        int | None,
-        typer.Option(help="Gradient accumulation steps (PEFT/FFT)." + _dflt("accumulate")),
-    ] = None,
-    lr_backbone: Annotated[
-        float | None,
-        typer.Option("--lr-backbone", help="Backbone/adapter lr. Default: 1e-5 FFT, 1e-4 PEFT."),
-    ] = None,
-    lr_head: Annotated[
-        float | None,
-        typer.Option(
-            "--lr-head", help="Head lr. Default: chosen on validation from 1e-2,1e-3,1e-4."
-        ),
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(help="Early-stopping patience in epochs (PEFT/FFT)." + _dflt("patience")),
-    ] = None,
-    min_epochs: Annotated[
-        int | None,
-        typer.Option(
-            "--min-epochs",
-            help="Early-stopping patience counts from this epoch at the earliest."
-            + _dflt("min_epochs"),
-        ),
-    ] = None,
-    eval_every: Annotated[
-        int | None,
-        typer.Option(
-            "--eval-every", help="Validate every N epochs (PEFT/FFT)." + _dflt("eval_every")
-        ),
-    ] = None,
-    min_lr: Annotated[
-        float | None, typer.Option("--min-lr", help="Floor of the lr schedule." + _dflt("min_lr"))
-    ] = None,
-    augment: Annotated[
-        bool | None,
-        typer.Option(
-            "--augment/--no-augment", help="On-device CXR-safe augmentation." + _dflt("augment")
-        ),
-    ] = None,
-    compile_model: Annotated[
-        bool | None, typer.Option("--compile", help="torch.compile the model (PEFT/FFT).")
-    ] = None,
-    image_size: Annotated[
-        int | None,
-        typer.Option("--image-size", help="Side of the image store." + _dflt("image_size")),
-    ] = None,
-    probe: Annotated[
-        str,
-        typer.Option(
-            "--probe",
-            help="LP probe preset (configs/probes/*.yaml): default (lbfgs over L2 strength, "
-            "cls1), variants (lbfgs over the study's feature variants) or reference (the "
-            "study's head-lr grid 1e-2,1e-3,1e-4 with Adam over its feature variants).",
-        ),
-    ] = "default",
-    input_size: Annotated[
-        int | None,
-        typer.Option(
-            "--input-size", help="Model input side (PEFT/FFT; CNNs only). Default: the backbone's."
-        ),
-    ] = None,
-    weight_decay: Annotated[
-        float | None,
-        typer.Option(
-            "--weight-decay", help="AdamW weight decay (PEFT/FFT)." + _dflt("weight_decay")
-        ),
-    ] = None,
+    scheme: SchemeOpt = "auto",
+    folds: FoldsOpt = 5,
+    val_fraction: ValFractionOpt = 0.2,
+    seed: SeedOpt = 42,
+    shots: ShotsOpt = None,
+    repeats: RepeatsOpt = 5,
+    per_center: PerCenterOpt = False,
+    splits_file: SplitsFileOpt = None,
+    runs: RunsOpt = Path("runs"),
+    force: ForceRunsOpt = False,
+    preset: PresetOpt = "default",
+    device: TrainDeviceOpt = None,
+    dtype: TrainDtypeOpt = None,
+    batch_size: BatchSizeOpt = None,
+    epochs: EpochsOpt = None,
+    accumulate: AccumulateOpt = None,
+    lr_backbone: LrBackboneOpt = None,
+    lr_head: LrHeadOpt = None,
+    patience: PatienceOpt = None,
+    min_epochs: MinEpochsOpt = None,
+    eval_every: EvalEveryOpt = None,
+    min_lr: MinLrOpt = None,
+    augment: AugmentOpt = None,
+    compile_model: CompileOpt = None,
+    image_size: TrainImageSizeOpt = None,
+    probe: ProbeOpt = "default",
+    input_size: InputSizeOpt = None,
+    weight_decay: WeightDecayOpt = None,
     cache_dir: CacheDirOpt = None,
     weights_dir: WeightsDirOpt = None,
     manifest: ManifestOpt = None,
@@ -192,56 +226,51 @@ def train(
 
     [bold]progbench train cohort/tasks/severity.yaml --backbone dinov2-s --strategy lora-r8 --scheme loco[/]
     """
-    from progbench.data.fewshot import parse_shots
-    from progbench.train.pipeline import SplitRequest, TrainRequest, run_train
-    from progbench.train.presets import resolve_training
+    given = dict(locals())  # every option by parameter name (nothing else is bound yet)
+    from progbench.train.pipeline import run_train
 
     use_weights_dir(weights_dir)
-    t = load_task_from_options(task, manifest, outcome, positive, negative)
-    given = {
-        "device": device,
-        "dtype": dtype,
-        "batch_size": batch_size,
-        "epochs": epochs,
-        "accumulate": accumulate,
-        "lr_backbone": lr_backbone,
-        "lr_head": lr_head,
-        "patience": patience,
-        "min_epochs": min_epochs,
-        "eval_every": eval_every,
-        "min_lr": min_lr,
-        "augment": augment,
-        "compile": compile_model,
-        "image_size": image_size,
-        "input_size": input_size,
-        "weight_decay": weight_decay,
-        "cache_dir": cache_dir,
-    }
-    options = resolve_training(
-        preset, t.name, {k: v for k, v in given.items() if v is not None}, "the command line"
+    summary = run_train(_train_request(given), progress)
+    _print_train_summary(summary)
+
+
+def _train_request(given: dict[str, Any]) -> TrainRequest:
+    """The TrainRequest that `train`'s options describe (task, training options, splits)."""
+    from progbench.data.fewshot import parse_shots
+    from progbench.train.pipeline import SplitRequest, TrainRequest
+    from progbench.train.presets import resolve_training
+
+    t = load_task_from_options(
+        given["task"], given["manifest"], given["outcome"], given["positive"], given["negative"]
     )
-    shot_list = split_list(shots)
-    request = TrainRequest(
+    flags = {key: given[name] for name, key in TRAINING_FLAGS.items() if given[name] is not None}
+    options = resolve_training(given["preset"], t.name, flags, "the command line")
+    shot_list = split_list(given["shots"])
+    splits = SplitRequest(
+        scheme=given["scheme"],
+        folds=given["folds"],
+        val_fraction=given["val_fraction"],
+        seed=given["seed"],
+        shots=tuple(parse_shots(",".join(shot_list))) if shot_list else (),
+        repeats=given["repeats"],
+        per_center=given["per_center"],
+        splits_file=given["splits_file"],
+    )
+    return TrainRequest(
         task=t,
-        backbone=backbone,
-        strategy=strategy,
-        weights=weights,
-        splits=SplitRequest(
-            scheme=scheme,  # type: ignore[arg-type]
-            folds=folds,
-            val_fraction=val_fraction,
-            seed=seed,
-            shots=tuple(parse_shots(",".join(shot_list))) if shot_list else (),
-            repeats=repeats,
-            per_center=per_center,
-            splits_file=splits_file,
-        ),
-        runs_root=runs,
-        force=force,
-        probe=probe,
+        backbone=given["backbone"],
+        strategy=given["strategy"],
+        weights=given["weights"],
+        splits=splits,
+        runs_root=given["runs"],
+        force=given["force"],
+        probe=given["probe"],
         options=options,
     )
-    summary = run_train(request, progress)
+
+
+def _print_train_summary(summary: TrainSummary) -> None:
+    """Notes, counts, the test-split table and where to go next."""
     for note in summary.notes:
         console.print(note)
     console.print(

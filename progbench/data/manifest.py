@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +141,23 @@ def load_manifest(
     def name(i: int) -> str:
         return names[i] if names is not None else row_label(path, i)
 
+    _check_shape(df, path)
+    for col in ID_COLUMNS:
+        df[col] = df[col].map(_id_text)
+    problems = _id_problems(df, name) + _box_problems(df, name)
+    if check_files:
+        problems += _file_problems(df, path.parent, name)
+    if problems:
+        raise ManifestError(
+            f"{path} has {len(problems)} problem(s):\n{_bullets(problems)}",
+            "Fix or remove these rows; paths are relative to the manifest's folder.",
+            problems,
+        )
+    return Manifest(frame=df.reset_index(drop=True), source=path, row_names=names)
+
+
+def _check_shape(df: pd.DataFrame, path: Path) -> None:
+    """The required columns are there and the table has rows."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(
@@ -151,13 +168,15 @@ def load_manifest(
         raise ManifestError(
             f"{path} is empty: it has a header but no rows", "Add one row per image."
         )
-    for col in ID_COLUMNS:
-        df[col] = df[col].map(
-            lambda v: (
-                "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
-            )
-        )
 
+
+def _id_text(v: object) -> str:
+    """An id column's value as stripped text; missing values become ''."""
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+
+
+def _id_problems(df: pd.DataFrame, name: Callable[[int], str]) -> list[str]:
+    """Empty ids, duplicate image ids, and patients seen in more than one centre."""
     problems: list[str] = []
     for col in ID_COLUMNS:
         for i in np.flatnonzero(df[col].to_numpy() == ""):
@@ -175,37 +194,39 @@ def load_manifest(
         problems.append(
             f"column 'center': patient {patient!r} appears in centres {sorted(cs)} ({where})"
         )
+    return problems
 
+
+def _box_problems(df: pd.DataFrame, name: Callable[[int], str]) -> list[str]:
+    """Box columns all or none, each a number; converts them to numbers in `df`."""
     present_boxes = [c for c in BOX_COLUMNS if c in df.columns]
     if present_boxes and len(present_boxes) != len(BOX_COLUMNS):
-        problems.append(
+        return [
             f"box columns are incomplete: found {present_boxes}, need all of {list(BOX_COLUMNS)}"
-        )
-    elif present_boxes:
+        ]
+    problems: list[str] = []
+    if present_boxes:
         for col in BOX_COLUMNS:
             vals = pd.to_numeric(df[col], errors="coerce")
             bad = vals.isna() & df[col].notna()
             for i in np.flatnonzero(bad.to_numpy()):
                 problems.append(f"{name(i)}, column {col!r}: {df[col].iloc[i]!r} is not a number")
             df[col] = vals
+    return problems
 
-    if check_files:
-        for i, p in enumerate(df["path"]):
-            if p == "":
-                continue
-            full = resolve_path(path.parent, p)
-            if not full.is_file():
-                problems.append(f"{name(i)}, column 'path': file not found: {full}")
-            elif not os.access(full, os.R_OK):
-                problems.append(f"{name(i)}, column 'path': file not readable: {full}")
 
-    if problems:
-        raise ManifestError(
-            f"{path} has {len(problems)} problem(s):\n{_bullets(problems)}",
-            "Fix or remove these rows; paths are relative to the manifest's folder.",
-            problems,
-        )
-    return Manifest(frame=df.reset_index(drop=True), source=path, row_names=names)
+def _file_problems(df: pd.DataFrame, root: Path, name: Callable[[int], str]) -> list[str]:
+    """Every non-empty path names a readable file (relative paths start at `root`)."""
+    problems: list[str] = []
+    for i, p in enumerate(df["path"]):
+        if p == "":
+            continue
+        full = resolve_path(root, p)
+        if not full.is_file():
+            problems.append(f"{name(i)}, column 'path': file not found: {full}")
+        elif not os.access(full, os.R_OK):
+            problems.append(f"{name(i)}, column 'path': file not readable: {full}")
+    return problems
 
 
 def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:

@@ -226,45 +226,91 @@ def _fit_adam(
     x: np.ndarray, y: np.ndarray, problems: list[np.ndarray], val_idx: np.ndarray, cfg: ProbeConfig
 ) -> list[ProbeFit]:
     grid = cfg.grid
-    n_prob, n_grid, dim = len(problems), len(grid), x.shape[1]
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(y, dtype=np.float32))
+    train = _train_batch(xt, yt, problems)
+    val = _val_batch(xt, yt, val_idx)
+    lr = torch.tensor([float(g[0] or 0.0) for g in grid])  # (G,)
+    wd = torch.tensor([g[1] for g in grid])  # (G,)
+    best = _train_heads(train, val, lr, wd, cfg)
+    return _selected_fits(best, grid)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, labels, row weights
+
+
+def _train_batch(xt: torch.Tensor, yt: torch.Tensor, problems: list[np.ndarray]) -> Batch:
+    """Every problem's rows padded to one (P, L) batch; balanced weights summing to 1 per problem."""
     length = max(len(p) for p in problems)
-    idx = torch.zeros(n_prob, length, dtype=torch.long)
-    mask = torch.zeros(n_prob, length)
+    idx = torch.zeros(len(problems), length, dtype=torch.long)
+    mask = torch.zeros(len(problems), length)
     for i, p in enumerate(problems):
         idx[i, : len(p)] = torch.from_numpy(np.asarray(p, dtype=np.int64))
         mask[i, : len(p)] = 1.0
     x_tr, y_tr = xt[idx], yt[idx]  # (P, L, D), (P, L)
     w_tr = balanced_weights(y_tr, mask)
-    w_tr = w_tr / w_tr.sum(-1, keepdim=True)
+    return x_tr, y_tr, w_tr / w_tr.sum(-1, keepdim=True)
+
+
+def _val_batch(xt: torch.Tensor, yt: torch.Tensor, val_idx: np.ndarray) -> Batch:
+    """The validation rows, shared by every problem; balanced weights summing to 1."""
     vt = torch.from_numpy(np.asarray(val_idx, dtype=np.int64))
     x_va, y_va = xt[vt], yt[vt]
     w_va = balanced_weights(y_va[None], torch.ones(1, len(vt)))[0]
-    w_va = w_va / w_va.sum()
+    return x_va, y_va, w_va / w_va.sum()
 
+
+@dataclass
+class _BestHeads:
+    """Per (problem, grid point): the lowest validation loss so far, its head and its step."""
+
+    loss: torch.Tensor  # (P, G)
+    w: torch.Tensor  # (P, D, G)
+    b: torch.Tensor  # (P, 1, G)
+    step: torch.Tensor  # (P, G)
+    stale: torch.Tensor  # (P, G): evaluations since the last improvement
+
+    @classmethod
+    def empty(cls, u_w: torch.Tensor, u_b: torch.Tensor) -> _BestHeads:
+        n_prob, _, n_grid = u_w.shape
+        return cls(
+            loss=torch.full((n_prob, n_grid), float("inf")),
+            w=torch.zeros_like(u_w),
+            b=torch.zeros_like(u_b),
+            step=torch.zeros(n_prob, n_grid, dtype=torch.long),
+            stale=torch.zeros(n_prob, n_grid, dtype=torch.long),
+        )
+
+    def update(
+        self, val_loss: torch.Tensor, u_w: torch.Tensor, u_b: torch.Tensor, step: int
+    ) -> None:
+        better = val_loss < self.loss - 1e-7
+        self.loss = torch.where(better, val_loss, self.loss)
+        self.w = torch.where(better[:, None, :], u_w, self.w)
+        self.b = torch.where(better[:, None, :], u_b, self.b)
+        self.step = torch.where(better, torch.full_like(self.step, step), self.step)
+        self.stale = torch.where(better, torch.zeros_like(self.stale), self.stale + 1)
+
+
+def _train_heads(
+    train: Batch, val: Batch, lr: torch.Tensor, wd: torch.Tensor, cfg: ProbeConfig
+) -> _BestHeads:
+    """Full-batch Adam on every (problem, grid point) head; the best heads on validation."""
+    (x_tr, y_tr, w_tr), (x_va, y_va, w_va) = train, val
     # One (P, D, G) tensor holds every head. A per-grid-point learning rate without param groups:
     # optimise u = w / lr with torch's fused Adam at lr 1. Adam ignores the gradient's scale, so
     # the steps in w are exactly those of Adam at each point's own lr (eps scaled to match).
     # The fused kernel is one pass over the heads per step; the update, not the matmuls,
     # dominates few-shot problems, whose heads far outnumber their rows.
-    lr = torch.tensor([float(g[0] or 0.0) for g in grid])  # (G,)
-    wd = torch.tensor([g[1] for g in grid])  # (G,)
     decay = lr * lr * wd  # d/du of wd/2 ||lr u||^2, per lr-scaled gradient
     x_tr_t = x_tr.transpose(1, 2).contiguous()  # (P, D, L)
     y_tr3, w_tr3 = y_tr[..., None], (w_tr[..., None] * lr)  # (P, L, 1), (P, L, G)
     y_va3, w_va3 = y_va[None, :, None], w_va[None, :, None]  # (1, V, 1)
-    u_w = torch.zeros(n_prob, dim, n_grid)
-    u_b = torch.zeros(n_prob, 1, n_grid)
+    u_w = torch.zeros(len(x_tr), x_tr.shape[2], len(lr))
+    u_b = torch.zeros(len(x_tr), 1, len(lr))
     u_w.grad, u_b.grad = torch.zeros_like(u_w), torch.zeros_like(u_b)
     adam = torch.optim.Adam([u_w, u_b], lr=1.0, eps=1e-8 * float(lr.min()), fused=True)
-
-    best_loss = torch.full((n_prob, n_grid), float("inf"))
-    best_w = torch.zeros_like(u_w)
-    best_b = torch.zeros_like(u_b)
-    best_step = torch.zeros(n_prob, n_grid, dtype=torch.long)
-    stale = torch.zeros(n_prob, n_grid, dtype=torch.long)
-
+    best = _BestHeads.empty(u_w, u_b)
     with torch.no_grad(), single_thread():
         for step in range(cfg.max_steps + 1):
             if step % cfg.eval_every == 0:
@@ -272,14 +318,8 @@ def _fit_adam(
                 bce = F.binary_cross_entropy_with_logits(
                     logits, y_va3.expand_as(logits), reduction="none"
                 )
-                val_loss = (bce * w_va3).sum(1)  # (P, G)
-                better = val_loss < best_loss - 1e-7
-                best_loss = torch.where(better, val_loss, best_loss)
-                best_w = torch.where(better[:, None, :], u_w, best_w)
-                best_b = torch.where(better[:, None, :], u_b, best_b)
-                best_step = torch.where(better, torch.full_like(best_step, step), best_step)
-                stale = torch.where(better, torch.zeros_like(stale), stale + 1)
-                if bool((stale >= cfg.patience).all()) or step == cfg.max_steps:
+                best.update((bce * w_va3).sum(1), u_w, u_b, step)  # val loss (P, G)
+                if bool((best.stale >= cfg.patience).all()) or step == cfg.max_steps:
                     break
             # Analytic gradient of the weighted BCE: d/dlogit = w * (sigmoid(logit) - y); the
             # chain rule through w = lr * u multiplies it by lr (folded into w_tr3).
@@ -288,21 +328,25 @@ def _fit_adam(
             torch.baddbmm(u_w * decay, x_tr_t, r, out=u_w.grad)  # (P, D, G)
             torch.sum(r, 1, keepdim=True, out=u_b.grad)
             adam.step()
-    best_w *= lr
-    best_b *= lr
+    best.w *= lr  # back from u to w units
+    best.b *= lr
+    return best
 
-    choice = best_loss.argmin(1)  # first (largest lr, smallest wd) on ties
+
+def _selected_fits(best: _BestHeads, grid: list[tuple[float | None, float]]) -> list[ProbeFit]:
+    """Per problem, the grid point with the lowest validation loss."""
+    choice = best.loss.argmin(1)  # first (largest lr, smallest wd) on ties
     fits = []
-    for p in range(n_prob):
+    for p in range(len(choice)):
         g = int(choice[p])
         fits.append(
             ProbeFit(
-                weight=best_w[p, :, g].numpy().astype(np.float64),
-                bias=float(best_b[p, 0, g]),
+                weight=best.w[p, :, g].numpy().astype(np.float64),
+                bias=float(best.b[p, 0, g]),
                 lr=grid[g][0],
                 weight_decay=grid[g][1],
-                val_loss=float(best_loss[p, g]),
-                best_step=int(best_step[p, g]),
+                val_loss=float(best.loss[p, g]),
+                best_step=int(best.step[p, g]),
             )
         )
     return fits

@@ -3,7 +3,8 @@ manifest.csv, tasks/<name>.yaml and prepare.json (`progbench prepare`).
 
 Modules: schema (column map and rules), tables (reading CSV/XLSX/Parquet), dicomscan (DICOM
 headers, folder walks), locate (rows -> images), rules (selection, counted), boxes (box tables),
-checks (the manifest checks, naming the table's rows), write (outputs), pipeline (the order).
+checks (the manifest checks, naming the table's rows), context (what the pipeline hands the
+writer), write (outputs), pipeline (the order).
 """
 
 from progbench.data.prepare.pipeline import PrepareContext, prepare

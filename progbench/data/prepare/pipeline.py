@@ -8,9 +8,7 @@ one image per patient if asked; check every candidate manifest; write only when 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +18,7 @@ from progbench.data.manifest import BOX_COLUMNS, normalise_value
 from progbench.data.prepare import rules as R
 from progbench.data.prepare.boxes import boxes_frame, read_box_table
 from progbench.data.prepare.checks import manifest_problems, raise_problems
+from progbench.data.prepare.context import BuiltOutput, PrepareContext
 from progbench.data.prepare.locate import (
     Located,
     Roots,
@@ -35,27 +34,6 @@ from progbench.data.prepare.tables import (
     require_columns,
 )
 from progbench.data.prepare.write import PrepareResult, refuse_existing, write_all
-
-
-@dataclass
-class PrepareContext:
-    """What a caller adds to a spec: its command line, folders to scan, files and notes to record."""
-
-    command: str = "progbench prepare table"
-    roots: dict[int, Roots] = field(default_factory=dict)  # source index -> what to scan
-    files: dict[str, Path] = field(default_factory=dict)  # role -> file, hashed in prepare.json
-    notes: dict[str, Any] = field(default_factory=dict)  # dataset choices and study facts
-    scan: dict[str, Any] = field(default_factory=dict)  # how the image folders were scanned
-
-
-@dataclass
-class BuiltOutput:
-    """One manifest as it will be written (absolute paths), and its tasks."""
-
-    spec: OutputSpec
-    frame: pd.DataFrame
-    row_names: list[str]
-    tasks: list[TaskConfig]
 
 
 def prepare(

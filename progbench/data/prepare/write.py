@@ -23,7 +23,7 @@ from progbench.errors import PrepareError
 from progbench.provenance import file_digest, now_iso
 
 if TYPE_CHECKING:
-    from progbench.data.prepare.pipeline import BuiltOutput, PrepareContext
+    from progbench.data.prepare.context import BuiltOutput, PrepareContext
     from progbench.data.prepare.rules import RuleLog
     from progbench.data.prepare.tables import ClinicalTable
 
