@@ -147,6 +147,20 @@ def test_failing_item_reports_its_error_line_and_log_while_others_finish(folder:
         job_result(folder, ids[1])
 
 
+def test_a_job_that_can_never_start_fails_with_the_reason_and_leaves_the_queue(
+    folder: Path,
+) -> None:
+    """More CPUs than the node has: SLURM keeps it PENDING (PartitionConfig) for ever; wait must
+    not. It fails, naming the reason and the fix, and is cancelled."""
+    greedy = SlurmResources(time_min=2, cpus=(os.cpu_count() or 1) * 64, mem_gb=0.25)
+    (job_id,) = submit_array(square_or_fail, [1], greedy, folder, "greedy")
+    status = wait(folder, timeout_s=60, poll_s=0.5)[job_id]
+    assert status.state == "failed" and status.error is not None
+    assert "PartitionConfig" in status.error and "resources" in status.error
+    queue = subprocess.run(["squeue", "-h", "-j", job_id.split("_")[0]], capture_output=True)
+    assert job_id.split("_")[0] not in queue.stdout.decode()
+
+
 @pytest.mark.slow
 def test_cancelled_job_is_failed_with_slurms_reason(folder: Path) -> None:
     (job_id,) = submit_array(sleep_for, [300], TINY, folder, "cancelled")

@@ -82,6 +82,11 @@ def test_plan_counts_cells_runs_and_not_applicable(tmp_path: Path, capsys) -> No
         ({"tasks": ["nowhere/task.yaml"]}, "tasks", "does not exist"),
         ({"folds": 1}, "folds", "greater than or equal to 2"),
         ({"colour": "blue"}, "colour", "Extra inputs"),
+        (  # a ViT takes one input side: refused at plan time, not when its cell runs
+            {"strategy_train": {"peft": {"input_size": 24}}},
+            "tiny-dinov2/bitfit",
+            "takes only",
+        ),
     ],
 )
 def test_bad_sweep_files_are_refused_by_name(

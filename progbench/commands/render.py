@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 UNDEFINED = "—"
 FOLD_COLUMNS = (
@@ -37,6 +38,35 @@ def simple_table(
     for row in rows:
         table.add_row(*[str(v) for v in row])
     return table
+
+
+# Above this many rows a table is laid out as plain aligned text: rich measures every cell
+# several times, which takes seconds for the ~1,200 cells of the reference grid.
+PLAIN_ROWS = 300
+
+
+def long_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    right: Iterable[str] = (),
+) -> Table | Text:
+    """`simple_table`, or for more than PLAIN_ROWS rows the same columns as aligned plain text."""
+    if len(rows) <= PLAIN_ROWS:
+        return simple_table(title, columns, rows, right)
+    right = set(right)
+    cells = [[str(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if col in right else v.ljust(w)
+            for v, w, col in zip(values, widths, columns, strict=True)
+        ).rstrip()
+
+    head = [title] if title else []
+    lines = [*head, line(list(columns)), line(["-" * w for w in widths])]
+    return Text("\n".join([*lines, *(line(r) for r in cells)]), no_wrap=True)
 
 
 def fold_table(title: str, rows: list[tuple[object, ...]]) -> Table:

@@ -11,7 +11,7 @@ import typer
 from progbench.commands.app import command, group
 from progbench.commands.options import split_list
 from progbench.commands.output import console, err_console, print_wide, progress
-from progbench.commands.render import simple_table
+from progbench.commands.render import long_table, simple_table
 
 app = group("Run the whole study from one sweep file, locally or on SLURM.")
 
@@ -100,7 +100,7 @@ def _print_plan(result: Any) -> None:
     ]  # fmt: skip
     cols = ("task", "scheme", "backbone", "strategy", "regime", "state", "runs", "done")
     cols += ("pending", "device-h", "basis")
-    print_wide(simple_table(f"sweep {result.sweep.name}: cells", cols, rows, cols[6:10]))
+    print_wide(long_table(f"sweep {result.sweep.name}: cells", cols, rows, cols[6:10]))
     by_reason: dict[str, list[str]] = {}
     for r in result.not_applicable:
         c = r.plan.cell

@@ -17,7 +17,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from progbench.config import BackboneSpec
 from progbench.data.splits import resolve_scheme
+from progbench.errors import ConfigError
 from progbench.models.registry import get_backbone_spec
 from progbench.runs import DONE_FILE, cell_dir, run_path
 from progbench.sweep.spec import Sweep, SweepTask
@@ -150,6 +152,21 @@ def _runs(sweep: Sweep, regime: str, folds: int, family: str) -> tuple[RunKey, .
     return tuple(RunKey(f, k, r) for f in range(n) for k in fs.shots for r in range(fs.repeats))
 
 
+def _check_input_size(sweep: Sweep, cell: Cell, spec: BackboneSpec) -> None:
+    """Refused before any work: a streamed cell asked for an input side its backbone cannot take
+    (only CNNs take another; ViTs have a fixed patch grid). `train` would fail it at run time."""
+    if sweep.strategy_objects[cell.strategy].path != "stream" or spec.is_cnn:
+        return
+    size = sweep.options_for(cell.strategy, cell.task).input_size
+    if size is not None and size != spec.input_size:
+        raise ConfigError(
+            f"{sweep.source}: cell {cell.id} asks for input_size {size} (`train` or "
+            f"`strategy_train`), but {spec.name} takes only {spec.input_size} px",
+            f"Exclude such cells (exclude: ['*/*/{spec.name}/{cell.strategy}/*']), or set "
+            "input_size only for strategies run on CNNs.",
+        )
+
+
 def expand(sweep: Sweep) -> list[CellPlan]:
     """Every cell of the sweep, with its runs and whether it applies."""
     fs = sweep.config.fewshot
@@ -170,6 +187,8 @@ def expand(sweep: Sweep) -> list[CellPlan]:
                         cell = Cell(t.name, scheme, backbone, strategy, regime)
                         if any(fnmatch.fnmatchcase(cell.id, p) for p in sweep.config.exclude):
                             continue
+                        if res.applicable:
+                            _check_input_size(sweep, cell, spec)
                         out.append(
                             CellPlan(
                                 cell=cell,

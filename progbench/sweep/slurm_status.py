@@ -35,6 +35,16 @@ State = Literal["pending", "running", "done", "failed"]
 _PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "PREEMPTED"}
 _RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
 _RUNNING |= {"SUSPENDED", "STOPPED"}
+# Pending reasons SLURM gives a job that can never start as submitted (asks for more than its
+# partition or account allows): waiting for it would wait for ever.
+NEVER_STARTS = {
+    "PartitionConfig": "it asks for more CPUs, memory or GPUs than its partition has",
+    "PartitionNodeLimit": "it asks for more nodes than its partition allows",
+    "PartitionTimeLimit": "its time limit is over its partition's MaxTime",
+    "BadConstraints": "its constraints match no node",
+    "InvalidAccount": "its account is not valid",
+    "InvalidQOS": "its QOS is not valid",
+}
 
 
 class SlurmError(ProgbenchError):
@@ -92,21 +102,24 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
         raise SlurmError(f"`{' '.join(cmd)}` failed: {err}", hint=START_HINT) from err
 
 
-def _squeue_states(job_ids: Sequence[str]) -> dict[str, str]:
-    """{job_id: SLURM state} for the jobs the controller still knows (finished ones for MinJobAge)."""
+def _squeue_states(job_ids: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """({job_id: SLURM state}, {job_id: pending reason}) for the jobs the controller still knows
+    (finished ones for MinJobAge)."""
     bases = sorted({j.split("_")[0] for j in job_ids})
     if not bases:
-        return {}
-    proc = _run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", "-j", ",".join(bases)])
+        return {}, {}
+    proc = _run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(bases)])
     if proc.returncode != 0:
         if "Invalid job id" in proc.stderr:  # none of them is known any more
-            return {}
+            return {}, {}
         raise SlurmError(f"squeue failed: {proc.stderr.strip()}", hint=START_HINT)
-    states = {}
+    states, reasons = {}, {}
     for line in proc.stdout.splitlines():
-        job_id, _, state = line.strip().partition("|")
+        job_id, _, rest = line.strip().partition("|")
+        state, _, reason = rest.partition("|")
         states[job_id] = state.split()[0] if state else "UNKNOWN"
-    return states
+        reasons[job_id] = reason.strip()
+    return states, reasons
 
 
 @lru_cache(maxsize=1)
@@ -157,11 +170,21 @@ def _outcome(paths: JobPaths) -> tuple[str, Any] | None:
 
 
 def _status(
-    record: JobRecord, paths: JobPaths, slurm_state: str | None, outcome: tuple[str, Any] | None
+    record: JobRecord,
+    paths: JobPaths,
+    slurm_state: str | None,
+    outcome: tuple[str, Any] | None,
+    reason: str = "",
 ) -> JobStatus:
     base = {"job_id": record.job_id, "key": record.key}
     if outcome is not None and outcome[0] == "success":
         return JobStatus(**base, state="done", slurm_state=slurm_state or "COMPLETED")
+    if outcome is None and slurm_state == "PENDING" and reason in NEVER_STARTS:
+        why = (
+            f"SLURM will never start it ({reason}): {NEVER_STARTS[reason]}; lower the sweep"
+            "'s `resources` (or use --slurm-partition, --slurm-time)"
+        )
+        return JobStatus(**base, state="failed", slurm_state=slurm_state, error=why)
     if outcome is None and slurm_state in _PENDING:
         return JobStatus(**base, state="pending", slurm_state=slurm_state)
     if outcome is None and slurm_state in _RUNNING:
@@ -185,13 +208,15 @@ def job_states(folder: str | os.PathLike[str]) -> dict[str, JobStatus]:
     folder = Path(folder).absolute()
     records = read_jobs(folder)
     # SLURM first, result files second: a job writes its result before it ends.
-    slurm = _squeue_states([r.job_id for r in records])
+    slurm, reasons = _squeue_states([r.job_id for r in records])
     paths = {r.job_id: JobPaths(folder, job_id=r.job_id) for r in records}
     outcomes = {r.job_id: _outcome(paths[r.job_id]) for r in records}
     lost = [j for j, o in outcomes.items() if o is None and j not in slurm]
     slurm |= _sacct_states(folder, lost)
     return {
-        r.job_id: _status(r, paths[r.job_id], slurm.get(r.job_id), outcomes[r.job_id])
+        r.job_id: _status(
+            r, paths[r.job_id], slurm.get(r.job_id), outcomes[r.job_id], reasons.get(r.job_id, "")
+        )
         for r in records
     }
 
@@ -217,6 +242,9 @@ def wait(
         if on_poll is not None:
             on_poll(states)
         if all(s.finished for s in states.values()):
+            stuck = [s.job_id for s in states.values() if s.slurm_state == "PENDING"]
+            if stuck:  # failed as never startable: leave nothing in the queue
+                _run(["scancel", *stuck])
             return states
         if deadline is not None and time.monotonic() >= deadline:
             left = sum(not s.finished for s in states.values())

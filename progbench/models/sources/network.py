@@ -122,7 +122,7 @@ def clear_probe_cache() -> None:
 def offline_hint(spec: BackboneSpec, manual: str) -> str:
     return (
         f"Without network access, run `progbench weights fetch {spec.name} --to DIR` on a "
-        f"machine that has it, copy DIR here and set PROGBENCH_WEIGHTS_DIR=DIR; or {manual} "
+        f"machine that has it, copy DIR here and pass --weights-dir DIR (or set PROGBENCH_WEIGHTS_DIR=DIR); or {manual} "
         "and pass that path as --weights PATH (docs/MODELS.md, 'Weights on machines without a "
         "network'). For a dry run use --weights random."
     )
