@@ -50,20 +50,6 @@ def cluster() -> str:
     return why
 
 
-# Modules whose module-scoped fixtures build stores, run trees or reports: under xdist each such
-# module runs on one worker, so the fixture is built once, not once per worker.
-SHARED_FIXTURE_MODULES = {
-    "test_linear",
-    "test_report_build",
-    "test_report_schemes",
-    "test_report_browser",
-    "test_report_cli",
-    "test_calibrate",
-    "test_synth",
-    "test_models_strategies",
-}
-
-
 def _order(item: pytest.Item) -> int:
     group = item.get_closest_marker("xdist_group")
     if group is not None and group.args and group.args[0] == "slurm":
@@ -82,10 +68,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     workers end together; a group's tests stay together and in order."""
     if getattr(config.option, "dist", "no") == "no":
         return
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if module in SHARED_FIXTURE_MODULES and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(module))
     first: dict[str, int] = {}
     for item in items:
         first[_group(item)] = min(first.get(_group(item), 2), _order(item))

@@ -14,6 +14,9 @@ from progbench.errors import ConfigError, RegistryError
 from progbench.sweep import calibrate as calibrate_module
 from progbench.sweep.calibrate import CalibrationRecord, calibrate, calibration_file, device_slug
 
+# Module fixtures build cohorts, trees or reports: on one xdist worker, so built once.
+pytestmark = pytest.mark.xdist_group("test_calibrate")
+
 TWIN = "tiny-resnet"
 STRATEGIES = ["lp", "fft", "vera-r4"]  # vera does not apply to a CNN
 SMALL = {"device": "cpu", "batch_size": 4, "steps": 1, "warmup": 1}

@@ -28,7 +28,8 @@ from progbench.train.linear import LPContext
 from progbench.train.probe import ProbeConfig, fit_probes, standardiser
 from tests.helpers.lp import lp_runs
 
-pytestmark = pytest.mark.slow  # module fixtures that build stores or full reports
+# Module fixtures build stores or full reports: slow, and on one xdist worker (built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_linear")]
 
 STORE = ImageStoreParams(size=96)
 

@@ -36,6 +36,9 @@ from progbench.models.strategies import (
 from progbench.models.strategies.files import load_trained, save_trained
 from tests.helpers.twins import TWINS
 
+# Module fixtures build cohorts, trees or reports: on one xdist worker, so built once.
+pytestmark = pytest.mark.xdist_group("test_models_strategies")
+
 # Strategies that build a torch classifier (the scikit-learn ones: tests/test_sklearn_baselines.py).
 CELLS = [(b, s) for b in TWINS for s in list_strategies() if get_strategy(s).counts_parameters]
 CNN_TWINS = {"tiny-resnet", "tiny-densenet", "tiny-medclip-r50"}

@@ -26,7 +26,8 @@ from PIL import Image
 from progbench.report import REPORT_HTML
 from tests.helpers.runtree import built_report
 
-pytestmark = pytest.mark.slow  # module fixtures that build stores or full reports
+# Module fixtures build stores or full reports: slow, and on one xdist worker (built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_report_browser")]
 
 CHROMIUM = os.environ.get("PROGBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PROGBENCH_CHROMEDRIVER", "/usr/bin/chromedriver")

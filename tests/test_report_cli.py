@@ -12,6 +12,9 @@ from progbench.cli import main
 from progbench.report import MANIFEST, REPORT_HTML
 from tests.helpers.runtree import TreeSpec, evaluated_tree, write_run_tree
 
+# Module fixtures build cohorts, trees or reports: on one xdist worker, so built once.
+pytestmark = pytest.mark.xdist_group("test_report_cli")
+
 # Full-data runs only (1 task x 2 folds), so evaluation and drawing take seconds.
 SMALL = TreeSpec(
     tasks=("death",),

@@ -17,7 +17,8 @@ from progbench.errors import ProgbenchError, RunError
 from progbench.report import REPORT_HTML, build_report
 from tests.helpers.runtree import TreeSpec, evaluated_tree
 
-pytestmark = pytest.mark.slow  # module fixtures that build stores or full reports
+# Module fixtures build stores or full reports: slow, and on one xdist worker (built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_report_schemes")]
 
 CENTRES = ("north", "south", "east")
 TREE = TreeSpec(

@@ -27,6 +27,9 @@ from progbench.data.synth import (
 )
 from progbench.errors import ConfigError
 
+# Module fixtures build cohorts, trees or reports: on one xdist worker, so built once.
+pytestmark = pytest.mark.xdist_group("test_synth")
+
 
 @pytest.fixture(scope="module")
 def strong(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
