@@ -227,7 +227,7 @@ class StrategySpec(StrictModel):
                 "`estimator`, `params`, `grid`, `class_weight` and `calibration` are sklearn fields"
             )
         if k == "sklearn":
-            check_estimator_fields(self)
+            check_estimator_shape(self)
         return self
 
     @property
@@ -244,14 +244,26 @@ class StrategySpec(StrictModel):
 LATER_FIELDS = ("variants", "estimator", "params", "grid", "class_weight", "calibration")
 
 
+def check_estimator_shape(spec: StrategySpec) -> None:
+    """What the YAML alone shows: a dotted path, and `params` and `grid` that fit together."""
+    module, _, _ = (spec.estimator or "").rpartition(".")
+    if not module:
+        raise ValueError("`estimator` must be a dotted path, e.g. sklearn.svm.SVC")
+    clash = sorted(set(spec.params) & set(spec.grid))
+    if clash:
+        raise ValueError(f"{clash} are both in `params` and in `grid`")
+    if any(not v for v in spec.grid.values()):
+        raise ValueError("every `grid` entry needs at least one value")
+
+
 def check_estimator_fields(spec: StrategySpec) -> None:
-    """The estimator imports, is a classifier with predict_proba, and takes every keyword."""
+    """The estimator imports, is a classifier with predict_proba, and takes every keyword.
+    It imports scikit-learn (seconds), so the registry runs it when the preset is looked up
+    (models.registry.get_strategy_spec), not when the folder of presets is read."""
     import importlib
 
     path = spec.estimator or ""
     module, _, attr = path.rpartition(".")
-    if not module:
-        raise ValueError("`estimator` must be a dotted path, e.g. sklearn.svm.SVC")
     try:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
@@ -265,11 +277,6 @@ def check_estimator_fields(spec: StrategySpec) -> None:
     unknown = sorted(wanted - accepted)
     if unknown:
         raise ValueError(f"{path} takes no parameter(s) {unknown}; it takes {sorted(accepted)}")
-    clash = sorted(set(spec.params) & set(spec.grid))
-    if clash:
-        raise ValueError(f"{clash} are both in `params` and in `grid`")
-    if any(not v for v in spec.grid.values()):
-        raise ValueError("every `grid` entry needs at least one value")
     try:
         est = cls(**spec.params)
     except (TypeError, ValueError) as err:

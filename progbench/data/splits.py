@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from sklearn.model_selection import StratifiedGroupKFold
 
 from progbench.atomic import atomic_write_json
-from progbench.data.manifest import Task
 from progbench.errors import SplitError
+
+# scikit-learn (seconds to import) and pandas (manifests) load when splits are made: the run
+# spec and `progbench sweep plan` read this module's names only.
+if TYPE_CHECKING:
+    from progbench.data.manifest import Task
 
 Scheme = Literal["loco", "kfold", "holdout"]
 SCHEMES: tuple[str, ...] = ("loco", "kfold", "holdout")
@@ -81,6 +84,8 @@ def _inner_split(
     idx: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split `idx` into (train, held) with about `fraction` of patients held, grouped and stratified."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     n_splits = max(2, round(1 / fraction))
     n_patients = len(np.unique(groups[idx]))
     if n_patients < n_splits:
@@ -137,6 +142,8 @@ def make_splits(
         n_patients = len(np.unique(groups))
         if folds < 2 or folds > n_patients:
             raise SplitError(f"--folds must be between 2 and {n_patients} patients, got {folds}")
+        from sklearn.model_selection import StratifiedGroupKFold
+
         sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         outer = [(tr, te, None) for tr, te in sgkf.split(all_idx, y, groups)]
     else:

@@ -16,12 +16,13 @@ import copy
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from progbench.config import BackboneSpec, StrategySpec, parse_model, read_yaml
+from progbench.config.models import check_estimator_fields
 from progbench.config.training import TrainingPreset
 from progbench.errors import ConfigError, RegistryError
 
@@ -100,6 +101,7 @@ class _Registry:
     entries: dict[Kind, dict[str, Any]]  # kind -> name -> parsed spec
     files: dict[str, Path]  # "<kind>:<name>" -> source file
     fingerprint: str
+    estimators_checked: set[str] = field(default_factory=set)  # sklearn presets, by name
 
 
 def _dirs(builtin: Path, env: str) -> list[Path]:
@@ -235,7 +237,25 @@ def list_strategies() -> list[str]:
 
 
 def get_strategy_spec(name: str) -> StrategySpec:
-    return _get("strategy", name, list_strategies)
+    spec: StrategySpec = _get("strategy", name, list_strategies)
+    if spec.kind == "sklearn":
+        _check_estimator(_registry(), name, spec)
+    return spec
+
+
+def _check_estimator(registry: _Registry, name: str, spec: StrategySpec) -> None:
+    """The estimator checks that import scikit-learn, once per version of the preset's file:
+    on lookup, so reading the presets (`progbench sweep plan`) does not import it."""
+    if name in registry.estimators_checked:
+        return
+    try:
+        check_estimator_fields(spec)
+    except ValueError as err:
+        source = registry.files[f"strategy:{name}"]
+        raise RegistryError(
+            f"{source} is invalid:\n  - estimator: {err}", _KINDS["strategy"].hint
+        ) from err
+    registry.estimators_checked.add(name)
 
 
 def list_training_presets() -> list[str]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import torch
-
 from progbench.config import BackboneSpec
 from progbench.models.registry import get_backbone_spec
 
 
 def count_forward_gflops(spec: BackboneSpec) -> float:
     """One forward at the backbone's input size, batch 1, counted on the meta device."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from progbench.models.encoders import build_encoder

@@ -13,11 +13,10 @@ import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from progbench.config import parse_model, read_yaml
 from progbench.config.sweeps import SweepConfig, TaskEntry
-from progbench.data.manifest import Task, load_task
 from progbench.errors import ConfigError, ProgbenchError
 from progbench.models.registry import (
     CONFIGS_DIR,
@@ -28,6 +27,9 @@ from progbench.models.registry import (
 )
 from progbench.models.strategies import Strategy, get_strategy
 from progbench.train.options import FinetuneOptions
+
+if TYPE_CHECKING:
+    from progbench.data.manifest import Task  # pandas: only a prepared task needs it
 
 PRESETS_DIR = CONFIGS_DIR / "sweeps"
 BACKBONE_GROUPS = ("all", "cnn", "fm")
@@ -193,6 +195,8 @@ def _load_task(source: Path, root: Path, entry: str | TaskEntry, load: bool) -> 
     entry = entry if isinstance(entry, TaskEntry) else TaskEntry(path=entry)
     path = (root / entry.path).resolve()
     if path.is_file():
+        from progbench.data.manifest import load_task
+
         task = load_task(path) if load else None
         name = task.name if task is not None else (entry.name or path.stem)
         return SweepTask(name, path, entry, task)

@@ -8,13 +8,13 @@ forms most code needs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from progbench.config import BackboneSpec, StrategySpec
 
 # The built-in kinds register themselves on import (registry.register_kind).
 from progbench.models.strategies import kinds, peft, sklearn  # noqa: F401
-from progbench.models.strategies.base import ClassifierModel, Resolution, Strategy
+from progbench.models.strategies.base import Resolution, Strategy
 from progbench.models.strategies.registry import get_strategy, register_kind, strategy_kinds
 from progbench.models.strategies.tensors import HEAD_NAME
 
@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from torch import nn
 
     from progbench.models.loaders import LoadedBackbone
+    from progbench.models.strategies.classifier import ClassifierModel
+
+
+def __getattr__(name: str) -> Any:
+    # ClassifierModel is an nn.Module: it loads torch, which reading strategies does not need.
+    if name == "ClassifierModel":
+        from progbench.models.strategies.classifier import ClassifierModel
+
+        return ClassifierModel
+    raise AttributeError(f"module 'progbench.models.strategies' has no attribute {name!r}")
 
 
 def resolve(

@@ -17,41 +17,26 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
-from torch import nn
-
-from progbench.config import DEFAULT_VARIANT, BackboneSpec, StrategySpec, TokenLayout, Variant
+from progbench.config import DEFAULT_VARIANT, BackboneSpec, StrategySpec, Variant
 from progbench.config.models import LATER_FIELDS
 from progbench.config.variants import offered
 from progbench.errors import NotApplicableError, ProgbenchError, RegistryError
-from progbench.models.sources import encoder_tokens
+from progbench.models.strategies.resolution import Resolution
 from progbench.models.strategies.tensors import load_subset, save_tensors
 
+# torch loads on first use: `progbench sweep plan` reads strategies without building a model.
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from progbench.models.loaders import LoadedBackbone
+    from progbench.models.strategies.classifier import ClassifierModel
 
 _CLAIMED = "_progbench_claimed"
 TrainingPath = Literal["features", "stream"]
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """What a strategy touches on a backbone, or why it cannot be used there."""
-
-    backbone: str
-    strategy: str
-    kind: str
-    applicable: bool
-    reason: str | None = None
-    target_modules: list[str] = field(default_factory=list)  # names handed to peft (suffixes)
-    feedforward_modules: list[str] = field(default_factory=list)  # IA3 only
-    matched_modules: list[str] = field(default_factory=list)  # full module names they match
-    trainable_parameters: list[str] = field(default_factory=list)  # bitfit / fft, by name
-    checked: bool = False  # True when matched against a built encoder
 
 
 def unused_parameters(spec: BackboneSpec, encoder: nn.Module) -> set[str]:
@@ -86,6 +71,8 @@ def seeded(seed: int | None) -> contextlib.AbstractContextManager[Any]:
     """Seed torch's global RNG inside the block without changing it outside."""
     if seed is None:
         return contextlib.nullcontext()
+    import torch
+
     stack = contextlib.ExitStack()
     stack.enter_context(torch.random.fork_rng(devices=[]))
     torch.manual_seed(seed)
@@ -205,6 +192,10 @@ class Strategy(ABC):
     ) -> ClassifierModel:
         """Wrap `loaded.encoder` for training (the encoder is changed in place). `seed` makes
         the head and adapter initialisation reproducible without touching the global RNG."""
+        from torch import nn
+
+        from progbench.models.strategies.classifier import ClassifierModel
+
         spec = loaded.spec
         check_unclaimed(loaded)
         res = self.refuse_if_not_applicable(spec, loaded.encoder)
@@ -224,6 +215,8 @@ class Strategy(ABC):
     def set_train_mode(self, model: ClassifierModel) -> None:
         """Called after `model.train()`: frozen parts that must not drift go back to eval."""
         if self.freeze_batchnorm:
+            from torch import nn
+
             for m in model.backbone.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
@@ -246,6 +239,8 @@ class Strategy(ABC):
         missing = [n for n in state if n not in params]
         if missing:
             raise KeyError(f"trainable tensors not in the model: {missing[:5]}")
+        import torch
+
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
@@ -265,76 +260,3 @@ class Strategy(ABC):
         file = out_dir / self.weights_file
         load_subset(model, read_state_dict(file), str(file))
         return model
-
-
-class ClassifierModel(nn.Module):
-    """The classifier every streamed strategy trains: the encoder (or a PeftModel around it)
-    plus one linear head (`progbench_head`) on a feature variant of it (default `cls1`, the
-    encoder's own output)."""
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        head: nn.Linear,
-        spec: BackboneSpec,
-        strategy: Strategy,
-        resolution: Resolution,
-        weights: str,
-        weights_fingerprint: str,
-        variant: Variant = DEFAULT_VARIANT,
-    ) -> None:
-        super().__init__()
-        self.variant = variant
-        self._layout = TokenLayout.of_variant(variant, spec.feature_dim)
-        self.backbone = backbone
-        self.progbench_head = head
-        self.spec = spec
-        self.strategy = strategy
-        self.resolution = resolution
-        self.weights = weights
-        self.weights_fingerprint = weights_fingerprint
-
-    @property
-    def num_classes(self) -> int:
-        return self.progbench_head.out_features
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if self.variant.is_default:
-            features = self.backbone(pixel_values)
-        else:
-            features = encoder_tokens(self.spec, self.backbone, pixel_values, self._layout)
-        # A bf16-cast backbone feeding an fp32 head: match the head's dtype.
-        return self.progbench_head(features.to(self.progbench_head.weight.dtype))
-
-    def train(self, mode: bool = True) -> ClassifierModel:
-        """Frozen parts stay in eval mode while training (the strategy says which)."""
-        super().train(mode)
-        if mode:
-            self.strategy.set_train_mode(self)
-        return self
-
-    def head_parameters(self) -> list[nn.Parameter]:
-        return list(self.progbench_head.parameters())
-
-    def backbone_parameters(self) -> list[nn.Parameter]:
-        """The backbone's trainable parameters (adapters, biases, or all for FFT)."""
-        return [p for p in self.backbone.parameters() if p.requires_grad]
-
-    def describe(self) -> dict[str, Any]:
-        from progbench.models.params import count_parameters
-
-        c = count_parameters(self)
-        return {
-            "backbone": self.spec.name,
-            "strategy": self.strategy.name,
-            "kind": self.strategy.kind,
-            "weights": self.weights,
-            "weights_fingerprint": self.weights_fingerprint,
-            "num_classes": self.num_classes,
-            "head_variant": self.variant.name,
-            "target_modules": self.resolution.target_modules,
-            "feedforward_modules": self.resolution.feedforward_modules,
-            "trainable": c.trainable,
-            "total": c.total,
-            "percent": c.percent,
-        }

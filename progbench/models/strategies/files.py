@@ -22,7 +22,7 @@ from progbench.atomic import atomic_write_json
 from progbench.config import DEFAULT_VARIANT, Variant
 from progbench.errors import RunError, WeightsError
 from progbench.models.loaders import LoadedBackbone
-from progbench.models.strategies.base import ClassifierModel
+from progbench.models.strategies.classifier import ClassifierModel
 from progbench.models.strategies.kinds import BITFIT_FILE, FULL_FILE, HEAD_FILE
 from progbench.models.strategies.peft import PEFT_FILES
 from progbench.models.strategies.registry import get_strategy

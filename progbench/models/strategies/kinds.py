@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from progbench.models.strategies.base import ClassifierModel, Resolution, Strategy
+from progbench.models.strategies.base import Resolution, Strategy
 from progbench.models.strategies.registry import register_kind
 from progbench.models.strategies.tensors import save_tensors
 
 if TYPE_CHECKING:
     from progbench.models.loaders import LoadedBackbone
+    from progbench.models.strategies.classifier import ClassifierModel
 
 HEAD_FILE = "progbench_head.safetensors"
 FULL_FILE = "model.safetensors"

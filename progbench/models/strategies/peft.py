@@ -10,12 +10,9 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from torch import nn
-
 from progbench.config import BackboneSpec
 from progbench.errors import ConfigError, RegistryError
 from progbench.models.strategies.base import (
-    ClassifierModel,
     Resolution,
     Strategy,
     check_unclaimed,
@@ -27,7 +24,10 @@ from progbench.models.strategies.registry import register_kind
 from progbench.models.strategies.tensors import HEAD_NAME, save_tensors
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from progbench.models.loaders import LoadedBackbone
+    from progbench.models.strategies.classifier import ClassifierModel
 
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -124,8 +124,10 @@ class PeftStrategy(Strategy):
 
     def load(self, out_dir: Path, loaded: LoadedBackbone, num_classes: int) -> ClassifierModel:
         from peft import PeftModel
+        from torch import nn
 
         from progbench.models.checkpoints import load_strict, read_state_dict, take_prefixed
+        from progbench.models.strategies.classifier import ClassifierModel
 
         check_unclaimed(loaded)
         res = self.resolve(loaded.spec, loaded.encoder)
@@ -161,6 +163,8 @@ class LoRA(PeftStrategy):
     method = "lora"
 
     def supported_types(self) -> tuple[type, ...]:
+        from torch import nn
+
         # peft 0.21: lora `_create_new_module`.
         return (
             nn.Linear,
@@ -191,6 +195,8 @@ class VeRA(PeftStrategy):
     method = "vera"
 
     def supported_types(self) -> tuple[type, ...]:
+        from torch import nn
+
         return (nn.Linear, _conv1d())
 
     def peft_config(self, res: Resolution) -> Any:
@@ -211,6 +217,8 @@ class IA3(PeftStrategy):
     method = "ia3"
 
     def supported_types(self) -> tuple[type, ...]:
+        from torch import nn
+
         return (nn.Linear, nn.Conv2d, nn.Conv3d, _conv1d())
 
     def peft_config(self, res: Resolution) -> Any:

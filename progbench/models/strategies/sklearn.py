@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from progbench.errors import ConfigError
-from progbench.models.strategies.base import ClassifierModel, Resolution, Strategy
+from progbench.models.strategies.base import Resolution, Strategy
 from progbench.models.strategies.registry import register_kind
 
 if TYPE_CHECKING:
     from progbench.models.loaders import LoadedBackbone
+    from progbench.models.strategies.classifier import ClassifierModel
 
 
 @register_kind("sklearn")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from progbench.atomic import atomic_write_bytes
 from progbench.errors import WeightsError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 HEAD_NAME = "progbench_head"  # a name no library uses (peft's modules_to_save would match 'head')
 
