@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # A user's weights folder must not change what a test loads.
 os.environ.pop("PROGBENCH_WEIGHTS_DIR", None)
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs two xdist workers on CI's 2 cores: one thread each, not two that fight.
+    # `make test` runs three xdist workers on CI's 2 cores: one torch thread each.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     import torch
