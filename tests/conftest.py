@@ -66,7 +66,7 @@ def _group(item: pytest.Item) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist: the longest work first (the SLURM group, then slow tests), so that both
     workers end together; a group's tests stay together and in order."""
-    if getattr(config.option, "dist", "no") == "no":
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # workers collect; the controller follows
         return
     first: dict[str, int] = {}
     for item in items:
