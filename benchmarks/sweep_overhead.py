@@ -83,7 +83,7 @@ def score(runs: Path) -> None:
     from progbench.evaluate.results import evaluate_tree, write_results
     from progbench.report import build_report, collect_run_versions
 
-    tree = evaluate_tree(runs, 0.5, n_boot=200)
+    tree = evaluate_tree(runs, n_boot=200)
     write_results(tree.results, runs)
     build_report(tree.results, runs / "report", run_versions=collect_run_versions(runs))
 

@@ -48,27 +48,3 @@ def cluster() -> str:
             pytest.fail(f"PROGBENCH_REQUIRE_SLURM=1 but {why}")
         pytest.skip(why)
     return why
-
-
-def _order(item: pytest.Item) -> int:
-    group = item.get_closest_marker("xdist_group")
-    if group is not None and group.args and group.args[0] == "slurm":
-        return 0  # the longest chain of tests: start it first
-    return 1 if item.get_closest_marker("slow") is not None else 2
-
-
-def _group(item: pytest.Item) -> str:
-    mark = item.get_closest_marker("xdist_group")
-    return str(mark.args[0]) if mark is not None and mark.args else item.nodeid
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist: the longest work first (the SLURM group, then slow tests), so that both
-    workers end together; a group's tests stay together and in order."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):  # workers collect; the controller follows
-        return
-    first: dict[str, int] = {}
-    for item in items:
-        first[_group(item)] = min(first.get(_group(item), 2), _order(item))
-    items.sort(key=lambda item: first[_group(item)])

@@ -15,7 +15,7 @@ from progbench.sweep import calibrate as calibrate_module
 from progbench.sweep.calibrate import CalibrationRecord, calibrate, calibration_file, device_slug
 
 # Module fixtures build cohorts, trees or reports: on one xdist worker, so built once.
-pytestmark = pytest.mark.xdist_group("test_calibrate")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_calibrate")]
 
 TWIN = "tiny-resnet"
 STRATEGIES = ["lp", "fft", "vera-r4"]  # vera does not apply to a CNN

@@ -119,6 +119,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     return manifest, runs, cache
 
 
+@pytest.mark.slow
 def test_predict_out_is_not_overwritten_without_force(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
@@ -136,6 +137,7 @@ def test_predict_out_is_not_overwritten_without_force(
     assert out.read_text() == first
 
 
+@pytest.mark.slow
 def test_predict_on_a_manifest_names_the_part_each_image_played(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
@@ -159,6 +161,7 @@ def test_predict_on_a_manifest_names_the_part_each_image_played(
 # ------------------------------------------------------------- a reused step shows no bar
 
 
+@pytest.mark.slow
 def test_a_reused_extract_shows_no_empty_progress(tmp_path: Path) -> None:
     manifest = write_cohort(tmp_path / "cohort")
     cache = tmp_path / "cache"

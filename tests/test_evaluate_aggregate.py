@@ -75,6 +75,7 @@ def test_full_regime_mean_std_pooled_and_cost(tmp_path: Path) -> None:
     assert len(res[(res["level"] == "run")]) == 3 * 2 * 11  # runs x splits x metric keys
 
 
+@pytest.mark.slow
 def test_fewshot_semantics(tmp_path: Path) -> None:
     # fold 0: repeats give MCC 1, 1, -1; fold 1: 1, -1, -1. Test patients are shared across repeats.
     plan = {0: (GOOD, GOOD, BAD), 1: (GOOD, BAD, BAD)}

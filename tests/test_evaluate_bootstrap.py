@@ -87,6 +87,7 @@ CASES: dict[str, Callable[[], list[PredictionSet]]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_metric_equals_sklearn_on_the_same_resamples(case: str) -> None:
     sets = CASES[case]()

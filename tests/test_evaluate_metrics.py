@@ -67,6 +67,7 @@ def check(y: np.ndarray, p: np.ndarray, t: float = 0.5) -> dict:
     ),
     t=st.sampled_from([0.0, 0.3, 0.5, 0.9, 1.0]),
 )
+@pytest.mark.slow
 def test_matches_sklearn_on_random_inputs_with_ties(
     data: list[tuple[int, float]], t: float
 ) -> None:

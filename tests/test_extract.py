@@ -35,6 +35,7 @@ def tiny():
     return load_backbone("tiny-resnet", "random")
 
 
+@pytest.mark.slow
 def test_extract_matches_direct_forward_and_reuses(cohort: Path, cache_dir: Path, tiny) -> None:
     m = load_manifest(cohort)
     res = extract_features(
@@ -76,6 +77,7 @@ def test_load_aligned_to_manifest_order(cohort: Path, cache_dir: Path, tiny) -> 
     np.testing.assert_array_equal(store.load(ids), store.load()[::-1])
 
 
+@pytest.mark.slow
 def test_key_changes_on_every_input(cohort: Path, cache_dir: Path, tiny) -> None:
     m = load_manifest(cohort)
     store = ImageStore(build_image_store(m, PARAMS).path)
@@ -197,6 +199,7 @@ def test_two_concurrent_extracts(cohort: Path, cache_dir: Path) -> None:
     assert verify_store(Path(stores[0]["path"])).ok
 
 
+@pytest.mark.slow
 def test_verify_catches_truncated_and_mismatched(cohort: Path, cache_dir: Path, tiny) -> None:
     m = load_manifest(cohort)
     res = extract_features(
@@ -249,6 +252,7 @@ def test_export_round_trip(cohort: Path, cache_dir: Path, tmp_path: Path, tiny, 
     assert ids == list(store.image_ids)
 
 
+@pytest.mark.slow
 def test_cli_cache_commands(cohort: Path, cache_dir: Path, tmp_path: Path, tiny) -> None:
     from typer.testing import CliRunner
 
@@ -315,6 +319,7 @@ def test_token_variants_are_the_hidden_states_taken_by_hand(name: str) -> None:
     np.testing.assert_array_equal(layout.select(rows, Variant(1, True)), rows[:, -2 * 32 :])
 
 
+@pytest.mark.slow
 def test_a_vit_store_holds_every_variant_and_a_cnn_store_one_feature(
     cohort: Path, cache_dir: Path, tiny
 ) -> None:

@@ -193,6 +193,7 @@ def _saved_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_final_checkpoint(
     cohort: Cohort, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -317,6 +318,7 @@ def test_refusals_come_before_any_work(cohort: Cohort, tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists() and not cache.exists()
 
 
+@pytest.mark.slow
 def test_cli_train_writes_runs_skips_finished_ones_and_refuses_with_the_reason(
     cohort: Cohort, tmp_path: Path
 ) -> None:

@@ -61,6 +61,7 @@ def test_box_crop_is_applied(tmp_path: Path, cache_dir: Path) -> None:
     assert not np.array_equal(with_crop.read(np.arange(3)), no_crop.read(np.arange(3)))
 
 
+@pytest.mark.slow
 def test_parallel_equals_serial(tmp_path: Path, cache_dir: Path) -> None:
     m = load_manifest(write_cohort(tmp_path / "p", patients=100))
     a = build_image_store(m, ImageStoreParams(size=20), workers=1)
@@ -72,6 +73,7 @@ def test_parallel_equals_serial(tmp_path: Path, cache_dir: Path) -> None:
     assert ImageStore(b.path).content_fingerprint == fp_serial
 
 
+@pytest.mark.slow
 def test_interrupted_build_resumes_only_missing(tmp_path: Path, cache_dir: Path) -> None:
     m = load_manifest(write_cohort(tmp_path / "r", patients=120))
     n = len(m.frame)

@@ -175,6 +175,7 @@ def test_read_only_report_out_and_tree_are_one_line(
     assert r.code == 0, r.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("leave_kb", [0, 24, 120])
 def test_full_cache_disk_is_one_line_and_resumes(tmp_path: Path, leave_kb: int) -> None:
     manifest = write_cohort(tmp_path / "cohort")
@@ -211,6 +212,7 @@ def runs_disk(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
         yield task_of(manifest), disk / "runs", cache
 
 
+@pytest.mark.slow
 def test_full_runs_disk_is_one_line_and_resumes(runs_disk: tuple[Path, Path, Path]) -> None:
     task, runs, cache = runs_disk
     filler = fill(runs.parent)

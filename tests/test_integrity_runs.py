@@ -61,6 +61,7 @@ def stream_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
         (("--dtype", "bf16"), "train.dtype: 'fp32' there, 'bf16' now"),
     ],
 )
+@pytest.mark.slow
 def test_streamed_run_is_refused_when_a_setting_changes(
     stream_tree: tuple[Path, Path, Path], change: tuple[str, ...], named: str
 ) -> None:
@@ -85,6 +86,7 @@ def test_device_is_recorded_not_compared(stream_tree: tuple[Path, Path, Path]) -
     assert identity_diff(spec, elsewhere) == []
 
 
+@pytest.mark.slow
 def test_force_replaces_a_run_of_another_setup(tmp_path: Path) -> None:
     task = task_of(write_cohort(tmp_path / "cohort", patients=30))
     runs, cache = tmp_path / "runs", tmp_path / "cache"
@@ -125,6 +127,7 @@ def test_lp_probe_preset_is_part_of_the_identity(lp_tree: tuple[Path, Path, Path
 # ------------------------------------------------------------------------ 2. the split's key
 
 
+@pytest.mark.slow
 def test_val_fraction_gives_other_splits_and_refuses_the_runs(
     lp_tree: tuple[Path, Path, Path],
 ) -> None:
@@ -178,6 +181,7 @@ def test_every_split_parameter_names_its_own_splits_file(
     assert loco not in (a, b)
 
 
+@pytest.mark.slow
 def test_splits_file_holds_what_was_asked(lp_tree: tuple[Path, Path, Path]) -> None:
     task, runs, cache = lp_tree
     r = lp(task, runs, cache, "--val-fraction", "0.3", "--seed", "5")
@@ -297,6 +301,7 @@ def splits_with_draws(lp_tree: tuple[Path, Path, Path]) -> tuple[Path, Path, Pat
     return task, runs.parent / "runs-from-file", cache, path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["lp", "bitfit"])
 def test_splits_file_without_shots_runs_only_full_runs(
     splits_with_draws: tuple[Path, Path, Path, Path], strategy: str
@@ -310,6 +315,7 @@ def test_splits_file_without_shots_runs_only_full_runs(
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["lp", "bitfit"])
 def test_shots_absent_from_the_splits_file_name_what_it_holds(
     splits_with_draws: tuple[Path, Path, Path, Path], strategy: str
@@ -329,6 +335,7 @@ def test_shots_absent_from_the_splits_file_name_what_it_holds(
 @pytest.mark.parametrize(
     ("centers", "want"), [(3, "auto: loco (3 centres)"), (1, "auto: kfold (one centre)")]
 )
+@pytest.mark.slow
 def test_scheme_auto_picks_loco_on_multicentre_cohorts(
     tmp_path: Path, centers: int, want: str
 ) -> None:
@@ -340,6 +347,7 @@ def test_scheme_auto_picks_loco_on_multicentre_cohorts(
     assert (tmp_path / "runs" / "tiny-severity" / scheme / "tiny-resnet" / "lp").is_dir()
 
 
+@pytest.mark.slow
 def test_scheme_auto_picks_kfold_when_a_centre_holds_one_class(tmp_path: Path) -> None:
     manifest = write_cohort(tmp_path / "cohort")
     df = pd.read_csv(manifest)
@@ -350,6 +358,7 @@ def test_scheme_auto_picks_kfold_when_a_centre_holds_one_class(tmp_path: Path) -
     assert "scheme auto: kfold (centre(s) ['C0'] hold one class only)" in r.out
 
 
+@pytest.mark.slow
 def test_scheme_auto_is_the_default(tmp_path: Path) -> None:
     task = task_of(write_cohort(tmp_path / "cohort"))
     r = cli("train", task, *TINY, "--strategy", "lp", "--runs", tmp_path / "runs",
@@ -366,6 +375,7 @@ def test_methodology_documents_scheme_auto() -> None:
 # ------------------------------------------------------------ 7. LP's trainable-parameter share
 
 
+@pytest.mark.slow
 def test_lp_trainable_share_equals_the_models_matrix(
     lp_tree: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -419,6 +429,7 @@ def train_on(task: Path, path: Path, cache: Path, data: dict) -> CliResult:
                "--repeats", "1", "--runs", path.parents[1] / "edited", "--cache-dir", cache)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_test_images_moved_into_train_are_a_patient_leak(
     splits_file: tuple[Path, Path, Path, dict],
 ) -> None:
@@ -437,6 +448,7 @@ def test_test_images_moved_into_train_are_a_patient_leak(
     assert not (path.parents[1] / "edited").exists() or not done_files(path.parents[1] / "edited")
 
 
+@pytest.mark.slow
 def test_unknown_image_and_stray_draw_are_named(
     splits_file: tuple[Path, Path, Path, dict],
 ) -> None:

@@ -47,6 +47,7 @@ def predictions(runs: Path) -> pd.DataFrame:
 # ------------------------------------------------- 9. a complete store needs its chunks
 
 
+@pytest.mark.slow
 def test_deleted_feature_chunk_is_recomputed_not_reused(
     extracted: tuple[Path, Path, Path, np.ndarray],
 ) -> None:
@@ -58,6 +59,7 @@ def test_deleted_feature_chunk_is_recomputed_not_reused(
     np.testing.assert_array_equal(FeatureStore(store).load(), before)
 
 
+@pytest.mark.slow
 def test_lp_never_trains_on_the_zeros_of_a_missing_chunk(
     extracted: tuple[Path, Path, Path, np.ndarray], tmp_path: Path
 ) -> None:
@@ -71,6 +73,7 @@ def test_lp_never_trains_on_the_zeros_of_a_missing_chunk(
     np.testing.assert_array_equal(FeatureStore(store).load(), before)
 
 
+@pytest.mark.slow
 def test_truncated_chunk_is_one_line_naming_store_and_rows_then_repaired(
     extracted: tuple[Path, Path, Path, np.ndarray], tmp_path: Path
 ) -> None:
@@ -97,6 +100,7 @@ def test_truncated_chunk_is_one_line_naming_store_and_rows_then_repaired(
     assert cli("cache", "verify", "--cache-dir", cache).code == 0
 
 
+@pytest.mark.slow
 def test_missing_image_chunk_is_decoded_again_not_black(
     extracted: tuple[Path, Path, Path, np.ndarray],
 ) -> None:
@@ -117,6 +121,7 @@ def test_missing_image_chunk_is_decoded_again_not_black(
 # ------------------------------------------------------ 11. half-made stores are taken over
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("half", ["no zarr.json", "zarr.json without key"])
 def test_half_created_store_needs_no_cleaning(tmp_path: Path, half: str) -> None:
     from progbench.cache.imagestore import ImageStoreParams, image_store_key
@@ -138,6 +143,7 @@ def test_half_created_store_needs_no_cleaning(tmp_path: Path, half: str) -> None
     assert cli("cache", "verify", "--cache-dir", cache).code == 0
 
 
+@pytest.mark.slow
 def test_half_created_feature_store_needs_no_cleaning(
     extracted: tuple[Path, Path, Path, np.ndarray],
 ) -> None:
@@ -154,6 +160,7 @@ def test_half_created_feature_store_needs_no_cleaning(
 # ------------------------------------------------ 13. the image-store key reads file content
 
 
+@pytest.mark.slow
 def test_image_edited_in_place_at_the_same_size_makes_another_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -237,6 +244,7 @@ def test_failed_build_with_nothing_decoded_leaves_no_store(tmp_path: Path) -> No
     assert not list((cache / "images").glob("*.zarr"))
 
 
+@pytest.mark.slow
 def test_verify_manifest_checks_only_its_stores(tmp_path: Path) -> None:
     a = write_cohort(tmp_path / "a", seed=1)
     b = write_cohort(tmp_path / "b", seed=2)
@@ -253,6 +261,7 @@ def test_verify_manifest_checks_only_its_stores(tmp_path: Path) -> None:
         assert checked == keys[m] and len(checked) == 2  # its image and feature store
 
 
+@pytest.mark.slow
 def test_prune_removes_incomplete_and_orphaned_stores(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     keep = write_cohort(tmp_path / "keep", seed=1)
@@ -278,6 +287,7 @@ def test_prune_removes_incomplete_and_orphaned_stores(tmp_path: Path) -> None:
     assert cli("cache", "verify", "--manifest", keep, "--cache-dir", cache).code == 0
 
 
+@pytest.mark.slow
 def test_rm_takes_several_keys(extracted: tuple[Path, Path, Path, np.ndarray]) -> None:
     _, cache, store, _ = extracted
     image = only_store(cache, "images")
@@ -287,6 +297,7 @@ def test_rm_takes_several_keys(extracted: tuple[Path, Path, Path, np.ndarray]) -
     assert r.out.count("removed") == 2
 
 
+@pytest.mark.slow
 def test_rm_resolves_every_key_before_removing(
     extracted: tuple[Path, Path, Path, np.ndarray],
 ) -> None:

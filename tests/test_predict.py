@@ -69,6 +69,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return Trained(manifest, cache, runs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["lp", "lp-variants", "lora-r8", "bitfit", "fft"])
 def test_predict_reproduces_the_runs_test_predictions(trained: Trained, strategy: str) -> None:
     run = read_run(trained.runs[strategy])

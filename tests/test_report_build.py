@@ -28,7 +28,7 @@ from progbench.report.tables import summary_table
 from tests.helpers.runtree import REPORT_TREE, built_report, evaluated_tree
 
 # Module fixtures build cohorts, trees or reports: on one xdist worker, so built once.
-pytestmark = pytest.mark.xdist_group("test_report_build")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_report_build")]
 
 FIGURES = (
     "rq1-strategies-boxplot",

@@ -55,6 +55,7 @@ def signal(tmp_path_factory: pytest.TempPathFactory) -> Signal:
     return Signal(task, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PRESETS)
 def test_presets_learn_the_signal_with_a_grid_point_chosen_on_validation(
     signal: Signal, name: str, tmp_path: Path
@@ -81,6 +82,7 @@ def test_presets_learn_the_signal_with_a_grid_point_chosen_on_validation(
     assert mcc > 0.5, (name, mcc)
 
 
+@pytest.mark.slow
 def test_a_yaml_only_estimator_trains_is_evaluated_and_predicts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

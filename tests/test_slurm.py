@@ -188,6 +188,7 @@ def test_job_at_its_time_limit_is_requeued_and_resumes(requeue_run: Any) -> None
     assert "Requeued job" in log
 
 
+@pytest.mark.slow
 def test_requeues_stop_at_max_requeues(folder: Path) -> None:
     spec = {"path": str(folder.parent / "state.json"), "total": SLOW_STEPS}
     no_requeue = SlurmResources(time_min=1, mem_gb=0.25, signal_delay_s=20, max_requeues=0)

@@ -26,12 +26,14 @@ from progbench.evaluate.stats import (
 # ------------------------------------------------------------------------------------ Holm
 
 
+@pytest.mark.slow
 def test_holm_hand_computed() -> None:
     # Sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> max(0.06, 0.04).
     got = holm([0.01, 0.04, 0.03, 0.005])
     np.testing.assert_allclose(got, [0.03, 0.06, 0.06, 0.02])
 
 
+@pytest.mark.slow
 def test_holm_caps_at_one_and_skips_nan() -> None:
     np.testing.assert_allclose(holm([0.6, 0.7]), [1.0, 1.0])
     # NaN is not part of the family: m = 2, not 3.
@@ -117,6 +119,7 @@ def _long(values: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_pairwise_wilcoxon_pairs_on_blocks_with_holm() -> None:
     rng = np.random.default_rng(0)
     base = rng.normal(0.6, 0.1, 8)

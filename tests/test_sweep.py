@@ -99,6 +99,7 @@ def test_bad_sweep_files_are_refused_by_name(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_the_reference_grid_is_planned_without_its_data(capsys) -> None:
     code, out, _ = cli(["sweep", "plan", "ruffini2025", "--json"], capsys)
     assert code == 0

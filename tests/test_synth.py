@@ -28,7 +28,7 @@ from progbench.data.synth import (
 from progbench.errors import ConfigError
 
 # Module fixtures build cohorts, trees or reports: on one xdist worker, so built once.
-pytestmark = pytest.mark.xdist_group("test_synth")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_synth")]
 
 
 @pytest.fixture(scope="module")

@@ -217,6 +217,7 @@ def _study_scaled(folder: Path) -> None:
     _write_preset(folder, data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("best", "stop"), [(2, 12), (8, 18)])
 def test_the_loop_stops_by_the_preset_and_keeps_the_floor(
     tiny: tuple[Any, Any, Path],

@@ -454,6 +454,7 @@ def test_a_changed_private_api_names_library_version_and_symbol() -> None:
         resolve(changed)
 
 
+@pytest.mark.slow
 def test_weights_dir_reaches_extract_and_every_unit_of_a_sweep(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
