@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 3 --dist loadgroup
 
-# The quick set (under 90 s): everything not marked slow.
+# The quick set (about 90 s of tests on 2 cores): everything not marked slow.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n 3 --dist loadgroup -m "not slow"
 
