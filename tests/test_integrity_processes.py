@@ -78,9 +78,9 @@ LP_GRID = (
     "--repeats",
     "2",
 )
-# The LP grid's runs are written by worker processes from this many runs on (linear.py's
+# The LP grid's runs are written by worker processes from this many runs on (writers.py's
 # PROCESS_WRITERS_FROM, lowered so that a 6-run grid takes the process path).
-PROCESS_WRITERS = "progbench.train.linear.PROCESS_WRITERS_FROM = 2"
+PROCESS_WRITERS = "progbench.train.writers.PROCESS_WRITERS_FROM = 2"
 
 
 @pytest.mark.slow  # subprocesses

@@ -23,7 +23,7 @@ from progbench.evaluate.results import evaluate_tree, summarise
 from progbench.extract.features import extract_features, stream_features
 from progbench.models.loaders import load_backbone
 from progbench.runs import iter_runs, read_run
-from progbench.train import linear
+from progbench.train import writers
 from progbench.train.linear import LPContext
 from progbench.train.probe import ProbeConfig, fit_probes, standardiser
 from tests.helpers.lp import lp_runs
@@ -168,16 +168,24 @@ def test_killed_grid_resumes_without_recomputing(strong, tmp_path: Path) -> None
 
 
 def test_process_writers_write_the_same_runs(strong, tmp_path: Path, monkeypatch) -> None:
-    """Big grids are written by worker processes; the runs are those of the writer thread."""
+    """Big grids are written by worker processes, started once for the command and reused by
+    the next grid; the runs are those of the writer thread."""
     _, task, store, splits, ctx, _ = strong
     two_folds = splits.model_copy(update={"folds": splits.folds[:2]})
+    writers._discard()  # an earlier test's pool would take the small grid too
     lp_runs(task, two_folds, store, ctx, tmp_path / "thread")
-    monkeypatch.setattr(linear, "PROCESS_WRITERS_FROM", 1)
+    assert writers._pool is None  # a small grid, no pool up: the thread wrote it
+    monkeypatch.setattr(writers, "PROCESS_WRITERS_FROM", 1)
     seen: list[int] = []
     out = lp_runs(
         task, two_folds, store, ctx, tmp_path / "process", progress=lambda d, t: seen.append(d)
     )
     assert len(out.written) == 2 * 7 and seen[-1] == 2 * 7
+    pool = writers._pool
+    assert pool is not None
+    lp_runs(task, two_folds, store, ctx, tmp_path / "again")
+    assert writers._pool is pool  # the next grid reused the workers
+    writers._discard()
     a, b = iter_runs(tmp_path / "thread").done, iter_runs(tmp_path / "process").done
     assert [p.relative_to(tmp_path / "thread") for p in sorted(a)] == [
         p.relative_to(tmp_path / "process") for p in sorted(b)

@@ -27,7 +27,8 @@ from progbench.cache.store import lock_for, open_for_build, repair_missing
 from progbench.config import BackboneSpec, TokenLayout
 from progbench.data.manifest import Manifest
 from progbench.errors import CacheError
-from progbench.models.loaders import LoadedBackbone, load_backbone
+from progbench.models.identity import BackboneRef, backbone_ref
+from progbench.models.loaders import LoadedBackbone
 from progbench.models.sources import encoder_tokens
 from progbench.provenance import git_sha, host_info, library_versions, now_iso
 
@@ -44,7 +45,9 @@ class ExtractResult:
     images_per_s: float | None
 
 
-def feature_key(store: ImageStore, loaded: LoadedBackbone, accel: Accel) -> FeatureKey:
+def feature_key(
+    store: ImageStore, loaded: LoadedBackbone | BackboneRef, accel: Accel
+) -> FeatureKey:
     spec = loaded.spec
     return FeatureKey(
         image_store=store.content_fingerprint,
@@ -116,14 +119,15 @@ def extract_features(
     image_params: ImageStoreParams | None = None,
     workers: int | None = None,
     progress: ProgressFn | None = None,
-    loaded: LoadedBackbone | None = None,
+    loaded: LoadedBackbone | BackboneRef | None = None,
 ) -> ExtractResult:
-    """Features of every image of `manifest`, computing only rows that are not done yet."""
+    """Features of every image of `manifest`, computing only rows that are not done yet. The
+    encoder is built only when rows are missing (`loaded` may be a BackboneRef)."""
     if batch_size < 1:
         raise CacheError(f"--batch-size must be positive, got {batch_size}")
     built = build_image_store(manifest, image_params, cache_dir, workers)
     store = ImageStore(built.path)
-    loaded = loaded or load_backbone(backbone, weights)
+    loaded = loaded or backbone_ref(backbone, weights)
     spec = loaded.spec
     accel = resolve_accel(device, dtype, spec.is_cnn, spec.bf16_cast_weights)
     key = feature_key(store, loaded, accel)
@@ -139,7 +143,7 @@ def _extract_locked(
     path: Path,
     key: FeatureKey,
     store: ImageStore,
-    loaded: LoadedBackbone,
+    loaded: LoadedBackbone | BackboneRef,
     accel: Accel,
     batch_size: int,
     image_store_path: Path,
@@ -170,6 +174,8 @@ def _extract_locked(
     chunks = [np.arange(s, min(s + rows_per_chunk, n)) for s in range(0, n, rows_per_chunk)]
     todo = [c for c in chunks if not done[c].all()]
     features, done_arr = group["features"], group["done"]
+    if isinstance(loaded, BackboneRef):
+        loaded = loaded.load()
     model = prepare_model(loaded.encoder.eval(), accel)
     loaded = LoadedBackbone(model, loaded.spec, loaded.weights, loaded.weights_fingerprint)
     if progress:

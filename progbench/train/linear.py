@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from progbench.train.heads import FeatureHead, FeatureSolver
 from progbench.train.lpruns import RunToWrite, sha256, write_runs
 from progbench.train.plan import Problem
 from progbench.train.probe import ProbeConfig, load_probe, standardiser
-from progbench.workers import worker_pool
+from progbench.train.writers import lp_writer
 
 __all__ = ["LPContext", "load_probe", "lp_settings", "run_linear_probes"]
 
@@ -108,11 +108,9 @@ def run_linear_probes(
         if progress:
             progress(len(summary.written) + len(summary.skipped), total)
 
-    # This thread solves fold after fold while a writer writes and scores the solved folds'
-    # runs. Writing (pandas, parquet, scikit-learn metrics) holds the GIL and costs more than
-    # solving, so big grids write in two worker processes; small ones in one thread, which
-    # starts at once.
-    with claims(runs_root) as held, threadpool_limits(1), _writer(total) as writer:
+    # This thread solves fold after fold while a writer (progbench.train.writers) writes and
+    # scores the solved folds' runs.
+    with claims(runs_root) as held, threadpool_limits(1), lp_writer(total) as writer:
         solver = _FoldSolver(task, space, pos, cfg, ctx, runs_root, force, writer, held, count)
         busy = solver.first_pass(problems, summary.skipped)
         solver.drain()
@@ -187,17 +185,6 @@ class _FoldSolver:
     def drain(self) -> None:
         while self.pending:
             self._collect()
-
-
-# Runs at or above this count are written by worker processes (measured: the 130-run
-# AIforCOVID-sized grid took 10 s with a writer thread, 7 s with two processes on 2 cores).
-PROCESS_WRITERS_FROM = 60
-
-
-def _writer(n_runs: int) -> Executor:
-    if n_runs >= PROCESS_WRITERS_FROM:
-        return worker_pool(2)
-    return ThreadPoolExecutor(1, thread_name_prefix="lp-writer")
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
     from progbench.cache.featurestore import FeatureStore
     from progbench.cache.imagestore import ImageStoreParams
     from progbench.extract.features import extract_features
-    from progbench.models.loaders import load_backbone
+    from progbench.models.identity import backbone_ref
     from progbench.models.strategies import get_strategy
     from progbench.train.linear import LPContext, lp_settings, run_linear_probes
     from progbench.train.solvers import solver_for
@@ -91,7 +91,7 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
     cfg = solver_for(get_strategy(request.strategy), request.probe)  # fails before any work
     start = time.perf_counter()
     splits, splits_path, note = resolve_splits(task, request.splits, request.runs_root)
-    loaded = load_backbone(backbone, request.weights)
+    loaded = backbone_ref(backbone, request.weights)
     with _maybe(progress, f"features {backbone}") as update:
         res = extract_features(
             task.manifest,
@@ -110,7 +110,7 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
         weights=loaded.weights,
         weights_fingerprint=loaded.weights_fingerprint,
         feature_store=res.key,
-        encoder_params=sum(p.numel() for p in loaded.encoder.parameters()),
+        encoder_params=loaded.encoder_params,
         strategy=request.strategy,
     )
     problems = plan_runs(

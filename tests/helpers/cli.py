@@ -94,7 +94,7 @@ def cli_process(
 
 def patched(*assignments: str) -> tuple[str, ...]:
     """The command line that runs progbench after `module.NAME = value` assignments, e.g.
-    `progbench.train.linear.PROCESS_WRITERS_FROM = 4`, to reach a code path on a tiny input."""
+    `progbench.train.writers.PROCESS_WRITERS_FROM = 4`, to reach a code path on a tiny input."""
     lines = []
     for a in assignments:
         target, value = (x.strip() for x in a.split("=", 1))
