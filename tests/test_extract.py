@@ -116,6 +116,10 @@ def test_bf16_close_to_fp32(cohort: Path, cache_dir: Path, tiny) -> None:
     assert cos.min() > 0.99
 
 
+# resnet18 at 64 px in the process tests: a full-size network, a quarter of 96 px's cost.
+RESNET_SIZE = 64
+
+
 def _extract_cmd(manifest: Path, batch: int) -> list[str]:
     cli = [sys.executable, "-m", "progbench.cli", "extract", str(manifest)]
     return [
@@ -127,7 +131,7 @@ def _extract_cmd(manifest: Path, batch: int) -> list[str]:
         "--batch-size",
         str(batch),
         "--image-size",
-        "96",
+        str(RESNET_SIZE),
         "--device",
         "cpu",
     ]
@@ -135,9 +139,10 @@ def _extract_cmd(manifest: Path, batch: int) -> list[str]:
 
 @pytest.mark.slow
 def test_sigkill_resume_is_bit_identical(tmp_path: Path, cache_dir: Path) -> None:
-    manifest = write_cohort(tmp_path / "k", patients=250, size=96)
+    # 172 images in 22 chunks of 8: the kill after 2 chunks leaves ~20 to resume.
+    manifest = write_cohort(tmp_path / "k", patients=120, size=RESNET_SIZE)
     m = load_manifest(manifest)
-    build_image_store(m, ImageStoreParams(size=96))
+    build_image_store(m, ImageStoreParams(size=RESNET_SIZE))
     env = os.environ | {"PROGBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         _extract_cmd(manifest, 8), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -159,7 +164,12 @@ def test_sigkill_resume_is_bit_identical(tmp_path: Path, cache_dir: Path) -> Non
     path = next((cache_dir / "features").glob("*.zarr"))
     assert not verify_store(path).ok
     resumed = extract_features(
-        m, "resnet18", "random", batch_size=8, device="cpu", image_params=ImageStoreParams(size=96)
+        m,
+        "resnet18",
+        "random",
+        batch_size=8,
+        device="cpu",
+        image_params=ImageStoreParams(size=RESNET_SIZE),
     )
     assert resumed.path == path and 0 < resumed.computed < len(m.frame)
     first = FeatureStore(path).load()
@@ -169,7 +179,7 @@ def test_sigkill_resume_is_bit_identical(tmp_path: Path, cache_dir: Path) -> Non
         "random",
         batch_size=8,
         device="cpu",
-        image_params=ImageStoreParams(size=96),
+        image_params=ImageStoreParams(size=RESNET_SIZE),
         cache_dir=tmp_path / "clean",
     )
     np.testing.assert_array_equal(first, FeatureStore(clean.path).load())  # bit-identical
@@ -178,7 +188,7 @@ def test_sigkill_resume_is_bit_identical(tmp_path: Path, cache_dir: Path) -> Non
 
 @pytest.mark.slow
 def test_two_concurrent_extracts(cohort: Path, cache_dir: Path) -> None:
-    build_image_store(load_manifest(cohort), ImageStoreParams(size=96))
+    build_image_store(load_manifest(cohort), ImageStoreParams(size=RESNET_SIZE))
     env = os.environ | {"PROGBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(
