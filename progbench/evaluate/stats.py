@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+import gc
 import inspect
 import itertools
 import math
@@ -59,7 +60,13 @@ def holm(pvalues: Sequence[float], alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
     if ok.any():
-        out[ok] = multipletests(p[ok], alpha=alpha, method="holm")[1]
+        # statsmodels' Holm branch ends in gc.collect(): in a process holding torch that scans
+        # ~500k objects (1-2 s a call, once per report table). Frozen, it scans only new ones.
+        gc.freeze()
+        try:
+            out[ok] = multipletests(p[ok], alpha=alpha, method="holm")[1]
+        finally:
+            gc.unfreeze()
     return out
 
 
