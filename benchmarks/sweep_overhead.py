@@ -17,7 +17,8 @@ timed apart: overhead = sweep / direct - 1, for the training part and end to end
 are checked to hold the same runs with the same predictions, so the sweep did the same work.
 Each path first runs once untimed (what a process pays once either way: imports, the LP writer
 processes, which then serve every later grid), then `--repeats` times, alternating, on fresh
-trees; the figure is the best time of each path (the median is written too).
+trees; the figure is the median of each path's times (the best of each is written too: on a
+shared machine one repeat's noise can exceed the overhead either way).
 Prints a summary and writes JSON.
 """
 
@@ -192,6 +193,8 @@ def main() -> None:
         k: (statistics.median(t for t, _ in v), statistics.median(map(sum, v)))
         for k, v in times.items()
     }
+    median_train = median["sweep"][0] / median["direct"][0] - 1
+    median_total = median["sweep"][1] / median["direct"][1] - 1
     out: dict[str, Any] = {
         "benchmark": "sweep_overhead",
         "when": now_iso(),
@@ -209,17 +212,19 @@ def main() -> None:
         "sweep_score_s": round(best["sweep"][1], 3),
         "overhead_train": round(train_overhead, 4),
         "overhead_end_to_end": round(total_overhead, 4),
-        "median_overhead_train": round(median["sweep"][0] / median["direct"][0] - 1, 4),
-        "median_overhead_end_to_end": round(median["sweep"][1] / median["direct"][1] - 1, 4),
+        "median_overhead_train": round(median_train, 4),
+        "median_overhead_end_to_end": round(median_total, 4),
         "goal_overhead_max": GOAL_OVERHEAD,
-        "goal_met": train_overhead <= GOAL_OVERHEAD and total_overhead <= GOAL_OVERHEAD,
+        "goal_met": median_train <= GOAL_OVERHEAD and median_total <= GOAL_OVERHEAD,
         "all_times": times,
     }
     print(
-        f"{runs} LP runs ({checked} checked equal): training {best['direct'][0]:.2f} s direct vs "
-        f"{best['sweep'][0]:.2f} s swept ({train_overhead:+.1%}); end to end "
-        f"{sum(best['direct']):.2f} s vs {sum(best['sweep']):.2f} s ({total_overhead:+.1%}); "
-        f"goal <= {GOAL_OVERHEAD:.0%}: {'met' if out['goal_met'] else 'NOT met'}"
+        f"{runs} LP runs ({checked} checked equal), median of {args.repeats} repeats: training "
+        f"{median['direct'][0]:.2f} s direct vs {median['sweep'][0]:.2f} s swept "
+        f"({median_train:+.1%}); end to end {median['direct'][1]:.2f} s vs "
+        f"{median['sweep'][1]:.2f} s ({median_total:+.1%}); best of each: {train_overhead:+.1%} "
+        f"and {total_overhead:+.1%}; goal <= {GOAL_OVERHEAD:.0%}: "
+        f"{'met' if out['goal_met'] else 'NOT met'}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
