@@ -48,3 +48,31 @@ def cluster() -> str:
             pytest.fail(f"PROGBENCH_REQUIRE_SLURM=1 but {why}")
         pytest.skip(why)
     return why
+
+
+# The long poles of `make test` (seconds measured in CI, 3 workers on 2 cores), started first so
+# that no worker begins one near the end while the others sit idle.
+LONG_FIRST = (
+    "tests/test_readme.py::test_the_readme_chain_runs_as_written",  # ~400
+    "@slurm",  # the SLURM group, ~200 in all, one worker
+    "tests/test_finetune_signal.py::",  # ~190
+    "tests/test_gpu_check.py::test_cpu_dry_run",  # ~110
+    "tests/test_sweep.py::",  # ~350 over six tests
+    "tests/test_extract.py::test_sigkill_resume",
+    "@test_linear",  # one module fixture, ~150 in all
+    "tests/test_models_matrix.py::",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    group = item.get_closest_marker("xdist_group")
+    ids = item.nodeid + (f"@{group.args[0]}" if group is not None and group.args else "")
+    return next((i for i, key in enumerate(LONG_FIRST) if key in ids), len(LONG_FIRST))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the long poles first (a stable sort: a group's tests keep their order). The
+    workers collect, each the same way; the controller schedules in their order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_rank)
