@@ -3,23 +3,33 @@ the 4 scikit-learn baselines)."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import gc
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch import nn
 from typer.testing import CliRunner
 
 from progbench.cli import app, main
-from progbench.models.loaders import random_encoder
+from progbench.config import BackboneSpec
+from progbench.models.encoders import build_weightless, weightless
+from progbench.models.loaders import LoadedBackbone, random_encoder
+from progbench.models.params import count_parameters
 from progbench.models.registry import (
     get_backbone_spec,
     get_strategy_spec,
     list_backbones,
     list_strategies,
 )
-from progbench.models.strategies import resolve
+from progbench.models.strategies import build_classifier, get_strategy, resolve
+from tests.helpers.twins import TWINS
 
 # Encoder parameter counts measured on this stack (docs/shared BACKBONES.md), in millions.
 REFERENCE_PARAMS_M = {
@@ -41,12 +51,13 @@ BASELINES = {"knn", "svm-rbf", "random-forest", "logreg"}  # applicable, paramet
 
 @pytest.mark.slow
 def test_full_size_encoders_match_the_registry_and_the_reference() -> None:
-    """Build each full-size architecture (random weights, one at a time) and check its size,
-    its feature dimension and that every adapter target matches its modules."""
+    """Build each full-size architecture without weights (the equivalence with a real build is
+    the next test) and check its size, its feature dimension and that every adapter target
+    matches its modules."""
     assert sorted(list_backbones()) == sorted(REFERENCE_PARAMS_M)
     for name in list_backbones():
         spec = get_backbone_spec(name)
-        encoder = random_encoder(spec)
+        encoder = build_weightless(spec)
         n = sum(p.numel() for p in encoder.parameters())
         assert n == spec.encoder_params, name
         assert abs(n / 1e6 - REFERENCE_PARAMS_M[name]) <= 0.03 * REFERENCE_PARAMS_M[name], name
@@ -55,12 +66,58 @@ def test_full_size_encoders_match_the_registry_and_the_reference() -> None:
             assert res.applicable == (not (name in CNNS and s.startswith("vera"))), (name, s)
             if res.target_modules:
                 assert res.checked and res.matched_modules, (name, s)
-        del encoder
-        gc.collect()
-        # The feature dimension, from a weightless forward pass at the registry's input size.
-        with torch.device("meta"):
-            out = random_encoder(spec)(torch.empty(1, 3, spec.input_size, spec.input_size))
+        # The feature dimension, from a forward pass at the registry's input size (shapes only).
+        out = encoder(torch.empty(1, 3, spec.input_size, spec.input_size, device="meta"))
         assert tuple(out.shape) == (1, spec.feature_dim), name
+
+
+def _described(
+    spec: BackboneSpec, encoder: nn.Module, context: Callable[[], AbstractContextManager[Any]]
+) -> dict[str, Any]:
+    """What `progbench models` and the test above read of an encoder: its tensors (name, shape,
+    dtype), and per strategy (one of each kind) the resolution and the 2-way classifier's
+    tensors and parameter counts."""
+    tensors = [(k, tuple(v.shape), v.dtype) for k, v in encoder.state_dict().items()]
+    out: dict[str, Any] = {"tensors": tensors}
+    for s in ONE_PER_KIND:
+        fresh = copy.deepcopy(encoder)  # a classifier changes its encoder in place
+        res = resolve(spec, get_strategy_spec(s), fresh)
+        counts = None
+        if res.applicable and get_strategy(s).counts_parameters:
+            with context():
+                model = build_classifier(LoadedBackbone(fresh, spec, "random", "-"), s)
+            counts = (
+                count_parameters(model),
+                [(k, v.shape) for k, v in model.state_dict().items()],
+            )
+        out[s] = (res, counts)
+    return out
+
+
+# Every source (torchvision, transformers, open_clip over timm, both MedCLIP formats) through
+# its tiny twin, and two full-size models.
+EQUIVALENCE = ["resnet18", "dinov2-s", *TWINS]
+
+
+def _first_of_each_kind() -> list[str]:
+    first: dict[str, str] = {}
+    for s in list_strategies():
+        first.setdefault(get_strategy_spec(s).kind, s)
+    return list(first.values())
+
+
+ONE_PER_KIND = _first_of_each_kind()  # lp, fft, lora-r4, vera-r4, bitfit, ia3, knn
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EQUIVALENCE)
+def test_a_weightless_build_describes_the_model_as_a_real_build_does(name: str) -> None:
+    spec = get_backbone_spec(name)
+    real = _described(spec, random_encoder(spec), contextlib.nullcontext)
+    meta = _described(spec, build_weightless(spec), weightless)
+    assert meta == real
+    assert real["tensors"] and any(real[s][1] for s in ONE_PER_KIND)  # something counted
+    gc.collect()
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ import json
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -342,6 +344,45 @@ def test_fetch_refuses_offline_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsError, match="HF_HUB_OFFLINE is set"):
         fetch_weights(["resnet18"], tmp_path / "w")
+
+
+# `weights ls` and `weights fetch` of a folder already there read files and weights.json only;
+# the last line of the script is what they loaded of these (seconds of imports, torch's alone).
+HEAVY = ("torch", "torchvision", "transformers", "open_clip", "peft", "sklearn", "pandas")
+IMPORTS_SCRIPT = f"""
+import contextlib, io, json, sys
+from progbench.cli import main
+
+for args in (["weights", "ls", sys.argv[1]], ["weights", "fetch", "resnet18", "--to", sys.argv[1]]):
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            main(args)
+    except SystemExit as exit_:
+        assert not exit_.code, (args, exit_.code, out.getvalue())
+    assert "resnet18" in out.getvalue(), out.getvalue()
+print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+"""
+
+
+@pytest.mark.slow  # a subprocess: a fresh interpreter is the only way to see what loads
+def test_weights_ls_and_a_kept_fetch_load_no_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "w"
+
+    def torchvision_file(spec: BackboneSpec, to_dir: Path) -> None:
+        (to_dir / "resnet18-f37072fd.pth").write_bytes(b"not really weights")
+
+    fetch_weights(["resnet18"], root, fetcher=torchvision_file)
+    for var in network.OFFLINE_ENVS:  # the fetch must get past its offline-mode check
+        monkeypatch.delenv(var, raising=False)
+    r = subprocess.run(
+        [sys.executable, "-c", IMPORTS_SCRIPT, str(root)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == []
 
 
 def test_hub_file_choice() -> None:

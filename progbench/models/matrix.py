@@ -1,7 +1,7 @@
 """The backbone x strategy matrix of `progbench models`: what each pair trains, in numbers.
 
-Figures come from the full-size architectures built on PyTorch's `meta` device: exact shapes,
-no memory, no download. A strategy without a parameter count (`counts_parameters = False`: the
+Figures come from the full-size architectures built on PyTorch's `meta` device without
+initialisation (`encoders.weightless`): exact shapes, no memory, no download. A strategy without a parameter count (`counts_parameters = False`: the
 scikit-learn estimators, whose kNN rows or forest nodes are not parameters) applies to every
 backbone with its counts left empty (shown as "-"). Each cell builds the same classifier (2-way head) that training
 builds, with the same code, so the counts are those of a real run. Rows are cached per
@@ -10,16 +10,15 @@ backbone in the user cache folder, keyed by library versions and the registry fi
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-
 from progbench.atomic import atomic_write_json
 from progbench.cache.paths import cache_root
-from progbench.models.encoders import build_encoder
+from progbench.models.encoders import build_weightless, weightless
 from progbench.models.loaders import LoadedBackbone
 from progbench.models.params import count_parameters
 from progbench.models.registry import (
@@ -76,38 +75,32 @@ class ModelMatrix:
         return next(c for c in self.cells if (c.backbone, c.strategy) == (backbone, strategy))
 
 
-def _meta_loaded(name: str) -> LoadedBackbone:
-    spec = get_backbone_spec(name)
-    with torch.device("meta"):
-        encoder = build_encoder(spec)
-    return LoadedBackbone(encoder, spec, "random", "meta")
-
-
 def compute_row(name: str, strategies: list[str]) -> tuple[BackboneRow, list[MatrixCell]]:
-    """One backbone's row: a fresh meta encoder per strategy (adapters change it in place)."""
+    """One backbone's row, on one weightless encoder: each classifier gets a copy of it
+    (adapters and requires_grad change an encoder in place; resolving changes nothing)."""
     spec = get_backbone_spec(name)
-    probe = _meta_loaded(name)
+    encoder = build_weightless(spec)
     row = BackboneRow(
         name=name,
         family=spec.family,
         library=spec.library,
         source=spec.hub_id,
         feature_dim=spec.feature_dim,
-        encoder_params=count_parameters(probe.encoder).total,
+        encoder_params=count_parameters(encoder).total,
         expected_params=spec.encoder_params,
         tiny=spec.tiny,
     )
     cells = []
     for s in strategies:
-        loaded = _meta_loaded(name)
-        res = resolve(spec, get_strategy_spec(s), loaded.encoder)
+        res = resolve(spec, get_strategy_spec(s), encoder)
         if not res.applicable:
             cells.append(MatrixCell(name, s, False, res.reason, None, None, None))
             continue
         if not get_strategy(s).counts_parameters:
             cells.append(MatrixCell(name, s, True, None, None, None, None))
             continue
-        with torch.device("meta"):
+        loaded = LoadedBackbone(copy.deepcopy(encoder), spec, "random", "meta")
+        with weightless():  # the head and the adapters
             model = build_classifier(loaded, s, num_classes=2)
         c = count_parameters(model)
         cells.append(MatrixCell(name, s, True, None, c.trainable, c.total, c.percent))

@@ -17,7 +17,6 @@ import os
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +65,8 @@ def hf_endpoint() -> str:
 
 def _probe_target(url: str) -> tuple[str, int]:
     """The host:port a download of `url` connects to first: the proxy, when one applies."""
+    import urllib.request  # loads ssl and http.client: only when a download is about to start
+
     parsed = urlparse(url)
     host, scheme = parsed.hostname or "", parsed.scheme or "https"
     proxy = urllib.request.getproxies().get(scheme)
