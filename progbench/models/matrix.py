@@ -1,11 +1,12 @@
 """The backbone x strategy matrix of `progbench models`: what each pair trains, in numbers.
 
 Figures come from the full-size architectures built on PyTorch's `meta` device without
-initialisation (`encoders.weightless`): exact shapes, no memory, no download. A strategy without a parameter count (`counts_parameters = False`: the
-scikit-learn estimators, whose kNN rows or forest nodes are not parameters) applies to every
-backbone with its counts left empty (shown as "-"). Each cell builds the same classifier (2-way head) that training
-builds, with the same code, so the counts are those of a real run. Rows are cached per
-backbone in the user cache folder, keyed by library versions and the registry files.
+initialisation (`encoders.weightless`): exact shapes, no memory, no download. A strategy
+without a parameter count (`counts_parameters = False`: the scikit-learn estimators, whose kNN
+rows or forest nodes are not parameters) applies to every backbone with its counts left empty
+(shown as "-"). Each cell builds the same classifier (2-way head) that training builds, with the
+same code, so the counts are those of a real run. Rows are cached per backbone in the user
+cache folder, keyed by library versions and the registry files.
 """
 
 from __future__ import annotations
