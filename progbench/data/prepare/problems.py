@@ -96,6 +96,7 @@ def problems_file(out: Path) -> Path:
 def raise_problems(problems: Sequence[str], out: Path, legend: str) -> None:
     """One error listing every kind of problem with its count (or nothing when there is none)."""
     grouped = group(problems)
+    problems_file(out).unlink(missing_ok=True)  # a list left by an earlier run is stale
     if not grouped:
         return
     total = sum(len(v) for v in grouped.values())
