@@ -35,7 +35,8 @@ DropUnmatchedOpt = Annotated[
     bool,
     typer.Option(
         "--drop-unmatched",
-        help="Drop table rows that no image file matches (default: an error listing them).",
+        help="Drop table rows whose image file is missing or that no file matches, in every "
+        "matching mode; counted in prepare.json (default: an error listing them).",
     ),
 ]
 OnePerPatientOpt = Annotated[
@@ -68,10 +69,10 @@ CenterColumnOpt = Annotated[str | None, typer.Option(help="Centre column (defaul
 SourcesArg = Annotated[
     list[Path] | None,
     typer.Argument(
-        metavar="TABLE IMAGES [TABLE IMAGES]...",
+        metavar="TABLE IMAGES",
         help="Clinical table (.csv, .xlsx or .parquet) and its image root (paths and templates "
         "are relative to it; matching walks it); one pair per source (release), merged into one "
-        "manifest. None: the --map file's `sources`.",
+        "manifest. Without them: the --map file's `sources`.",
         show_default=False,
     ),
 ]
@@ -87,8 +88,8 @@ EncodingOpt = Annotated[
     str | None,
     typer.Option(
         "--encoding",
-        help="CSV text encoding, e.g. utf-8, cp1252, latin-1 (default: detected, in the order "
-        "utf-8, cp1252, latin-1; recorded in prepare.json).",
+        help="CSV text encoding, e.g. utf-8, cp1252, latin-1 (default: detected, the first of "
+        "utf-8 (with or without BOM), cp1252, latin-1 that decodes; recorded in prepare.json).",
     ),
 ]
 SourceNameOpt = Annotated[
@@ -137,7 +138,9 @@ DicomMatchOpt = Annotated[
 MatchStemOpt = Annotated[
     str | None,
     typer.Option(
-        "--match-stem", help="COLUMN: files named <value> or <value>_<anything> (or - . space)."
+        "--match-stem",
+        help="COLUMN: files named <value> (with or without its extension) or "
+        "<value>_<anything> (or - . space).",
     ),
 ]
 TableOutcomeOpt = Annotated[
