@@ -297,6 +297,7 @@ def prepare_aiforcovid(
         bool,
         typer.Option("--authors-rejects", help="Drop the 10 ids the authors' converter dropped."),
     ] = False,
+    drop_unmatched: DropUnmatchedOpt = False,
     absolute_paths: AbsoluteOpt = False,
     force: ForceOpt = False,
 ) -> None:
@@ -317,6 +318,7 @@ def prepare_aiforcovid(
         box_margin=box_margin,
         box_square=box_square,
         missing_box=missing_box,
+        drop_unmatched=drop_unmatched,
         absolute_paths=absolute_paths,
     )
     _report(run(raw, out, options, force=force))
