@@ -290,3 +290,40 @@ def test_sources_need_pairs_and_distinct_names(tmp_path: Path) -> None:
         sources_spec(pairs, _opts(source_names=["x"]))
     with pytest.raises(ConfigError, match="no clinical table given"):
         sources_spec([], _opts())
+
+
+def test_the_cli_honours_encoding_conflicting_labels_and_per_image_labels(
+    tmp_path: Path,
+) -> None:
+    table = _conflict(tmp_path)
+    table.write_bytes(table.read_text().encode("latin-1"))
+    base = ["prepare", "table", str(table), str(tmp_path / "r" / "images"), "--id", "file"]
+    base += ["--patient", "patient", "--path", "file", "--outcome", "death=outcome:Dead,Alive"]
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a"), "--encoding", "utf-8"])
+    assert r.exit_code != 0 and "byte offset" in str(r.exception)
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "b")])
+    assert r.exit_code != 0 and "1 conflicting label" in str(r.exception)
+    args = [*base, "--out", str(tmp_path / "c"), "--encoding", "latin-1"]
+    r = CliRunner().invoke(app, [*args, "--conflicting-labels", "drop"])
+    assert r.exit_code == 0, r.output
+    assert "drop patients with conflicting labels (output manifest.csv)" in r.output
+    record = json.loads((tmp_path / "c" / "prepare.json").read_text())
+    assert record["sources"][0]["encoding"] == "latin-1"
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "d"), "--per-image-labels"])
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load((tmp_path / "d" / "tasks" / "death.yaml").read_text())["per_image_labels"]
+
+
+def test_two_sources_sharing_an_image_root_count_each_file_once(tmp_path: Path) -> None:
+    _release(tmp_path / "r", patients=4)
+    images = tmp_path / "r" / "images"
+    df = pd.read_csv(tmp_path / "r" / "table.csv", dtype=str)
+    df.iloc[:4].to_csv(tmp_path / "t1.csv", index=False)
+    df.iloc[4:6].to_csv(tmp_path / "t2.csv", index=False)  # P3's two files are in no row
+    opts = _opts(columns={"id": None, "path": None, "stem_match": "file"})
+    result = prepare(
+        sources_spec([(tmp_path / "t1.csv", images), (tmp_path / "t2.csv", images)], opts),
+        tmp_path / "s",
+    )
+    assert result.record["scan"]["unused_files"] == 2
+    assert len(pd.read_csv(result.manifests["manifest.csv"])) == 6

@@ -148,6 +148,11 @@ def _by_matching(
     out = Located(images=pd.DataFrame())
     records = []
     col = columns.match_column or ""
+    # A file counts once even when two sources share an image root: unused when no source's
+    # row refers to it, a dropped row's file when only dropped rows do.
+    seen: set[Path] = set()
+    used: set[Path] = set()
+    dropped: set[Path] = set()
     for s, root in enumerate(roots):
         mine = [i for i in range(len(rows)) if int(rows["_source"].iloc[i]) == s]
         by_value = _rows_by_value(rows, mine, col, names, out.problems)
@@ -161,12 +166,12 @@ def _by_matching(
         matched: set[int] = set()
         for p, header in files.items():
             hits = sorted({r for k in keys[p] for r in by_value.get(k, [])})
+            seen.add(p)
             if not hits:
                 if any(k in dropped_values for k in keys[p]):
-                    out.files_of_dropped_rows += 1
-                else:
-                    out.unused_files += 1
+                    dropped.add(p)
                 continue
+            used.add(p)
             if len(hits) > 1:
                 where = ", ".join(names[r] for r in hits)
                 out.problems.append(f"{p}: matches more than one row ({where})")
@@ -186,6 +191,8 @@ def _by_matching(
                     f"{names[i]}, column {col!r}: no image file matches "
                     f"{rows[col].iloc[i]!r} (by {how})"
                 )
+    out.unused_files = len(seen - used - dropped)
+    out.files_of_dropped_rows = len(dropped - used)
     out.images = _frame(records)
     return out
 

@@ -46,8 +46,7 @@ KINDS = (
     Kind(
         "duplicate id",
         ("appears more than once", "appears in more than one row"),
-        "make the ids unique (with several sources, prefix them with the source), or remove "
-        "the repeated rows",
+        "make the ids unique (ids of several sources must differ too), or remove the repeated rows",
     ),
     Kind(
         "conflicting label",
