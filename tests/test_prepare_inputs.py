@@ -220,7 +220,7 @@ def test_conflicting_labels_drop_the_patient_counted(tmp_path: Path) -> None:
     df = pd.read_csv(result.manifests["manifest.csv"], dtype=str)
     assert "P1" not in set(df["patient_id"]) and len(df) == 6
     rule = _rules(result.record)["drop patients with conflicting labels"]
-    assert rule["detail"]["patients"] == ["P1"]
+    assert rule["detail"]["patients"] == ["P1"] and rule["detail"]["patients_dropped"] == 1
     assert rule["before"]["patients"] == 4 and rule["after"]["patients"] == 3
 
 
@@ -245,7 +245,7 @@ def test_two_releases_merged_with_the_source_as_centre(tmp_path: Path) -> None:
     args += ["--outcome", "death=outcome:Dead,Alive"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "(table table.csv, table.csv)" in result.output  # the input tables, not the output
+    assert "(table r1/table.csv, r2/table.csv)" in result.output  # the inputs, not the output
     df = pd.read_csv(tmp_path / "s" / "manifest.csv", dtype=str)
     assert df["source"].tolist() == ["first"] * 7 + ["second"] * 8
     assert df["center"].tolist() == df["source"].tolist()

@@ -53,7 +53,7 @@ def prepare(
     pcol = spec.columns.patient_column
     log.add("read tables", [t.path.name for t in tables], {}, R.tally(rows, pcol))
     rows = _exclude(rows, spec, log)
-    rows = _drop_missing_outcomes(rows, spec, log, [t.path.name for t in tables])
+    rows = _drop_missing_outcomes(rows, spec, log, table_names(tables))
     problems, bad = _undeclared_values(rows, spec)
     rows = rows[~bad].reset_index(drop=True)  # reported; kept out of the checks that follow
     roots = [context.roots.get(s, Roots(images=src.images)) for s, src in enumerate(spec.sources)]
@@ -76,6 +76,14 @@ def prepare(
         "skipped_modality": located.skipped_modality,
     }
     return write_all(out, spec, context, tables, log, built, stats)
+
+
+def table_names(tables: Sequence[ClinicalTable]) -> list[str]:
+    """Each table by file name, with its folder when two tables share a name."""
+    names = [t.path.name for t in tables]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{t.path.parent.name}/{t.path.name}" for t in tables]
 
 
 def needed_columns(spec: PrepareSpec) -> dict[str, str]:
@@ -236,7 +244,11 @@ def _build_output(
         outcomes = [spec.columns.outcomes[o] for o in dict.fromkeys(output.tasks.values())]
         mixed = R.conflicting_patients(imgs, rows, pcol, outcomes)
         imgs = R.drop_patients(imgs, rows, pcol, mixed)
-        detail = {"output": output.manifest, "patients": mixed[: R.MAX_RECORDED_IDS]}
+        detail = {
+            "output": output.manifest,
+            "patients_dropped": len(mixed),
+            "patients": mixed[: R.MAX_RECORDED_IDS],
+        }
         after = R.tally(rows, pcol, imgs)
         log.add("drop patients with conflicting labels", detail, before, after)
     if output.one_per_patient is not None:
