@@ -67,6 +67,24 @@ def test_aiforcovid_three_releases(tmp_path: Path) -> None:
     assert rec["outputs"][0]["tasks"]["afc"]["images"] == {"positive": 7, "negative": 5}
 
 
+def test_aiforcovid_image_missing_from_the_download_is_named_or_dropped(tmp_path: Path) -> None:
+    raw = _afc(tmp_path / "raw")
+    (raw / "imgs" / "P_4.dcm").unlink()
+    with pytest.raises(PrepareError, match=r"1 missing image file") as err:
+        prepare_aiforcovid(raw, tmp_path / "afc", AfcOptions())
+    assert "AIforCOVID.xlsx row 5, path template" in str(err.value) and "P_4.dcm" in str(err.value)
+    result = prepare_aiforcovid(raw, tmp_path / "afc", AfcOptions(drop_unmatched=True))
+    assert len(load_task(result.tasks["afc"]).labels) == 11
+    found = next(e for e in result.record["rules"] if e["rule"] == "find images")
+    assert found["dropped_ids"] == ["P_4"] and found["detail"]["unmatched_rows"] == 1
+    sources = result.record["outputs"][0]["sources"]  # three releases, each recorded
+    assert sources == {
+        "AIforCOVID": {"images": 5, "patients": 5},
+        "AIforCOVID_r2": {"images": 3, "patients": 3},
+        "AIforCOVID_r3": {"images": 3, "patients": 3},
+    }
+
+
 def test_aiforcovid_authors_rejects(tmp_path: Path) -> None:
     raw = _afc(tmp_path / "raw")
     result = prepare_aiforcovid(raw, tmp_path / "afc", AfcOptions(authors_rejects=True))

@@ -96,8 +96,10 @@ def test_xlsx_with_title_row_dicom_matching_and_rules(tmp_path: Path) -> None:
     rules = {e["rule"]: e for e in result.record["rules"]}
     assert rules["drop rows with a missing outcome"]["dropped_ids"] == ["A3"]
     assert rules["find images"]["dropped_ids"] == ["A4"]
-    # X9 is not in the table; A3 left it (no outcome) before images were matched.
-    assert rules["find images"]["detail"]["unused_files"] == 5
+    # X9 is in no row: unused; A3's 4 files belong to a row dropped (no outcome) before.
+    assert rules["find images"]["detail"]["unused_files"] == 1
+    assert rules["find images"]["detail"]["files_of_dropped_rows"] == 4
+    assert result.record["scan"]["unused_files"] == 1
     assert rules["keep modalities"]["before"]["images"] == 8
     assert rules["keep modalities"]["after"]["images"] == 6
     assert rules["keep views"]["after"]["images"] == 4
@@ -209,7 +211,7 @@ def test_missing_image_names_its_row(tmp_path: Path) -> None:
         (raw / df.loc[3, "File"]).unlink()
 
     msg = _bad(tmp_path, remove)
-    assert "export_2021.csv line 5, column 'path': file not found: " in msg
+    assert "export_2021.csv line 5, column 'File': file not found: " in msg
     assert "scans/south/001/img3.dcm" in msg and "path = column 'File'" in msg
 
 
@@ -283,7 +285,7 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
 
     msg = _bad(tmp_path, many)
     assert "4 problem(s)" in msg
-    assert "line 4, column 'path': file not found" in msg  # the template/path names its row
+    assert "line 4, column 'File': file not found" in msg  # the path column names its row
     assert "line 6, column 'Outcome (30d)'" in msg
     assert "appears in centres" in msg and "line 9, column 'File': cannot read" in msg
     assert "Manifest columns come from: image_id = 'Study Ref'" in msg

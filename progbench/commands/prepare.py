@@ -35,7 +35,8 @@ DropUnmatchedOpt = Annotated[
     bool,
     typer.Option(
         "--drop-unmatched",
-        help="Drop table rows that no image file matches (default: an error listing them).",
+        help="Drop table rows whose image file is missing or that no file matches, in every "
+        "matching mode; counted in prepare.json (default: an error listing them).",
     ),
 ]
 OnePerPatientOpt = Annotated[
@@ -65,10 +66,15 @@ RawArg = Annotated[Path, typer.Argument(help="The folder the release was downloa
 CenterColumnOpt = Annotated[str | None, typer.Option(help="Centre column (default: one centre).")]
 
 # ---- `prepare table` only
-TableArg = Annotated[Path, typer.Argument(help="Clinical table: .csv, .xlsx or .parquet.")]
-ImagesArg = Annotated[
-    Path,
-    typer.Argument(help="Image root: paths and templates are relative to it; matching walks it."),
+SourcesArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        metavar="TABLE IMAGES",
+        help="Clinical table (.csv, .xlsx or .parquet) and its image root (paths and templates "
+        "are relative to it; matching walks it); one pair per source (release), merged into one "
+        "manifest. Without them: the --map file's `sources`.",
+        show_default=False,
+    ),
 ]
 MapOpt = Annotated[
     Path | None,
@@ -77,6 +83,41 @@ MapOpt = Annotated[
 SheetOpt = Annotated[str | None, typer.Option(help="Spreadsheet sheet (name or index).")]
 HeaderRowOpt = Annotated[
     int | None, typer.Option("--header-row", help="0-based row of the header.")
+]
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoding",
+        help="CSV text encoding, e.g. utf-8, cp1252, latin-1 (default: detected, the first of "
+        "utf-8 (with or without BOM), cp1252, latin-1 that decodes; recorded in prepare.json).",
+    ),
+]
+SourceNameOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--source-name",
+        help="A name per table, in order (default: the table's file name without suffix); "
+        "written in the manifest's `source` column when there are several tables.",
+    ),
+]
+CenterFromSourceOpt = Annotated[
+    bool,
+    typer.Option("--center-from-source", help="Each table's source name is its images' centre."),
+]
+ConflictingLabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--conflicting-labels",
+        help="A patient whose images carry different labels: error (list them; default) | drop "
+        "(drop those patients, counted in prepare.json).",
+    ),
+]
+PerImageLabelsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--per-image-labels",
+        help="The outcome belongs to each image, not the patient: a patient's images may differ.",
+    ),
 ]
 IdOpt = Annotated[str | None, typer.Option("--id", help="Column of image ids (one image per row).")]
 TablePatientOpt = Annotated[str | None, typer.Option(help="Patient column (default: --id).")]
@@ -97,7 +138,9 @@ DicomMatchOpt = Annotated[
 MatchStemOpt = Annotated[
     str | None,
     typer.Option(
-        "--match-stem", help="COLUMN: files named <value> or <value>_<anything> (or - . space)."
+        "--match-stem",
+        help="COLUMN: files named <value> (with or without its extension) or "
+        "<value>_<anything> (or - . space).",
     ),
 ]
 TableOutcomeOpt = Annotated[
@@ -127,6 +170,7 @@ TABLE_COLUMNS = {
     "stem_match": "match_stem",
     "date": "date",
     "view": "view",
+    "center_from_source": "center_from_source",
 }
 
 
@@ -136,16 +180,18 @@ def _listed(values: list[str] | None) -> list[str] | None:
 
 
 def prepare_table(
-    table: TableArg,
-    images: ImagesArg,
-    out: OutDirOpt,
+    sources: SourcesArg = None,
+    out: OutDirOpt = ...,  # type: ignore[assignment]
     map_file: MapOpt = None,
     sheet: SheetOpt = None,
     header_row: HeaderRowOpt = None,
+    encoding: EncodingOpt = None,
+    source_name: SourceNameOpt = None,
     id_col: IdOpt = None,
     patient: TablePatientOpt = None,
     center: CenterColumnOpt = None,
     center_name: CenterNameOpt = None,
+    center_from_source: CenterFromSourceOpt = False,
     path: PathOpt = None,
     path_template: PathTemplateOpt = None,
     dicom_match: DicomMatchOpt = None,
@@ -159,19 +205,36 @@ def prepare_table(
     modalities: ModalitiesOpt = None,
     exclude: ExcludeOpt = None,
     drop_unmatched: DropUnmatchedOpt = False,
+    conflicting_labels: ConflictingLabelsOpt = None,
+    per_image_labels: PerImageLabelsOpt = False,
     absolute_paths: AbsoluteOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Build a study from any clinical table and image folder, described by a column map.
+    """Build a study from clinical table(s) and image folder(s), described by a column map.
 
     Example: [bold]progbench prepare table clinical.xlsx dicom/ --out study --id ImageFile --center Hospital --path-template '{ImageFile}.dcm' --outcome death=Outcome:Dead,Alive[/]
+
+    Two releases as two centres: [bold]progbench prepare table r1.csv r1/ r2.csv r2/ --out study --match-stem File --center-from-source --outcome death=Outcome:Dead,Alive --drop-unmatched[/]
     """
     given = dict(locals())  # every option by parameter name (nothing else is bound yet)
     from progbench.data.prepare import prepare
-    from progbench.data.prepare.options import table_spec
+    from progbench.data.prepare.options import sources_spec
 
-    spec = table_spec(table, images, _table_options(given))
+    spec = sources_spec(_pairs(sources or []), _table_options(given))
     _report(prepare(spec, out, force=force))
+
+
+def _pairs(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """TABLE IMAGES [TABLE IMAGES]... as pairs; an odd count is an error naming the last."""
+    from progbench.errors import ConfigError
+
+    if len(paths) % 2:
+        raise ConfigError(
+            f"TABLE IMAGES come in pairs; got {len(paths)} path(s), the last ({paths[-1]}) "
+            "without its pair",
+            "Give each clinical table followed by its image root, e.g. r1.csv r1/ r2.csv r2/.",
+        )
+    return [(paths[k], paths[k + 1]) for k in range(0, len(paths), 2)]
 
 
 def _table_options(given: dict[str, Any]) -> TableOptions:
@@ -187,11 +250,16 @@ def _table_options(given: dict[str, Any]) -> TableOptions:
         rules["exclude_ids"] = split_list(given["exclude"])
     if given["drop_unmatched"]:
         rules["unmatched"] = "drop"
+    if given["conflicting_labels"] is not None:
+        rules["conflicting_labels"] = given["conflicting_labels"]
     return TableOptions(
         map_file=given["map_file"],
         sheet=given["sheet"],
         header_row=given["header_row"],
-        columns={key: given[name] for key, name in TABLE_COLUMNS.items()},
+        encoding=given["encoding"],
+        source_names=split_list(given["source_name"]),
+        columns={key: given[name] or None for key, name in TABLE_COLUMNS.items()},
+        per_image_labels=given["per_image_labels"] or None,
         dicom_match=given["dicom_match"],
         outcomes=given["outcome"] or [],
         box_columns=split_list(given["box_columns"]),
@@ -229,6 +297,7 @@ def prepare_aiforcovid(
         bool,
         typer.Option("--authors-rejects", help="Drop the 10 ids the authors' converter dropped."),
     ] = False,
+    drop_unmatched: DropUnmatchedOpt = False,
     absolute_paths: AbsoluteOpt = False,
     force: ForceOpt = False,
 ) -> None:
@@ -249,6 +318,7 @@ def prepare_aiforcovid(
         box_margin=box_margin,
         box_square=box_square,
         missing_box=missing_box,
+        drop_unmatched=drop_unmatched,
         absolute_paths=absolute_paths,
     )
     _report(run(raw, out, options, force=force))

@@ -232,10 +232,17 @@ def prepare_tasks_table(record: Mapping[str, Any]) -> Table:
 
 
 def _rule_name(entry: Mapping[str, Any]) -> str:
-    """The rule, and the manifest it applies to when it is one output's rule."""
+    """The rule and what it reads: a rule on table rows names the input table(s) (and the
+    outcomes it checks); a rule on one output's images names that output's manifest."""
     detail = entry["detail"]
-    where = detail.get("output") if isinstance(detail, dict) else None
-    return f"{entry['rule']} ({where})" if where else entry["rule"]
+    if not isinstance(detail, dict):
+        return entry["rule"]
+    if detail.get("tables"):
+        outcomes = ", ".join(detail.get("missing", {}))
+        what = f" {outcomes}" if outcomes else ""
+        return f"{entry['rule']}{what} (table {', '.join(detail['tables'])})"
+    where = detail.get("output")
+    return f"{entry['rule']} (output {where})" if where else entry["rule"]
 
 
 def _counts(c: Mapping[str, int]) -> str:

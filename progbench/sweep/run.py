@@ -78,6 +78,15 @@ def refuse_unprepared(sweep: Sweep, plan: SweepPlan) -> None:
     )
 
 
+def refuse_other_data(sweep: Sweep) -> None:
+    """A task whose name has runs of other data in the tree is refused before any store."""
+    from progbench.runs.taskdata import check_task
+
+    for t in sweep.tasks:
+        if t.task is not None:
+            check_task(t.task, sweep.runs_root)
+
+
 def run_sweep(
     sweep: Sweep,
     executor: LocalExecutor | SlurmExecutor,
@@ -89,6 +98,7 @@ def run_sweep(
     start = time.perf_counter()
     plan = make_plan(sweep)
     refuse_unprepared(sweep, plan)
+    refuse_other_data(sweep)
     work = phases(sweep, plan)
     on_start(sum(len(p) for p in work))
     out = SweepRun(plan)

@@ -59,10 +59,12 @@ def run_train(
     from progbench.evaluate.results import evaluate_tree, summarise
     from progbench.models.registry import get_backbone_spec
     from progbench.models.strategies import get_strategy
+    from progbench.runs.taskdata import claim_task
 
     # Names and pairs are checked before anything is written, splits included.
     strategy = get_strategy(request.strategy)
     strategy.refuse_if_not_applicable(get_backbone_spec(request.backbone))
+    claim_task(request.task, request.runs_root)  # one data set per task name and runs tree
     if strategy.path == "features":
         summary = train_lp(request, progress)
     else:

@@ -46,6 +46,7 @@ class AfcOptions:
     box_margin: float | None = None  # percent; None: the preset's 5
     box_square: bool = True
     missing_box: str = "error"
+    drop_unmatched: bool = False  # rows whose image is not in the download: dropped, counted
     absolute_paths: bool = False
 
 
@@ -85,6 +86,8 @@ def prepare_aiforcovid(
         ]
     columns = preset.columns.model_copy(update={"outcomes": outcomes})
     rules = preset.rules
+    if options.drop_unmatched:
+        rules = rules.model_copy(update={"unmatched": "drop"})
     if options.authors_rejects:
         rules = rules.model_copy(
             update={"exclude_ids": preset.authors_rejects, "exclude_reason": preset.rejects_reason}

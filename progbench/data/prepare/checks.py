@@ -4,7 +4,8 @@ about to write, with every problem naming the clinical table's row instead of a 
 The candidate manifest is written to a temporary folder (absolute paths) and loaded with
 load_manifest and binary_labels, which find empty ids, duplicate image ids, a patient in two
 centres, missing or unreadable image files, bad box values and a patient whose images carry
-different labels. Their row lists are merged with prepare's own problems into one error.
+different labels. Their row lists are merged with prepare's own problems into one error
+(progbench.data.prepare.problems).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from progbench.config import TaskConfig
-from progbench.data.manifest import Manifest, _bullets, binary_labels, load_manifest
-from progbench.errors import ManifestError, PrepareError
+from progbench.data.manifest import Manifest, binary_labels, load_manifest
+from progbench.errors import ManifestError
 
 
 def manifest_problems(
@@ -41,20 +42,3 @@ def manifest_problems(
             except ManifestError as err:
                 problems += err.problems or [f"task {task.name!r}: {err.message}"]
     return problems
-
-
-def unique(items: Sequence[str]) -> list[str]:
-    """In order, without repeats (outputs that share rows find the same problem)."""
-    return list(dict.fromkeys(items))
-
-
-def raise_problems(problems: Sequence[str], out: Path, legend: str) -> None:
-    """One error listing every problem (up to a limit, with the count), or nothing."""
-    problems = unique(problems)
-    if not problems:
-        return
-    raise PrepareError(
-        f"cannot prepare {out}: {len(problems)} problem(s):\n{_bullets(problems)}\n{legend}",
-        "Nothing was written. Fix these rows or files in the clinical table or image folder "
-        "(or drop them with a selection rule), then run the same command again.",
-    )

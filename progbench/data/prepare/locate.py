@@ -37,7 +37,11 @@ class Located:
     images: pd.DataFrame  # columns: row, image_id, path, modality, view, date, height, width
     problems: list[str] = field(default_factory=list)
     unmatched: list[int] = field(default_factory=list)  # rows with no image file at all
-    unused_files: int = 0  # files under the image root that match no row (matching modes)
+    why_unmatched: dict[int, str] = field(default_factory=dict)  # row -> the problem, named
+    # Image files under the image roots that no table row refers to (every mode), and files
+    # that belong to rows an earlier rule dropped (excluded ids, missing outcomes).
+    unused_files: int = 0
+    files_of_dropped_rows: int = 0
     skipped_modality: int = 0  # files of other modalities not read (pruned series folders)
     other_modality_rows: list[int] = field(default_factory=list)  # only unscanned series
 
@@ -67,12 +71,19 @@ def locate_images(
     rules: Rules,
     roots: Sequence[Roots],
     row_names: Sequence[str],
+    all_rows: pd.DataFrame | None = None,
 ) -> Located:
-    """`rows` holds the table cells as text plus `_source` (index into `roots`)."""
+    """`rows` holds the table cells as text plus `_source` (index into `roots`).
+
+    `all_rows` are the tables' rows before any rule (default `rows`): a file that one of them
+    refers to is not an unused file, but a file of a dropped row.
+    """
+    all_rows = rows if all_rows is None else all_rows
     if columns.one_image_per_row:
         found = _by_path(rows, columns, roots, row_names)
+        _count_unreferenced(found, all_rows, columns, roots)
     else:
-        found = _by_matching(rows, columns, rules, roots, row_names)
+        found = _by_matching(rows, columns, rules, roots, row_names, all_rows)
     _add_row_values(found, rows, columns, rules, row_names)
     return found
 
@@ -82,24 +93,48 @@ def _by_path(
 ) -> Located:
     out = Located(images=pd.DataFrame())
     records = []
+    where = (
+        f"column {columns.path!r}"
+        if columns.path is not None
+        else f"path template {columns.path_template!r}"
+    )
     for i, (_, row) in enumerate(rows.iterrows()):
-        root = roots[int(row["_source"])].images
-        if columns.path is not None:
-            text, where = row[columns.path], f"column {columns.path!r}"
-        else:
-            text = columns.path_template.format_map(row.to_dict())  # type: ignore[union-attr]
-            where = f"path template {columns.path_template!r}"
-        if text == "":
+        path = row_path(row, columns, roots)
+        if path is None:
             out.problems.append(f"{names[i]}, {where}: empty path")
             continue
-        path = absolute(Path(text) if Path(text).is_absolute() else root / text)
+        if not path.is_file():  # a row without its image: an error, or dropped and counted
+            out.unmatched.append(i)
+            out.why_unmatched[i] = f"{names[i]}, {where}: file not found: {path}"
+            continue
         rec = {"row": i, "image_id": row[columns.id_column], "path": str(path)}
-        # A missing file is reported by load_manifest's check, with this row's name.
-        if path.is_file():
-            rec |= _describe(path, f"{names[i]}, {where}", out.problems)
+        rec |= _describe(path, f"{names[i]}, {where}", out.problems)
         records.append(rec)
     out.images = _frame(records)
     return out
+
+
+def row_path(row: pd.Series, columns: ColumnMap, roots: Sequence[Roots]) -> Path | None:
+    """A row's image path (path column or template; relative to its source's image root)."""
+    if columns.path is not None:
+        text = row[columns.path]
+    else:
+        text = columns.path_template.format_map(row.to_dict())  # type: ignore[union-attr]
+    if text == "":
+        return None
+    root = roots[int(row["_source"])].images
+    return absolute(Path(text) if Path(text).is_absolute() else root / text)
+
+
+def _count_unreferenced(
+    found: Located, all_rows: pd.DataFrame, columns: ColumnMap, roots: Sequence[Roots]
+) -> None:
+    """Path modes: image files under the roots that no row (kept or dropped) refers to."""
+    referenced = {p for _, row in all_rows.iterrows() if (p := row_path(row, columns, roots))}
+    kept = set(found.images["path"])
+    walked = {absolute(p) for root in roots for p in walk_files(root.scan_roots())}
+    found.unused_files = len(walked - referenced)
+    found.files_of_dropped_rows = len({p for p in walked & referenced if str(p) not in kept})
 
 
 def _by_matching(
@@ -108,25 +143,35 @@ def _by_matching(
     rules: Rules,
     roots: Sequence[Roots],
     names: Sequence[str],
+    all_rows: pd.DataFrame,
 ) -> Located:
     out = Located(images=pd.DataFrame())
     records = []
     col = columns.match_column or ""
+    # A file counts once even when two sources share an image root: unused when no source's
+    # row refers to it, a dropped row's file when only dropped rows do.
+    seen: set[Path] = set()
+    used: set[Path] = set()
+    dropped: set[Path] = set()
     for s, root in enumerate(roots):
         mine = [i for i in range(len(rows)) if int(rows["_source"].iloc[i]) == s]
         by_value = _rows_by_value(rows, mine, col, names, out.problems)
+        dropped_values = set(all_rows.loc[all_rows["_source"] == s, col]) - set(by_value) - {""}
         if columns.dicom_match is not None:
             files = _dicom_candidates(root, columns.dicom_match.tag, rules, out)
             keys = {p: [h.get(columns.dicom_match.tag)] for p, h in files.items()}
         else:
             files = {absolute(p): None for p in walk_files(root.scan_roots())}
-            keys = {p: stem_candidates(p.stem) for p in files}
+            keys = {p: [p.name, *stem_candidates(p.stem)] for p in files}
         matched: set[int] = set()
         for p, header in files.items():
             hits = sorted({r for k in keys[p] for r in by_value.get(k, [])})
+            seen.add(p)
             if not hits:
-                out.unused_files += 1
+                if any(k in dropped_values for k in keys[p]):
+                    dropped.add(p)
                 continue
+            used.add(p)
             if len(hits) > 1:
                 where = ", ".join(names[r] for r in hits)
                 out.problems.append(f"{p}: matches more than one row ({where})")
@@ -138,7 +183,16 @@ def _by_matching(
             records.append(rec)
         lost = [i for i in mine if i not in matched and rows[col].iloc[i] != ""]
         out.other_modality_rows += [i for i in lost if rows[col].iloc[i] in root.other_values]
-        out.unmatched += [i for i in lost if rows[col].iloc[i] not in root.other_values]
+        how = columns.dicom_match.tag if columns.dicom_match else "file name"
+        for i in lost:
+            if rows[col].iloc[i] not in root.other_values:
+                out.unmatched.append(i)
+                out.why_unmatched[i] = (
+                    f"{names[i]}, column {col!r}: no image file matches "
+                    f"{rows[col].iloc[i]!r} (by {how})"
+                )
+    out.unused_files = len(seen - used - dropped)
+    out.files_of_dropped_rows = len(dropped - used)
     out.images = _frame(records)
     return out
 
@@ -174,7 +228,11 @@ def _dicom_candidates(root: Roots, tag: str, rules: Rules, out: Located) -> dict
 
 
 def stem_candidates(stem: str) -> list[str]:
-    """'P12_2' -> ['P12_2', 'P12']: the stem and each prefix that ends before a separator."""
+    """'P12_2' -> ['P12_2', 'P12']: the stem and each prefix that ends before a separator.
+
+    Matching also tries the file's whole name, so values that carry the extension
+    ('P12_2.png') match too.
+    """
     keys = [stem]
     keys += [stem[:k] for k in range(1, len(stem)) if stem[k] in STEM_SEPARATORS]
     return keys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ from progbench.data.prepare.schema import (
     parse_column_value,
     parse_outcome_option,
 )
+from progbench.errors import ConfigError
 
 IMAGE_WAYS = ("path", "path_template", "dicom_match", "stem_match")
+TABLE_KEYS = ("sheet", "header_row", "encoding")  # per source; a command-line value sets all
 
 
 @dataclass
@@ -24,32 +27,42 @@ class TableOptions:
     map_file: Path | None = None
     sheet: str | None = None
     header_row: int | None = None
-    columns: dict[str, str | None] = field(default_factory=dict)  # id, patient, center, ...
+    encoding: str | None = None
+    source_names: list[str] = field(default_factory=list)  # one per table, in order
+    columns: dict[str, Any] = field(default_factory=dict)  # id, patient, center, ...
     dicom_match: str | None = None  # TAG=COLUMN
     outcomes: list[str] = field(default_factory=list)  # NAME=COLUMN:POSITIVE[,NEGATIVE...]
     box_columns: list[str] = field(default_factory=list)  # X0,Y0,X1,Y1
     rules: dict[str, Any] = field(default_factory=dict)
     one_per_patient: str | None = None
+    per_image_labels: bool | None = None
     absolute_paths: bool | None = None
 
 
 def table_spec(table: Path, images: Path, options: TableOptions) -> PrepareSpec:
-    """One output, manifest.csv, with one task per outcome (named like the outcome)."""
+    """One table and its image root (see sources_spec)."""
+    return sources_spec([(table, images)], options)
+
+
+def sources_spec(pairs: Sequence[tuple[Path, Path]], options: TableOptions) -> PrepareSpec:
+    """One output, manifest.csv, with one task per outcome (named like the outcome).
+
+    `pairs` are (table, image root) from the command line; none: the map file's `sources`.
+    """
     data = read_yaml(options.map_file) if options.map_file else {}
     data.setdefault("columns", {})
     data["columns"].setdefault("outcomes", {})
     _override_columns(data["columns"], options)
     data["rules"] = {**data.get("rules", {}), **options.rules}
-    for key in ("sheet", "header_row", "one_per_patient", "absolute_paths"):
+    for key in (*TABLE_KEYS, "one_per_patient", "per_image_labels", "absolute_paths"):
         if getattr(options, key) is not None:
             data[key] = getattr(options, key)
     where = "the command-line options"
     if options.map_file:
         where = f"{options.map_file} with the command-line options"
     m: MapFile = parse_model(MapFile, data, where)
-    sheet = int(m.sheet) if isinstance(m.sheet, str) and m.sheet.isdigit() else m.sheet
     spec = {
-        "sources": [{"table": table, "images": images, "sheet": sheet, "header_row": m.header_row}],
+        "sources": _sources(pairs, m, options),
         "columns": m.columns.model_dump(),
         "rules": m.rules.model_dump(),
         "outputs": [
@@ -57,11 +70,49 @@ def table_spec(table: Path, images: Path, options: TableOptions) -> PrepareSpec:
                 "manifest": "manifest.csv",
                 "tasks": {name: name for name in m.columns.outcomes},
                 "one_per_patient": m.one_per_patient,
+                "per_image_labels": m.per_image_labels,
             }
         ],
         "absolute_paths": m.absolute_paths,
     }
     return parse_model(PrepareSpec, spec, where)
+
+
+def _sources(
+    pairs: Sequence[tuple[Path, Path]], m: MapFile, options: TableOptions
+) -> list[dict[str, Any]]:
+    """Each source with the table options; command-line values apply to every table."""
+    defaults = {"sheet": _sheet(m.sheet), "header_row": m.header_row, "encoding": m.encoding}
+    if pairs:
+        sources = [{"table": t, "images": i, **defaults} for t, i in pairs]
+    elif m.sources:
+        base = options.map_file.parent if options.map_file else Path()
+        sources = []
+        for s in m.sources:
+            given = s.model_dump(exclude_unset=True)
+            for key in ("table", "images"):
+                given[key] = given[key] if given[key].is_absolute() else base / given[key]
+            given |= {k: getattr(options, k) for k in TABLE_KEYS if getattr(options, k) is not None}
+            sources.append({**defaults, **given})
+    else:
+        raise ConfigError(
+            "no clinical table given",
+            "Give TABLE IMAGES (one pair per source) or a map file (--map) with `sources:`.",
+        )
+    if options.source_names:
+        if len(options.source_names) != len(sources):
+            raise ConfigError(
+                f"--source-name given {len(options.source_names)} time(s) for "
+                f"{len(sources)} table(s)",
+                "Give one --source-name per table, in the order of the tables.",
+            )
+        for s, name in zip(sources, options.source_names, strict=True):
+            s["name"] = name
+    return sources
+
+
+def _sheet(sheet: str | int | None) -> str | int | None:
+    return int(sheet) if isinstance(sheet, str) and sheet.isdigit() else sheet
 
 
 def _override_columns(columns: dict[str, Any], options: TableOptions) -> None:
@@ -78,8 +129,6 @@ def _override_columns(columns: dict[str, Any], options: TableOptions) -> None:
         columns["outcomes"][name] = spec.model_dump()
     if options.box_columns:
         if len(options.box_columns) != 4:
-            from progbench.errors import ConfigError
-
             raise ConfigError(
                 f"--box-columns needs four columns X0,Y0,X1,Y1, got {options.box_columns}"
             )

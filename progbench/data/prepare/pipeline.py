@@ -17,7 +17,7 @@ from progbench.config import TaskConfig
 from progbench.data.manifest import BOX_COLUMNS, normalise_value
 from progbench.data.prepare import rules as R
 from progbench.data.prepare.boxes import boxes_frame, read_box_table
-from progbench.data.prepare.checks import manifest_problems, raise_problems
+from progbench.data.prepare.checks import manifest_problems
 from progbench.data.prepare.context import BuiltOutput, PrepareContext
 from progbench.data.prepare.locate import (
     Located,
@@ -26,6 +26,7 @@ from progbench.data.prepare.locate import (
     locate_images,
     template_fields,
 )
+from progbench.data.prepare.problems import raise_problems
 from progbench.data.prepare.schema import OutputSpec, PrepareSpec
 from progbench.data.prepare.tables import (
     ClinicalTable,
@@ -48,15 +49,17 @@ def prepare(
     for table in tables:
         require_columns(table, needed_columns(spec))
     log = R.RuleLog()
-    rows = combine(tables)
+    rows = all_rows = combine(tables)
     pcol = spec.columns.patient_column
     log.add("read tables", [t.path.name for t in tables], {}, R.tally(rows, pcol))
     rows = _exclude(rows, spec, log)
-    rows = _drop_missing_outcomes(rows, spec, log)
+    rows = _drop_missing_outcomes(rows, spec, log, table_names(tables))
     problems, bad = _undeclared_values(rows, spec)
     rows = rows[~bad].reset_index(drop=True)  # reported; kept out of the checks that follow
     roots = [context.roots.get(s, Roots(images=src.images)) for s, src in enumerate(spec.sources)]
-    located = locate_images(rows, spec.columns, spec.rules, roots, rows["_name"].tolist())
+    located = locate_images(
+        rows, spec.columns, spec.rules, roots, rows["_name"].tolist(), all_rows=all_rows
+    )
     problems += located.problems
     images = _image_rules(rows, located, spec, log, problems)
     images = _attach_boxes(rows, images, spec, problems)
@@ -67,8 +70,20 @@ def prepare(
             continue
         problems += manifest_problems(b.frame, b.spec.manifest, b.row_names, b.tasks)
     raise_problems(problems, out, legend(spec))
-    stats = {"unused_files": located.unused_files, "skipped_modality": located.skipped_modality}
+    stats = {
+        "unused_files": located.unused_files,
+        "files_of_dropped_rows": located.files_of_dropped_rows,
+        "skipped_modality": located.skipped_modality,
+    }
     return write_all(out, spec, context, tables, log, built, stats)
+
+
+def table_names(tables: Sequence[ClinicalTable]) -> list[str]:
+    """Each table by file name, with its folder when two tables share a name."""
+    names = [t.path.name for t in tables]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{t.path.parent.name}/{t.path.name}" for t in tables]
 
 
 def needed_columns(spec: PrepareSpec) -> dict[str, str]:
@@ -130,7 +145,9 @@ def _output_mask(rows: pd.DataFrame, spec: PrepareSpec, output: OutputSpec) -> n
     return keep
 
 
-def _drop_missing_outcomes(rows: pd.DataFrame, spec: PrepareSpec, log: R.RuleLog) -> pd.DataFrame:
+def _drop_missing_outcomes(
+    rows: pd.DataFrame, spec: PrepareSpec, log: R.RuleLog, tables: list[str]
+) -> pd.DataFrame:
     """Rows missing an outcome leave the outputs that use it; rows no output uses are dropped."""
     pcol, idc = spec.columns.patient_column, spec.columns.id_column
     used = np.zeros(len(rows), dtype=bool)
@@ -143,7 +160,7 @@ def _drop_missing_outcomes(rows: pd.DataFrame, spec: PrepareSpec, log: R.RuleLog
         }
         log.add(
             "drop rows with a missing outcome",
-            {"output": output.manifest, "missing": missing},
+            {"output": output.manifest, "tables": tables, "missing": missing},
             R.tally(rows, pcol),
             R.tally(rows[keep], pcol),
             rows.loc[~keep, idc].tolist(),
@@ -173,21 +190,22 @@ def _image_rules(
     pcol, c, rules = spec.columns.patient_column, spec.columns, spec.rules
     images = located.images
     ids = rows[c.id_column]
+    detail = {
+        "unmatched_rows": len(located.unmatched),
+        "unmatched": rules.unmatched,
+        "unused_files": located.unused_files,
+        "files_of_dropped_rows": located.files_of_dropped_rows,
+    }
     log.add(
         "find images",
-        {"unmatched_rows": len(located.unmatched), "unused_files": located.unused_files},
+        detail,
         R.tally(rows, pcol),
         R.tally(rows, pcol, images),
         ids.iloc[located.unmatched + located.other_modality_rows].tolist(),
         rows_with_only_other_modalities=len(located.other_modality_rows),
     )
     if rules.unmatched == "error":
-        col, how = c.match_column, c.dicom_match.tag if c.dicom_match else "file name"
-        for i in located.unmatched:
-            problems.append(
-                f"{rows['_name'].iloc[i]}, column {col!r}: no image file matches "
-                f"{rows[col].iloc[i]!r} (by {how})"
-            )
+        problems += [located.why_unmatched[i] for i in located.unmatched]
     for rule, values, fn in (
         ("keep modalities", rules.modalities, R.by_modality),
         ("keep views", rules.views, R.by_view),
@@ -221,6 +239,18 @@ def _build_output(
     pcol = spec.columns.patient_column
     mask = _output_mask(rows, spec, output)
     imgs = images[mask[images["row"].to_numpy(dtype=int)]].reset_index(drop=True)
+    if spec.rules.conflicting_labels == "drop" and not output.per_image_labels:
+        before = R.tally(rows, pcol, imgs)
+        outcomes = [spec.columns.outcomes[o] for o in dict.fromkeys(output.tasks.values())]
+        mixed = R.conflicting_patients(imgs, rows, pcol, outcomes)
+        imgs = R.drop_patients(imgs, rows, pcol, mixed)
+        detail = {
+            "output": output.manifest,
+            "patients_dropped": len(mixed),
+            "patients": mixed[: R.MAX_RECORDED_IDS],
+        }
+        after = R.tally(rows, pcol, imgs)
+        log.add("drop patients with conflicting labels", detail, before, after)
     if output.one_per_patient is not None:
         before = R.tally(rows, pcol, imgs)
         imgs = R.one_per_patient(imgs, rows[pcol], output.one_per_patient)
@@ -240,7 +270,13 @@ def manifest_frame(
 ) -> pd.DataFrame:
     """The manifest's columns, paths absolute (made relative when written)."""
     c, r = spec.columns, images["row"].to_numpy()
-    center = rows[c.center].iloc[r].to_numpy() if c.center else c.center_name
+    source = np.array([s.label for s in spec.sources], dtype=object)[
+        rows["_source"].iloc[r].to_numpy(dtype=int)
+    ]
+    if c.center_from_source:
+        center = source
+    else:
+        center = rows[c.center].iloc[r].to_numpy() if c.center else c.center_name
     frame = pd.DataFrame(
         {
             "image_id": images["image_id"].to_numpy(),
@@ -249,6 +285,8 @@ def manifest_frame(
             "center": center,
         }
     )
+    if len(spec.sources) > 1:  # a merged study records each image's source
+        frame["source"] = source
     for outcome in dict.fromkeys(output.tasks.values()):
         frame[outcome] = rows[c.outcomes[outcome].column].iloc[r].map(normalise_value).to_numpy()
     if images["date"].notna().any():
@@ -280,6 +318,7 @@ def _tasks(output: OutputSpec, spec: PrepareSpec, frame: pd.DataFrame) -> list[T
                 outcome=outcome,
                 positive=positive,
                 negative=negative,
+                per_image_labels=output.per_image_labels,
                 description=description,
             )
         )
@@ -300,8 +339,15 @@ def legend(spec: PrepareSpec) -> str:
     parts = [
         f"image_id = {c.id!r}" if c.one_image_per_row else "image_id = file path",
         f"patient_id = {c.patient_column!r}",
-        f"center = {c.center!r}" if c.center else f"center = {c.center_name!r} (one centre)",
+        _center_legend(spec),
         f"path = {path}",
         *(f"{n} = {o.column!r}" for n, o in c.outcomes.items()),
     ]
     return "Manifest columns come from: " + ", ".join(parts) + "."
+
+
+def _center_legend(spec: PrepareSpec) -> str:
+    c = spec.columns
+    if c.center_from_source:
+        return f"center = the source ({', '.join(s.label for s in spec.sources)})"
+    return f"center = {c.center!r}" if c.center else f"center = {c.center_name!r} (one centre)"

@@ -100,3 +100,25 @@ def one_per_patient(images: pd.DataFrame, patients: pd.Series, how: OnePerPatien
         df = df.sort_values(["date", "_order"], ascending=[False, True], na_position="last")
     first = df.drop_duplicates("_patient", keep="first").sort_values("_order")
     return first.drop(columns=["_patient", "_order"]).reset_index(drop=True)
+
+
+def conflicting_patients(
+    images: pd.DataFrame, rows: pd.DataFrame, patient_col: str, outcomes: Sequence[OutcomeSpec]
+) -> list[str]:
+    """Patients whose images carry different labels (positive or not) of any of `outcomes`."""
+    r = images["row"].to_numpy(dtype=int)
+    patients = rows[patient_col].iloc[r].to_numpy()
+    mixed: set[str] = set()
+    for o in outcomes:
+        labels = rows[o.column].iloc[r].map(normalise_value) == normalise_value(o.positive)
+        per_patient = pd.Series(labels.to_numpy()).groupby(patients).nunique()
+        mixed |= set(per_patient.index[per_patient > 1])
+    return sorted(mixed)
+
+
+def drop_patients(
+    images: pd.DataFrame, rows: pd.DataFrame, patient_col: str, patients: Sequence[str]
+) -> pd.DataFrame:
+    """`images` without those of the given patients."""
+    of = rows[patient_col].iloc[images["row"].to_numpy(dtype=int)]
+    return images[~of.isin(set(patients)).to_numpy()].reset_index(drop=True)

@@ -21,7 +21,7 @@ from progbench.errors import ConfigError
 OnePerPatient = Literal["earliest", "latest", "first"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # outcome and task names: file and column safe
 UNKNOWN_VIEW = "unknown"  # in `views`: keep images whose view is not known
-RESERVED_COLUMNS = (*REQUIRED_COLUMNS, *BOX_COLUMNS, "study_date", "view")
+RESERVED_COLUMNS = (*REQUIRED_COLUMNS, *BOX_COLUMNS, "study_date", "view", "source")
 
 
 class OutcomeSpec(StrictModel):
@@ -94,6 +94,7 @@ class ColumnMap(StrictModel):
     patient: str | None = None  # default: the id column
     center: str | None = None  # default: one centre named `center_name`
     center_name: str = "all"
+    center_from_source: bool = False  # centre = the source's name (several tables/releases)
     path: str | None = None  # a column of paths, relative to the image root or absolute
     path_template: str | None = None  # e.g. "{ImageFile}.dcm": fields are column names
     dicom_match: DicomMatch | None = None
@@ -120,6 +121,8 @@ class ColumnMap(StrictModel):
                 "give exactly one way to find images: path (a column), path_template, "
                 f"dicom_match or stem_match; got {ways or 'none'}"
             )
+        if self.center_from_source and self.center is not None:
+            raise ValueError("give a centre column or take the centre from the source, not both")
         if self.id is None and self.match_column is None:
             raise ValueError("`id` is required with `path` or `path_template`")
         if not self.outcomes:
@@ -161,6 +164,9 @@ class Rules(StrictModel):
     # modality is skipped unread (a CT series has hundreds of slices).
     prune_series_folders: bool = False
     unmatched: Literal["error", "drop"] = "error"  # rows that find no image file at all
+    # A patient whose images carry different labels of a task's outcome: an error listing them,
+    # or the patient is dropped from that output (counted). Not checked for per-image labels.
+    conflicting_labels: Literal["error", "drop"] = "error"
 
     @field_validator("exclude_ids", mode="before")
     @classmethod
@@ -175,6 +181,7 @@ class OutputSpec(StrictModel):
     tasks: dict[str, str]  # task name -> outcome name
     one_per_patient: OnePerPatient | None = None
     descriptions: dict[str, str] = Field(default_factory=dict)
+    per_image_labels: bool = False  # its tasks' labels belong to images, not patients
 
     @model_validator(mode="after")
     def _names(self) -> OutputSpec:
@@ -194,6 +201,26 @@ class TableSource(StrictModel):
     images: Path
     sheet: str | int | None = None
     header_row: int = Field(default=0, ge=0)  # 0-based row of the header (pandas `header=`)
+    encoding: str | None = None  # CSV text encoding; None: detected (utf-8, cp1252, latin-1)
+    name: str | None = None  # the source's name (manifest `source` column); default: table stem
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str | None) -> str | None:
+        import codecs
+
+        if v is not None:
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(
+                    f"{v!r} is not a text encoding (e.g. utf-8, utf-8-sig, cp1252, latin-1)"
+                ) from None
+        return v
+
+    @property
+    def label(self) -> str:
+        return self.name or self.table.stem
 
 
 class PrepareSpec(StrictModel):
@@ -218,19 +245,31 @@ class PrepareSpec(StrictModel):
             unknown = sorted(set(o.tasks.values()) - set(self.columns.outcomes))
             if unknown:
                 raise ValueError(f"tasks of {o.manifest} use undeclared outcomes {unknown}")
+        labels = [s.label for s in self.sources]
+        if len(set(labels)) != len(labels):
+            raise ValueError(
+                f"sources need distinct names, got {labels}: give each a `name` (--source-name)"
+            )
         if self.box_file is not None and self.columns.boxes is not None:
             raise ValueError("give box columns or a box file, not both")
         return self
 
 
 class MapFile(StrictModel):
-    """A column map YAML for `prepare table --map`: the column map plus rules and table options."""
+    """A column map YAML for `prepare table --map`: the column map plus rules and table options.
 
+    `sources` (optional) lists the tables and image roots (relative paths: from the map file's
+    folder); tables and image roots given on the command line replace them.
+    """
+
+    sources: list[TableSource] | None = None
     sheet: str | int | None = None
     header_row: int = Field(default=0, ge=0)
+    encoding: str | None = None
     columns: ColumnMap
     rules: Rules = Rules()
     one_per_patient: OnePerPatient | None = None
+    per_image_labels: bool = False
     absolute_paths: bool = False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import io
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -15,6 +16,9 @@ from progbench.errors import PrepareError
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# Tried in order when no encoding is given: utf-8 (a BOM is dropped), then Windows' Western
+# European code page, then latin-1 (which decodes any byte).
+DETECTED_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class ClinicalTable:
     frame: pd.DataFrame
     source: TableSource
     blank_rows: int  # fully empty rows skipped (their numbers are kept for the others)
+    encoding: str | None = None  # a CSV's text encoding, as given or detected
 
     @property
     def path(self) -> Path:
@@ -47,10 +52,14 @@ def read_clinical_table(source: TableSource) -> ClinicalTable:
     if not path.is_file():
         raise PrepareError(f"clinical table not found: {path}", "Check the path.")
     suffix = path.suffix.lower()
+    encoding = None
     try:
         if suffix == ".csv":
+            text, encoding = decode_table(path, source.encoding)
             # Text cells: ids like 007 keep their zeros; blank lines kept so line numbers hold.
-            frame = pd.read_csv(path, dtype=str, header=source.header_row, skip_blank_lines=False)
+            frame = pd.read_csv(
+                io.StringIO(text), dtype=str, header=source.header_row, skip_blank_lines=False
+            )
         elif suffix in EXCEL_SUFFIXES:
             frame = pd.read_excel(
                 path, sheet_name=source.sheet or 0, header=source.header_row, dtype=object
@@ -70,7 +79,33 @@ def read_clinical_table(source: TableSource) -> ClinicalTable:
         raise PrepareError(f"cannot read clinical table {path}: {err}") from err
     frame.columns = [str(c) for c in frame.columns]
     empty = frame.isna().all(axis=1)
-    return ClinicalTable(frame=frame[~empty], source=source, blank_rows=int(empty.sum()))
+    return ClinicalTable(
+        frame=frame[~empty], source=source, blank_rows=int(empty.sum()), encoding=encoding
+    )
+
+
+def decode_table(path: Path, encoding: str | None) -> tuple[str, str]:
+    """A text table's content and its encoding: the one given, else the first that decodes."""
+    data = path.read_bytes()
+    if encoding is not None:
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError as err:
+            bad = data[err.start : err.end].hex(" ")
+            line = data.count(b"\n", 0, err.start) + 1
+            raise PrepareError(
+                f"cannot read clinical table {path} as {encoding!r} (--encoding): byte(s) "
+                f"0x{bad} at byte offset {err.start} (line {line}) are not valid {encoding}",
+                "Give the table's encoding with --encoding (e.g. --encoding cp1252 or latin-1 "
+                "for a table saved by Excel on Windows), or leave --encoding out to detect it "
+                f"(tried in order: {', '.join(DETECTED_ENCODINGS)}).",
+            ) from err
+    for candidate in DETECTED_ENCODINGS:
+        try:
+            return data.decode(candidate), candidate
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any byte")  # pragma: no cover
 
 
 def _sheet_hint(path: Path) -> str:

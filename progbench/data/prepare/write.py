@@ -118,7 +118,20 @@ def _output_record(b: BuiltOutput) -> dict[str, Any]:
         "images": len(f),
         "patients": int(f["patient_id"].nunique()),
         "centres": {str(k): int(v) for k, v in f["center"].value_counts().sort_index().items()},
+        **_per_source(f),
         "tasks": tasks,
+    }
+
+
+def _per_source(f: pd.DataFrame) -> dict[str, Any]:
+    """Images and patients per source, for a study merged from several sources."""
+    if "source" not in f.columns:
+        return {}
+    by = f.groupby("source", sort=True)
+    return {
+        "sources": {
+            str(k): {"images": len(g), "patients": int(g["patient_id"].nunique())} for k, g in by
+        }
     }
 
 
@@ -132,10 +145,12 @@ def _record(
 ) -> dict[str, Any]:
     sources = [
         {
+            "name": t.source.label,
             "table": str(t.path.resolve()),
             "sha256": file_digest(t.path),
             "sheet": t.source.sheet,
             "header_row": t.source.header_row,
+            "encoding": t.encoding,
             "images": str(t.source.images.resolve()),
             "rows": len(t.frame),
             "blank_rows_skipped": t.blank_rows,
