@@ -79,6 +79,38 @@ def test_a_utf8_table_with_a_bom_keeps_its_first_column_name(tmp_path: Path) -> 
     assert len(load_task(result.tasks["death"]).labels) == 8
 
 
+def test_a_semicolon_table_is_sniffed_and_its_delimiter_recorded(tmp_path: Path) -> None:
+    """European exports write ';' (a comma is the decimal separator): read without an option."""
+    table = _release(tmp_path / "r", encoding="cp1252")
+    text = table.read_bytes().decode("cp1252").replace(",", ";")
+    table.write_bytes(text.encode("cp1252"))
+    result = prepare(table_spec(table, tmp_path / "r" / "images", _opts()), tmp_path / "s")
+    assert result.record["sources"][0]["delimiter"] == ";"
+    assert len(load_task(result.tasks["death"]).labels) == 8
+    ragged = text.replace("Alive\n", "Alive;\n", 1)  # a row with a field too many
+    table.write_bytes(ragged.encode("cp1252"))
+    with pytest.raises(PrepareError) as err:
+        prepare(table_spec(table, tmp_path / "r" / "images", _opts()), tmp_path / "s2")
+    assert "delimiter ';'" in str(err.value) and "--delimiter" in err.value.hint
+
+
+def test_a_given_delimiter_wins_over_the_sniffed_one(tmp_path: Path) -> None:
+    table = _release(tmp_path / "r")
+    table.write_text(table.read_text().replace(",", "\t"))
+    runner = CliRunner()
+    args = ["prepare", "table", str(table), str(tmp_path / "r" / "images")]
+    args += ["--id", "file", "--patient", "patient", "--center", "site", "--path", "file"]
+    args += ["--outcome", "death=outcome:Dead,Alive"]
+    ok = runner.invoke(app, [*args, "--out", str(tmp_path / "s"), "--delimiter", "\\t"])
+    assert ok.exit_code == 0, ok.output
+    record = json.loads((tmp_path / "s" / "prepare.json").read_text())
+    assert record["sources"][0]["delimiter"] == "\t"
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "s2"), "--delimiter", ","])
+    assert bad.exit_code != 0
+    said = bad.output + str(bad.exception)
+    assert "column 'file'" in said and "not found" in said
+
+
 def test_a_wrong_encoding_names_the_file_the_byte_offset_and_the_option(tmp_path: Path) -> None:
     table = _release(tmp_path / "r", encoding="latin-1")
     offset = table.read_bytes().index(b"\xe8")  # the è of Genève

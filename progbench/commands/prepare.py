@@ -92,6 +92,14 @@ EncodingOpt = Annotated[
         "utf-8 (with or without BOM), cp1252, latin-1 that decodes; recorded in prepare.json).",
     ),
 ]
+DelimiterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--delimiter",
+        help="CSV field delimiter, e.g. ';' or '\\t' (default: the one of , ; tab | that the "
+        "header line holds most; recorded in prepare.json).",
+    ),
+]
 SourceNameOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -186,6 +194,7 @@ def prepare_table(
     sheet: SheetOpt = None,
     header_row: HeaderRowOpt = None,
     encoding: EncodingOpt = None,
+    delimiter: DelimiterOpt = None,
     source_name: SourceNameOpt = None,
     id_col: IdOpt = None,
     patient: TablePatientOpt = None,
@@ -237,6 +246,11 @@ def _pairs(paths: list[Path]) -> list[tuple[Path, Path]]:
     return [(paths[k], paths[k + 1]) for k in range(0, len(paths), 2)]
 
 
+def _delimiter(text: str | None) -> str | None:
+    """`\\t` typed on a command line is a tab."""
+    return "\t" if text in ("\\t", "tab") else text
+
+
 def _table_options(given: dict[str, Any]) -> TableOptions:
     """`prepare table`'s options as the TableOptions its PrepareSpec is built from."""
     from progbench.data.prepare.options import TableOptions
@@ -257,6 +271,7 @@ def _table_options(given: dict[str, Any]) -> TableOptions:
         sheet=given["sheet"],
         header_row=given["header_row"],
         encoding=given["encoding"],
+        delimiter=_delimiter(given["delimiter"]),
         source_names=split_list(given["source_name"]),
         columns={key: given[name] or None for key, name in TABLE_COLUMNS.items()},
         per_image_labels=given["per_image_labels"] or None,

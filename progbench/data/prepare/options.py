@@ -17,7 +17,12 @@ from progbench.data.prepare.schema import (
 from progbench.errors import ConfigError
 
 IMAGE_WAYS = ("path", "path_template", "dicom_match", "stem_match")
-TABLE_KEYS = ("sheet", "header_row", "encoding")  # per source; a command-line value sets all
+TABLE_KEYS = (
+    "sheet",
+    "header_row",
+    "encoding",
+    "delimiter",
+)  # per source; a command-line value sets all
 
 
 @dataclass
@@ -28,6 +33,7 @@ class TableOptions:
     sheet: str | None = None
     header_row: int | None = None
     encoding: str | None = None
+    delimiter: str | None = None
     source_names: list[str] = field(default_factory=list)  # one per table, in order
     columns: dict[str, Any] = field(default_factory=dict)  # id, patient, center, ...
     dicom_match: str | None = None  # TAG=COLUMN
@@ -82,7 +88,12 @@ def _sources(
     pairs: Sequence[tuple[Path, Path]], m: MapFile, options: TableOptions
 ) -> list[dict[str, Any]]:
     """Each source with the table options; command-line values apply to every table."""
-    defaults = {"sheet": _sheet(m.sheet), "header_row": m.header_row, "encoding": m.encoding}
+    defaults = {
+        "sheet": _sheet(m.sheet),
+        "header_row": m.header_row,
+        "encoding": m.encoding,
+        "delimiter": m.delimiter,
+    }
     if pairs:
         sources = [{"table": t, "images": i, **defaults} for t, i in pairs]
     elif m.sources:

@@ -202,6 +202,7 @@ class TableSource(StrictModel):
     sheet: str | int | None = None
     header_row: int = Field(default=0, ge=0)  # 0-based row of the header (pandas `header=`)
     encoding: str | None = None  # CSV text encoding; None: detected (utf-8, cp1252, latin-1)
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)  # None: sniffed
     name: str | None = None  # the source's name (manifest `source` column); default: table stem
 
     @field_validator("encoding")
@@ -266,6 +267,7 @@ class MapFile(StrictModel):
     sheet: str | int | None = None
     header_row: int = Field(default=0, ge=0)
     encoding: str | None = None
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
     columns: ColumnMap
     rules: Rules = Rules()
     one_per_patient: OnePerPatient | None = None

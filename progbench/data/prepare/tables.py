@@ -19,6 +19,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 # Tried in order when no encoding is given: utf-8 (a BOM is dropped), then Windows' Western
 # European code page, then latin-1 (which decodes any byte).
 DETECTED_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+# Field delimiters sniffed from a CSV's header line when none is given: European exports
+# (Excel with a comma decimal separator) write ';'.
+DETECTED_DELIMITERS = (",", ";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class ClinicalTable:
     source: TableSource
     blank_rows: int  # fully empty rows skipped (their numbers are kept for the others)
     encoding: str | None = None  # a CSV's text encoding, as given or detected
+    delimiter: str | None = None  # a CSV's field delimiter, as given or detected
 
     @property
     def path(self) -> Path:
@@ -52,13 +56,18 @@ def read_clinical_table(source: TableSource) -> ClinicalTable:
     if not path.is_file():
         raise PrepareError(f"clinical table not found: {path}", "Check the path.")
     suffix = path.suffix.lower()
-    encoding = None
+    encoding = delimiter = None
     try:
         if suffix == ".csv":
             text, encoding = decode_table(path, source.encoding)
+            delimiter = source.delimiter or sniff_delimiter(text, source.header_row)
             # Text cells: ids like 007 keep their zeros; blank lines kept so line numbers hold.
             frame = pd.read_csv(
-                io.StringIO(text), dtype=str, header=source.header_row, skip_blank_lines=False
+                io.StringIO(text),
+                dtype=str,
+                header=source.header_row,
+                sep=delimiter,
+                skip_blank_lines=False,
             )
         elif suffix in EXCEL_SUFFIXES:
             frame = pd.read_excel(
@@ -73,6 +82,12 @@ def read_clinical_table(source: TableSource) -> ClinicalTable:
             )
     except PrepareError:
         raise
+    except pd.errors.ParserError as err:  # a row with more fields than the header
+        raise PrepareError(
+            f"cannot read clinical table {path} with delimiter {delimiter!r}: {err}",
+            "Give the table's delimiter with --delimiter (detected from the header line), or "
+            "fix the row named (a stray delimiter, or a cell with the delimiter not quoted).",
+        ) from err
     except ValueError as err:  # pandas: unknown sheet, header row past the end...
         raise PrepareError(f"cannot read clinical table {path}: {err}", _sheet_hint(path)) from err
     except Exception as err:  # openpyxl/pyarrow raise many types for a malformed file
@@ -80,8 +95,24 @@ def read_clinical_table(source: TableSource) -> ClinicalTable:
     frame.columns = [str(c) for c in frame.columns]
     empty = frame.isna().all(axis=1)
     return ClinicalTable(
-        frame=frame[~empty], source=source, blank_rows=int(empty.sum()), encoding=encoding
+        frame=frame[~empty],
+        source=source,
+        blank_rows=int(empty.sum()),
+        encoding=encoding,
+        delimiter=delimiter,
     )
+
+
+def sniff_delimiter(text: str, header_row: int) -> str:
+    """The delimiter of a CSV's header line: the candidate it holds most often (',' if none).
+
+    Only the header is read: cells below may hold commas or semicolons in free text.
+    """
+    lines = text.splitlines()
+    header = lines[header_row] if header_row < len(lines) else ""
+    counts = {d: header.count(d) for d in DETECTED_DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
 
 
 def decode_table(path: Path, encoding: str | None) -> tuple[str, str]:

@@ -151,6 +151,7 @@ def _record(
             "sheet": t.source.sheet,
             "header_row": t.source.header_row,
             "encoding": t.encoding,
+            "delimiter": t.delimiter,
             "images": str(t.source.images.resolve()),
             "rows": len(t.frame),
             "blank_rows_skipped": t.blank_rows,
