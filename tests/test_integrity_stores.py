@@ -16,6 +16,7 @@ from PIL import Image
 
 from progbench.cache.featurestore import FeatureStore
 from progbench.cache.imagestore import ImageStore
+from progbench.errors import CacheError
 from tests.helpers.cli import TINY, CliResult, cli, cli_process, lp, task_of
 from tests.helpers.cohorts import write_cohort
 
@@ -74,19 +75,48 @@ def test_lp_never_trains_on_the_zeros_of_a_missing_chunk(
     np.testing.assert_array_equal(FeatureStore(store).load(), before)
 
 
-@pytest.mark.slow
-def test_truncated_chunk_is_one_line_naming_store_and_rows_then_repaired(
-    extracted: tuple[Path, Path, Path, np.ndarray], tmp_path: Path
-) -> None:
-    manifest, cache, store, before = extracted
+def truncate(store: Path) -> None:
     chunk = store / "features" / "c" / "1" / "0"
     chunk.write_bytes(chunk.read_bytes()[:100])
-    r = lp_train(manifest, cache, tmp_path / "runs")
-    assert r.code != 0
-    assert "Traceback" not in r.text and "Zstd" not in r.text
-    (line,) = [x for x in r.err.splitlines() if x.startswith("error:")]
-    assert str(store) in line and "rows 64-93" in line, line
-    assert f"progbench cache verify {store.stem} --repair --cache-dir {cache}" in r.err
+
+
+@pytest.mark.slow
+def test_truncated_chunk_is_never_reused_by_extract_or_train(
+    extracted: tuple[Path, Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    """Issue 22.9: extract makes the reuse check train and cache verify make (every done chunk
+    on disk and readable), so a damaged store is recomputed, never "reused complete"."""
+    manifest, cache, store, before = extracted
+    assert lp_train(manifest, cache, tmp_path / "intact").code == 0
+    truncate(store)
+    r = cli("extract", manifest, *TINY, "--cache-dir", cache)
+    assert r.code == 0, r.text
+    assert "reused" not in r.out, r.out
+    assert "re-extracted 30 images whose chunks were missing or damaged" in r.out, r.out
+    assert "extracted 30 images" in r.out
+    np.testing.assert_array_equal(FeatureStore(store).load(), before)
+    assert cli("cache", "verify", "--cache-dir", cache).code == 0
+
+    truncate(store)  # train extracts through the same check
+    r = lp_train(manifest, cache, tmp_path / "after")
+    assert r.code == 0, r.text
+    assert "30 images whose chunks were missing or damaged extracted again" in r.out, r.out
+    assert "reused feature store" not in r.out
+    pd.testing.assert_frame_equal(predictions(tmp_path / "after"), predictions(tmp_path / "intact"))
+
+
+@pytest.mark.slow
+def test_truncated_chunk_is_one_line_naming_store_and_rows_then_repaired(
+    extracted: tuple[Path, Path, Path, np.ndarray],
+) -> None:
+    _, cache, store, before = extracted
+    truncate(store)
+    with pytest.raises(CacheError) as err:  # any reader of the store
+        FeatureStore(store).load()
+    assert str(store) in err.value.message and "rows 64-93" in err.value.message
+    assert f"progbench cache verify {store.stem} --repair --cache-dir {cache}" in str(
+        err.value.hint
+    )
 
     r = cli("cache", "verify", "--cache-dir", cache)
     assert r.code != 0
