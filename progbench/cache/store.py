@@ -10,7 +10,9 @@ chunked along rows, `image_id`, a `done` mask, and attrs (its key and provenance
    older version (no key) is taken over.
 3. **Resume.** Rows are written a chunk at a time, then marked in `done`; a rerun computes the
    rows not done. Before reuse, every done row's chunk must exist on disk: rows of a missing
-   chunk are marked not done and recomputed (Zarr would read a missing chunk as zeros).
+   chunk are marked not done and recomputed (Zarr would read a missing chunk as zeros). A
+   feature store (small) is also read back chunk by chunk before reuse (`bad_chunks`, the
+   check `cache verify` makes): rows of a truncated or corrupt chunk are recomputed too.
 4. **Complete** is set last.
 
 Every array is written with a crc32c checksum per chunk (Zarr's `crc32c` codec), so a damaged

@@ -1,4 +1,5 @@
-"""Reading and writing the files of one run directory. A finished run (DONE) is never written."""
+"""Reading and writing the files of one run directory. A finished run (DONE) is never written;
+`check_finished_files` is the one check of its files against the digests DONE recorded."""
 
 from __future__ import annotations
 
