@@ -6,6 +6,7 @@ Processes (concurrent, interrupted, killed) and OS errors: test_integrity_proces
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -125,6 +126,79 @@ def test_lp_probe_preset_is_part_of_the_identity(lp_tree: tuple[Path, Path, Path
 
 
 # ------------------------------------------------------------------------ 2. the split's key
+
+
+# ------------------------------------------- issue 22.9: identity under faults (force, damage)
+
+
+def run_dirs(runs: Path) -> list[Path]:
+    return [d.parent for d in done_files(runs)]
+
+
+def run_files(runs: Path) -> dict[Path, int]:
+    """Every file of the tree but the locks, with its mtime."""
+    return {
+        p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file() and ".locks" not in p.parts
+    }
+
+
+@pytest.mark.slow
+def test_force_run_again_keeps_the_runs_it_already_made(
+    lp_tree: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A `--force` command killed half-way and run again: the runs it had finished with the new
+    settings are kept (not recomputed, not moved to .replaced/), the rest are replaced once."""
+    task, runs, cache = lp_tree
+    assert lp(task, runs, cache).code == 0  # lbfgs (default probe): 2 runs
+    other = tmp_path / "other"
+    assert lp(task, other, cache, "--probe", "reference").code == 0
+    # The state a kill leaves: fold 1 already redone with the new settings, fold 0 not yet.
+    first, second = run_dirs(runs)
+    shutil.rmtree(second)
+    shutil.copytree(other / second.relative_to(runs), second)
+    kept = [p.stat().st_mtime_ns for p in sorted(second.iterdir())]
+
+    r = lp(task, runs, cache, "--probe", "reference", "--force")
+    assert r.code == 0, r.text
+    assert "1 run(s) written, 1 already finished" in r.out, r.out
+    assert [p.stat().st_mtime_ns for p in sorted(second.iterdir())] == kept
+    (old,) = (runs / ".replaced").rglob(DONE_FILE)  # only the run of the other setup
+    assert old.parent.relative_to(runs).parts[2:] == first.relative_to(runs).parts
+    assert {read_spec(d).settings["probe"]["solver"] for d in run_dirs(runs)} == {"adam"}
+
+    r = lp(task, runs, cache, "--probe", "reference", "--force")  # and once more
+    assert r.code == 0 and "0 run(s) written, 2 already finished" in r.out, r.text
+    assert len(list((runs / ".replaced").rglob(DONE_FILE))) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_hand_edited_spec_of_a_finished_run_is_damage_not_another_setup(
+    lp_tree: tuple[Path, Path, Path], force: tuple[str, ...]
+) -> None:
+    task, runs, cache = lp_tree
+    assert lp(task, runs, cache).code == 0
+    run = run_dirs(runs)[0]
+    spec = run / "spec.json"
+    data = json.loads(spec.read_text())
+    data["spec"]["settings"]["probe"]["solver"] = "adam"
+    spec.write_text(json.dumps(data))
+    before = run_files(runs)
+
+    r = lp(task, runs, cache, *force)
+    assert r.code != 0
+    assert "Traceback" not in r.text
+    assert "another setup" not in r.err and "--force" not in r.err, r.err
+    (line,) = [x for x in r.err.splitlines() if x.startswith("error:")]
+    assert f"run {run} is damaged: spec.json changed after the run was marked DONE" in line
+    assert f"rm -r {run}" in r.err, r.err
+    assert not (runs / ".replaced").exists()
+    assert run_files(runs) == before  # nothing moved, removed or rewritten
+    # evaluate refuses the run with the same words (one shared check)
+    e = cli("evaluate", run)
+    assert e.code != 0
+    (eline,) = [x for x in e.err.splitlines() if x.startswith("error:")]
+    assert eline == line
 
 
 @pytest.mark.slow

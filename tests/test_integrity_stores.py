@@ -5,6 +5,7 @@ over, the image-store key follows file content, and bad images are reported toge
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from progbench.cache.featurestore import FeatureStore
 from progbench.cache.imagestore import ImageStore
+from progbench.errors import CacheError
 from tests.helpers.cli import TINY, CliResult, cli, cli_process, lp, task_of
 from tests.helpers.cohorts import write_cohort
 
@@ -73,19 +75,48 @@ def test_lp_never_trains_on_the_zeros_of_a_missing_chunk(
     np.testing.assert_array_equal(FeatureStore(store).load(), before)
 
 
-@pytest.mark.slow
-def test_truncated_chunk_is_one_line_naming_store_and_rows_then_repaired(
-    extracted: tuple[Path, Path, Path, np.ndarray], tmp_path: Path
-) -> None:
-    manifest, cache, store, before = extracted
+def truncate(store: Path) -> None:
     chunk = store / "features" / "c" / "1" / "0"
     chunk.write_bytes(chunk.read_bytes()[:100])
-    r = lp_train(manifest, cache, tmp_path / "runs")
-    assert r.code != 0
-    assert "Traceback" not in r.text and "Zstd" not in r.text
-    (line,) = [x for x in r.err.splitlines() if x.startswith("error:")]
-    assert str(store) in line and "rows 64-93" in line, line
-    assert f"progbench cache verify {store.stem} --repair --cache-dir {cache}" in r.err
+
+
+@pytest.mark.slow
+def test_truncated_chunk_is_never_reused_by_extract_or_train(
+    extracted: tuple[Path, Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    """Issue 22.9: extract makes the reuse check train and cache verify make (every done chunk
+    on disk and readable), so a damaged store is recomputed, never "reused complete"."""
+    manifest, cache, store, before = extracted
+    assert lp_train(manifest, cache, tmp_path / "intact").code == 0
+    truncate(store)
+    r = cli("extract", manifest, *TINY, "--cache-dir", cache)
+    assert r.code == 0, r.text
+    assert "reused" not in r.out, r.out
+    assert "re-extracted 30 images whose chunks were missing or damaged" in r.out, r.out
+    assert "extracted 30 images" in r.out
+    np.testing.assert_array_equal(FeatureStore(store).load(), before)
+    assert cli("cache", "verify", "--cache-dir", cache).code == 0
+
+    truncate(store)  # train extracts through the same check
+    r = lp_train(manifest, cache, tmp_path / "after")
+    assert r.code == 0, r.text
+    assert "30 images whose chunks were missing or damaged extracted again" in r.out, r.out
+    assert "reused feature store" not in r.out
+    pd.testing.assert_frame_equal(predictions(tmp_path / "after"), predictions(tmp_path / "intact"))
+
+
+@pytest.mark.slow
+def test_truncated_chunk_is_one_line_naming_store_and_rows_then_repaired(
+    extracted: tuple[Path, Path, Path, np.ndarray],
+) -> None:
+    _, cache, store, before = extracted
+    truncate(store)
+    with pytest.raises(CacheError) as err:  # any reader of the store
+        FeatureStore(store).load()
+    assert str(store) in err.value.message and "rows 64-93" in err.value.message
+    assert f"progbench cache verify {store.stem} --repair --cache-dir {cache}" in str(
+        err.value.hint
+    )
 
     r = cli("cache", "verify", "--cache-dir", cache)
     assert r.code != 0
@@ -161,11 +192,15 @@ def test_half_created_feature_store_needs_no_cleaning(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("restore_mtime", [False, True])
 def test_image_edited_in_place_at_the_same_size_makes_another_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_mtime: bool
 ) -> None:
+    """Issue 22.9: with its size and mtime restored by hand too (ctime and inode cannot be)."""
     from progbench.cache import digests
 
+    # Files this fresh are "racy" (hashed every time); this test is about remembered digests.
+    monkeypatch.setattr(digests, "RACY_S", 0.0, raising=False)
     manifest = write_cohort(tmp_path / "cohort")
     cache = tmp_path / "cache"
     png = manifest.parent / "images" / "P001-0.png"
@@ -190,8 +225,12 @@ def test_image_edited_in_place_at_the_same_size_makes_another_store(
     assert hashed == []  # size and mtime unchanged: not read again
 
     pixels = np.asarray(Image.open(png))
+    st = png.stat()
     Image.fromarray(255 - pixels).save(png, compress_level=0)
     assert png.stat().st_size == size
+    if restore_mtime:
+        os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert png.stat().st_mtime_ns == st.st_mtime_ns and png.stat().st_ino == st.st_ino
     r = cli("cache", "images", manifest, "--size", "32", "--cache-dir", cache)
     assert r.code == 0, r.text
     assert hashed == [png.resolve()]  # only the edited file is read again
@@ -199,6 +238,55 @@ def test_image_edited_in_place_at_the_same_size_makes_another_store(
     a, b = ImageStore(old).read(np.arange(94)), ImageStore(new).read(np.arange(94))
     assert not np.array_equal(a[row], b[row])
     np.testing.assert_array_equal(np.delete(a, row, 0), np.delete(b, row, 0))
+
+
+def test_digest_of_a_file_changed_just_now_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit in the clock tick of the last hash would leave size, mtime and ctime equal: a
+    file whose status changed within RACY_S seconds is hashed every time."""
+    from progbench.cache import digests
+
+    path = tmp_path / "a.png"
+    path.write_bytes(b"one")
+    hashed: list[Path] = []
+    real = digests.file_sha256
+    monkeypatch.setattr(digests, "file_sha256", lambda p: hashed.append(p) or real(p))
+    for _ in range(2):
+        digests.file_digests([path], tmp_path / "cache")
+    assert len(hashed) == 2
+    monkeypatch.setattr(digests, "RACY_S", 0.0)
+    for _ in range(2):
+        digests.file_digests([path], tmp_path / "cache")
+    assert len(hashed) == 3  # settled: remembered
+
+
+def test_digest_cache_of_the_old_format_misses_and_never_crashes(tmp_path: Path) -> None:
+    """A cache written before ctime and inode were part of the key (table `digests`: path, size,
+    mtime) is never trusted: its entries miss and the file is hashed again."""
+    import hashlib
+    import sqlite3
+
+    from progbench.cache import digests
+
+    path = tmp_path / "a.png"
+    path.write_bytes(b"edited, size and mtime restored")
+    st = path.stat()
+    db_path = tmp_path / "cache" / digests.DB_NAME
+    db_path.parent.mkdir()
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "CREATE TABLE digests (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+            "sha256 TEXT)"
+        )
+        db.execute(
+            "INSERT INTO digests VALUES (?, ?, ?, ?)",
+            (str(path.resolve()), st.st_size, st.st_mtime_ns, "0" * 64),  # the old content's
+        )
+    db.close()
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digests.file_digests([path], tmp_path / "cache") == [expected]
+    assert digests.file_digests([path], tmp_path / "cache") == [expected]
 
 
 # -------------------------------------------------------------- 12.3. bad images, prune, rm

@@ -200,7 +200,11 @@ def test_force_keeps_the_old_run(strong, tmp_path: Path) -> None:
     lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
     again = lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
     assert len(again.skipped) == 1 and not again.written
-    forced = lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False, force=True)
+    kept = lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False, force=True)
+    assert len(kept.skipped) == 1 and not kept.written  # same identity: --force keeps it
+    assert not (tmp_path / ".replaced").exists()
+    other = dataclasses.replace(ctx, weights="pretrained", weights_fingerprint="f" * 20)
+    forced = lp_runs(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
     assert len(forced.written) == 1
     assert len(list((tmp_path / ".replaced").rglob("DONE"))) == 1
     assert len(iter_runs(tmp_path).done) == 1  # the replaced copy is not evaluated

@@ -58,6 +58,25 @@ def test_a_rewritten_checkpoint_is_hashed_again(builds: list[str], tmp_path: Pat
     assert b.built is not None and b.weights_fingerprint != a.weights_fingerprint
 
 
+def test_a_checkpoint_edited_in_place_with_size_and_mtime_restored_is_hashed_again(
+    builds: list[str], tmp_path: Path
+) -> None:
+    """Issue 22.9: the memo's key holds the ctime (and inode) a user cannot set back."""
+    saved = save_backbone(load_backbone("tiny-resnet", "random", seed=1), tmp_path / "w")
+    a = backbone_ref("tiny-resnet", str(saved))
+    (file,) = [p for p in saved.rglob("*") if p.is_file()]
+    st = file.stat()
+    other = save_backbone(load_backbone("tiny-resnet", "random", seed=2), tmp_path / "w2")
+    data = (other / file.name).read_bytes()
+    assert len(data) == st.st_size
+    with open(file, "r+b") as fh:  # in place: same inode
+        fh.write(data)
+    os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (file.stat().st_size, file.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    b = backbone_ref("tiny-resnet", str(saved))
+    assert b.built is not None and b.weights_fingerprint != a.weights_fingerprint
+
+
 def test_weights_changed_under_a_reference_are_refused() -> None:
     real = backbone_ref("tiny-resnet", "random")
     stale = BackboneRef(real.spec, "random", "0" * 20, real.encoder_params)

@@ -10,7 +10,9 @@ chunked along rows, `image_id`, a `done` mask, and attrs (its key and provenance
    older version (no key) is taken over.
 3. **Resume.** Rows are written a chunk at a time, then marked in `done`; a rerun computes the
    rows not done. Before reuse, every done row's chunk must exist on disk: rows of a missing
-   chunk are marked not done and recomputed (Zarr would read a missing chunk as zeros).
+   chunk are marked not done and recomputed (Zarr would read a missing chunk as zeros). A
+   feature store (small) is also read back chunk by chunk before reuse (`bad_chunks`, the
+   check `cache verify` makes): rows of a truncated or corrupt chunk are recomputed too.
 4. **Complete** is set last.
 
 Every array is written with a crc32c checksum per chunk (Zarr's `crc32c` codec), so a damaged
@@ -143,6 +145,59 @@ def repair_missing(group: zarr.Group, data: str) -> int:
     rows = missing_rows(group, data)
     if len(rows):
         done = np.asarray(group["done"][:])
+        done[rows] = False
+        group["done"][:] = done
+        group.attrs["complete"] = False
+    return len(rows)
+
+
+def bad_chunks(
+    array: zarr.Array,
+    only: np.ndarray | None = None,
+    inspect: Callable[[slice, np.ndarray], None] | None = None,
+) -> tuple[list[int], list[int]]:
+    """(missing, corrupt): the chunks along the rows whose files are gone, and those that cannot
+    be read back (a crc32c mismatch, a truncated or undecodable file). Every chunk is read, as
+    every reader of the store does (`read_checked`); `only` (one bool per chunk) limits the check
+    to those chunks, `inspect(rows, block)` sees each block that reads.
+
+    The one check of a store's data before it is trusted: `extract` makes it before reusing a
+    feature store (the rows of bad chunks are recomputed, `repair_damaged`), `cache verify`
+    reports it (`--repair` recomputes them), and `train` meets the same checksums on read."""
+    step, n = array.chunks[0], array.cdata_shape[0]
+    present = chunk_present(array)
+    missing, corrupt = [], []
+    for c in range(n):
+        if only is not None and not only[c]:
+            continue
+        rows = slice(c * step, min((c + 1) * step, array.shape[0]))
+        if not present[c]:
+            missing.append(c)
+            continue
+        try:
+            block = np.asarray(array[rows])
+        except Exception:  # a checksum mismatch, a truncated chunk file, an I/O error
+            corrupt.append(c)
+            continue
+        if inspect is not None:
+            inspect(rows, block)
+    return missing, corrupt
+
+
+def repair_damaged(group: zarr.Group, data: str) -> int:
+    """Mark the rows of done chunks that are missing or cannot be read (`bad_chunks`) not done,
+    and the store incomplete, so that a build recomputes them; how many rows."""
+    array = group[data]
+    step = array.chunks[0]
+    done = np.asarray(group["done"][:])
+    padded = np.zeros(array.cdata_shape[0] * step, dtype=bool)
+    padded[: len(done)] = done
+    missing, corrupt = bad_chunks(array, only=padded.reshape(-1, step).any(axis=1))
+    bad = np.zeros(len(done), dtype=bool)
+    for c in missing + corrupt:
+        bad[c * step : (c + 1) * step] = True
+    rows = np.flatnonzero(done & bad)
+    if len(rows):
         done[rows] = False
         group["done"][:] = done
         group.attrs["complete"] = False

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from progbench.cache.store import chunk_present, open_writable, read_strings, rebuild_command
+from progbench.cache.store import bad_chunks, open_writable, read_strings, rebuild_command
 from progbench.data.manifest import load_manifest
 
 
@@ -39,22 +39,14 @@ def _data_name(kind: str) -> str:
 
 
 def _scan_chunks(report: VerifyReport, data: zarr.Array) -> None:
-    """Read every chunk: missing ones, ones failing their checksum, non-finite features."""
-    step = data.chunks[0]
-    present = chunk_present(data)
-    missing, corrupt = [], []
-    for c in range(data.cdata_shape[0]):
-        rows = slice(c * step, min((c + 1) * step, data.shape[0]))
-        if not present[c]:
-            missing.append(c)
-            continue
-        try:
-            block = np.asarray(data[rows])
-        except Exception:  # a checksum mismatch or a truncated chunk file
-            corrupt.append(c)
-            continue
+    """Read every chunk (store.bad_chunks, the check extract makes before reuse): missing ones,
+    ones failing their checksum, non-finite features."""
+
+    def finite(rows: slice, block: np.ndarray) -> None:
         if report.kind == "features" and not np.isfinite(block).all():
             report.problems.append(f"non-finite features in rows {rows.start}..{rows.stop - 1}")
+
+    missing, corrupt = bad_chunks(data, inspect=finite)
     n = data.cdata_shape[0]
     if missing:
         report.problems.append(

@@ -112,6 +112,8 @@ def extract(
             progress=update,
             loaded=loaded,
         )
+    if result.repaired:
+        console.print(f"re-extracted {result.repaired} images whose chunks were missing or damaged")
     if result.computed == 0:
         console.print(f"reused complete feature store ({result.n_images} images)")
     else:

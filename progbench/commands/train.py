@@ -60,7 +60,12 @@ SplitsFileOpt = Annotated[Path | None, typer.Option("--splits", help="Use this s
 RunsOpt = Annotated[Path, typer.Option("--runs", help="Root of the run tree.")]
 ForceRunsOpt = Annotated[
     bool,
-    typer.Option("--force", help="Recompute finished runs (old ones are kept in .replaced/)."),
+    typer.Option(
+        "--force",
+        help="Replace finished runs made with other settings (the old ones are moved to "
+        "<runs>/.replaced/). Runs already finished with these settings are kept, so a --force "
+        "command that was interrupted can be run again. Not for damaged runs: delete those.",
+    ),
 ]
 PresetOpt = Annotated[
     str,

@@ -23,7 +23,7 @@ from progbench.cache.featurestore import FeatureKey, create_store
 from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.cache.loader import PrefetchLoader
 from progbench.cache.paths import feature_store_dir
-from progbench.cache.store import lock_for, open_for_build, repair_missing
+from progbench.cache.store import lock_for, open_for_build, repair_damaged
 from progbench.config import BackboneSpec, TokenLayout
 from progbench.data.manifest import Manifest
 from progbench.errors import CacheError
@@ -43,6 +43,7 @@ class ExtractResult:
     computed: int  # rows computed by this call (0 = reused a complete store)
     seconds: float
     images_per_s: float | None
+    repaired: int = 0  # rows found done whose chunks were missing or damaged (recomputed)
 
 
 def feature_key(
@@ -166,7 +167,8 @@ def _extract_locked(
         create_store(tmp, key, list(store.image_ids), layout, batch_size, attrs)
 
     group = open_for_build(path, key.key, create)
-    repair_missing(group, "features")
+    # The reuse check `train` and `cache verify` make: every done chunk on disk and readable.
+    repaired = repair_damaged(group, "features")
     if group.attrs.get("complete"):
         return ExtractResult(path, key.key, n, 0, 0.0, None)
     rows_per_chunk = int(group.attrs["rows_per_chunk"])  # a resume keeps the original batches
@@ -208,7 +210,7 @@ def _extract_locked(
             "complete": True,
         }
     )
-    return ExtractResult(path, key.key, n, computed, seconds, ips)
+    return ExtractResult(path, key.key, n, computed, seconds, ips, repaired)
 
 
 def stream_features(

@@ -4,8 +4,8 @@ Keys of feature stores and runs need the fingerprint of the weights, and the fin
 the weights: building a random encoder or reading a checkpoint, then hashing every tensor. A
 sweep's worker asks for the same identity over and over (each feature store, then the full-data
 and few-shot cells of every task), so this process remembers it, keyed by what the weights come
-from: the spec and the seed for random weights; the spec and every file's path, size and
-modification time for a checkpoint or a local weights folder. Pretrained weights from a
+from: the spec and the seed for random weights; the spec and every file's path, size,
+modification time, status-change time and inode for a checkpoint or a local weights folder. Pretrained weights from a
 library's own cache are not remembered (their files are the library's to resolve).
 
 `BackboneRef.load()` builds the encoder only when it is needed (rows to extract), and checks that
@@ -53,9 +53,13 @@ class BackboneRef:
         return loaded
 
 
-def _files(root: Path) -> tuple[tuple[str, int, int], ...]:
+def _files(root: Path) -> tuple[tuple[str, int, int, int, int], ...]:
+    """Each file's path and status: size, mtime, and the ctime and inode no user can restore
+    by hand (the rule of progbench.cache.digests)."""
     paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    return tuple((str(p), (s := p.stat()).st_size, s.st_mtime_ns) for p in paths)
+    return tuple(
+        (str(p), (s := p.stat()).st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for p in paths
+    )
 
 
 def _memo_key(spec: BackboneSpec, weights: str, seed: int) -> tuple[Any, ...] | None:

@@ -1,4 +1,5 @@
-"""Reading and writing the files of one run directory. A finished run (DONE) is never written."""
+"""Reading and writing the files of one run directory. A finished run (DONE) is never written;
+`check_finished_files` is the one check of its files against the digests DONE recorded."""
 
 from __future__ import annotations
 
@@ -151,6 +152,36 @@ def mark_done(run_dir: str | os.PathLike[str]) -> Path:
         run_dir / DONE_FILE, {"finished_at": now_iso(), "git_sha": git_sha(), "digests": digests}
     )
     return run_dir / DONE_FILE
+
+
+def check_finished_files(run_dir: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:
+    """DONE's record of a finished run, after checking its files against it: each of spec,
+    predictions and metrics is there and (with `verify`) still has the sha256 DONE recorded. The
+    one check of a finished run's files, for `train` before it skips or replaces a run and for
+    `evaluate` and `report` before they read one. A mismatch is damage (a file edited, truncated
+    or replaced after the run finished), never another setup: the error names the file and says
+    how to restore the run, not `--force`."""
+    run_dir = Path(run_dir)
+    done = read_json(run_dir / DONE_FILE)
+    digests = done.get("digests", {}) if isinstance(done, dict) else {}
+    record = dict(done) if isinstance(done, dict) else {}
+    record["digests"] = dict(digests) if isinstance(digests, dict) else {}
+    restore = (
+        "Restore it as it was (e.g. from a backup), or delete the run folder so that the next "
+        f"training command recomputes the run: rm -r {run_dir}"
+    )
+    for name in REQUIRED_FILES:
+        path = run_dir / name
+        if not path.is_file():
+            raise RunError(f"run {run_dir} is damaged: DONE exists but {name} is missing", restore)
+        recorded = record["digests"].get(name)
+        if verify and recorded is not None and file_digest(path) != recorded:
+            raise RunError(
+                f"run {run_dir} is damaged: {name} changed after the run was marked DONE (its "
+                "sha256 differs from the one DONE recorded)",
+                restore,
+            )
+    return record
 
 
 def read_json(path: Path) -> Any:

@@ -7,7 +7,10 @@
 - **Finished runs.** `DONE` means finished: the run is skipped when its identity (RunSpec
   settings, weights fingerprint, seed, scheme) equals the one asked for, and refused, naming
   every differing setting with both values, when it does not (unless `--force`, which moves it
-  to `<runs>/.replaced/<time>/`). A spent `state/` left by a kill just after DONE is removed.
+  to `<runs>/.replaced/<time>/`; a run that already has the identity asked for is kept, with or
+  without `--force`, so a `--force` command killed and run again redoes only what is left). A
+  run whose files no longer match the digests DONE recorded is damaged and refused by name,
+  `--force` or not. A spent `state/` left by a kill just after DONE is removed.
 - **Finishing.** Predictions, metrics and the cost are written, then DONE, last and atomically.
 """
 
@@ -24,7 +27,13 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from progbench.errors import RunError
-from progbench.runs.files import mark_done, read_spec, write_clean_predictions, write_metrics
+from progbench.runs.files import (
+    check_finished_files,
+    mark_done,
+    read_spec,
+    write_clean_predictions,
+    write_metrics,
+)
 from progbench.runs.layout import SPEC_FILE, STATE_DIR, is_done, lock_path, replaced_dir
 from progbench.runs.spec import RunCost, RunSpec, identity_diff
 
@@ -99,24 +108,33 @@ def prepare_run_dir(
 
 
 def is_finished_match(run_dir: Path, spec: RunSpec, force: bool) -> bool:
-    """True when `run_dir` holds a finished run of `spec` (skip it). A finished run of another
-    identity is an error naming each differing setting, unless `force` (then it is redone)."""
-    if force or not is_done(run_dir):
+    """True when `run_dir` holds a finished run of `spec` (skip it), with or without `force`:
+    `--force` replaces only runs of another identity, so a `--force` command killed half-way
+    and run again keeps the runs it had already made. A finished run of another identity is an
+    error naming each differing setting, unless `force` (then False: it is replaced). A finished
+    run whose files no longer match the digests DONE recorded is damaged: an error naming the
+    file, whatever `force` says (runs.files.check_finished_files, the check evaluate makes)."""
+    if not is_done(run_dir):
         return False
     shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # spent: DONE was written
+    check_finished_files(run_dir)
     try:
         old = read_spec(run_dir)
     except RunError:
-        return True  # unreadable spec: reading the run will say so; never recompute silently
+        # A spec this version cannot read (its digest matches): reading the run will say so;
+        # never recompute it silently, only when asked to replace it.
+        return not force
     diff = identity_diff(old, spec)
-    if diff:
-        shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
-        raise RunError(
-            f"{run_dir} is a finished run of another setup; what differs: {shown}",
-            "Use another --runs folder for this setup, or pass --force to replace it (the old "
-            "run is moved to .replaced/).",
-        )
-    return True
+    if not diff:
+        return True
+    if force:
+        return False
+    shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
+    raise RunError(
+        f"{run_dir} is a finished run of another setup; what differs: {shown}",
+        "Use another --runs folder for this setup, or pass --force to replace it (the old "
+        "run is moved to .replaced/).",
+    )
 
 
 def finish_run(

@@ -12,13 +12,10 @@ from pydantic import ValidationError
 
 from progbench.config import format_validation_error
 from progbench.errors import RunError
-from progbench.provenance import file_digest
-from progbench.runs.files import read_json, read_spec
+from progbench.runs.files import check_finished_files, read_json, read_spec
 from progbench.runs.layout import (
-    DONE_FILE,
     METRICS_FILE,
     PREDICTIONS_FILE,
-    REQUIRED_FILES,
     is_done,
     is_run_dir,
 )
@@ -57,20 +54,8 @@ def read_run(run_dir: str | os.PathLike[str], verify: bool = True) -> Run:
         raise RunError(f"run directory not found: {run_dir}", "Check the path.")
     if not is_done(run_dir):
         raise _incomplete_error(run_dir)
-    done = read_json(run_dir / DONE_FILE)
-    digests = dict(done.get("digests", {})) if isinstance(done, dict) else {}
-    for name in REQUIRED_FILES:
-        path = run_dir / name
-        if not path.is_file():
-            raise RunError(
-                f"run {run_dir} is inconsistent: DONE exists but {name} is missing",
-                f"Remove the run and train it again: rm -r {run_dir}",
-            )
-        if verify and name in digests and file_digest(path) != digests[name]:
-            raise RunError(
-                f"run {run_dir} is inconsistent: {name} changed after the run was marked DONE",
-                f"Remove the run and train it again: rm -r {run_dir}",
-            )
+    done = check_finished_files(run_dir, verify)
+    digests = done["digests"]
     spec = read_spec(run_dir)
     try:
         raw = pd.read_parquet(run_dir / PREDICTIONS_FILE)

@@ -133,6 +133,11 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
     summary.scheme = splits.scheme
     summary.seconds = time.perf_counter() - start
     summary.notes.append(note)
+    if res.repaired:
+        summary.notes.append(
+            f"feature store {res.key}: {res.repaired} images whose chunks were missing or "
+            "damaged extracted again"
+        )
     if res.computed:
         summary.notes.append(f"extracted {res.computed} images ({res.images_per_s or 0:.1f} img/s)")
     else:
