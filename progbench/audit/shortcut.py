@@ -115,16 +115,17 @@ class MetadataShortcut:
             per_field.append({"field": f} | s.to_json())
         per_field.sort(key=lambda r: -r["mcc"])
         top = [r for r in per_field if r["ci"][0] is not None and r["ci"][0] > 0][:TOP_FIELDS]
+        tokens = _token_association(meta, y) if FILE_NAME in fields else []
         data = {
             "fields": fields,
             "per_field": per_field,
             "top_fields": [r["field"] for r in top],
-            "tokens": _token_association(meta, y) if FILE_NAME in fields else [],
+            "tokens": tokens,
         }
         return CheckResult(
             self.name,
             "flag" if overall.excludes_zero else "ok",
-            _detail(overall, top, per_field),
+            _detail(overall, top, per_field, tokens),
             overall.mcc,
             "mcc",
             overall.ci,
@@ -138,11 +139,20 @@ def _fmt(s: Scored | dict[str, Any]) -> str:
     return f"MCC {m:.2f} [{lo}, {hi}]"
 
 
-def _detail(overall: Scored, top: list[dict[str, Any]], per_field: list[dict[str, Any]]) -> str:
+def _detail(
+    overall: Scored,
+    top: list[dict[str, Any]],
+    per_field: list[dict[str, Any]],
+    tokens: list[dict[str, Any]],
+) -> str:
     if overall.excludes_zero:
         named = ", ".join(f"{r['field']} ({_fmt(r)})" for r in top) or (
             "no single field; a combination"
         )
+        if any(r["field"] == FILE_NAME for r in top) and tokens:
+            named += "; file-name tokens: " + ", ".join(
+                f"{t['token']} (phi {t['phi']:+.2f})" for t in tokens[:3]
+            )
         return (
             f"acquisition metadata alone predicts the label: {_fmt(overall)} under "
             f"patient-grouped CV; most predictive: {named}"
