@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-Shortcut = Literal["none", "geometry", "name", "pixels"]
+Shortcut = Literal["none", "geometry", "name", "pixels", "dicom"]
 
 
 def write_audit_cohort(
@@ -26,7 +26,9 @@ def write_audit_cohort(
     The label is independent of the centre and of a patient's number of images (40% positive
     in every (centre, one or two images) stratum), and the noise carries nothing, unless
     `shortcut` plants it: `geometry`, positives are wider (size + 8); `name`, positives' files
-    are named `scanb_...` and negatives' `scana_...`; `pixels`, positives have a dark top half.
+    are named `scanb_...` and negatives' `scana_...`; `pixels`, positives have a dark top half;
+    `dicom`, every image is a DICOM file whose Manufacturer is VendorB for positives, VendorA
+    for negatives.
     """
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -47,8 +49,12 @@ def write_audit_cohort(
             if shortcut == "pixels":
                 arr[: size // 2] //= 1 + 3 * y  # a dark top half
             prefix = ("scanb" if y else "scana") + "_" if shortcut == "name" else ""
-            rel = f"images/{prefix}{iid}.png"
-            Image.fromarray(arr).save(root / rel)
+            if shortcut == "dicom":
+                rel = f"images/{iid}.dcm"
+                _write_dicom(root / rel, arr, "VendorB" if y else "VendorA")
+            else:
+                rel = f"images/{prefix}{iid}.png"
+                Image.fromarray(arr).save(root / rel)
             rows.append(
                 {
                     "image_id": iid,
@@ -63,3 +69,22 @@ def write_audit_cohort(
     task = root / "tasks" / "label.yaml"
     task.write_text("name: noise-label\nmanifest: ../manifest.csv\noutcome: label\npositive: 1\n")
     return task
+
+
+def _write_dicom(path: Path, arr: np.ndarray, manufacturer: str) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(path)])
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ComputedRadiographyImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CR"
+    ds.ViewPosition = "PA"
+    ds.Manufacturer = manufacturer
+    ds.PixelSpacing = [0.2, 0.2]
+    ds.set_pixel_data(arr, "MONOCHROME2", 8)
+    ds.save_as(path, enforce_file_format=True)
