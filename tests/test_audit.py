@@ -180,6 +180,7 @@ def test_centre_predicts_label_flags_prevalence_that_differs_by_centre(tmp_path:
 
 
 # ------------------------------------------------------------------ probes on features
+# Feature extraction (two stores) and the LP folds: seconds, so marked slow.
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +208,7 @@ def pixel_audit(
     return root, _audit(root, task_file, checkpoint), trained.features.key
 
 
+@pytest.mark.slow
 def test_audit_json_schema(pixel_audit: tuple[Path, AuditReport, str], checkpoint: str) -> None:
     root, report, _ = pixel_audit
     assert report.path == audit_dir(root / "runs", "noise-label", "tiny-resnet") / AUDIT_FILE
@@ -223,6 +225,7 @@ def test_audit_json_schema(pixel_audit: tuple[Path, AuditReport, str], checkpoin
     assert not list(report.path.parent.glob(".*tmp"))  # written atomically, nothing left over
 
 
+@pytest.mark.slow
 def test_the_audit_reuses_the_feature_stores_of_train(
     pixel_audit: tuple[Path, AuditReport, str], checkpoint: str
 ) -> None:
@@ -241,6 +244,7 @@ def test_the_audit_reuses_the_feature_stores_of_train(
     )
 
 
+@pytest.mark.slow
 def test_random_init_control_flags_a_signal_random_weights_find(
     pixel_audit: tuple[Path, AuditReport, str],
 ) -> None:
@@ -254,6 +258,7 @@ def test_random_init_control_flags_a_signal_random_weights_find(
     assert "pixel-level shortcut" in entry["detail"]
 
 
+@pytest.mark.slow
 def test_label_permutation_p_value_of_a_real_signal(
     pixel_audit: tuple[Path, AuditReport, str],
 ) -> None:
@@ -265,6 +270,7 @@ def test_label_permutation_p_value_of_a_real_signal(
     assert max(entry["data"]["null"]) < entry["data"]["observed"]["mcc"]
 
 
+@pytest.mark.slow
 def test_label_permutation_and_random_init_on_noise(tmp_path: Path, checkpoint: str) -> None:
     task = write_audit_cohort(tmp_path / "cohort", "none")
     report = _audit(tmp_path, task, checkpoint, checks=("random_init_control", "label_permutation"))
