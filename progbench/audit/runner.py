@@ -40,7 +40,7 @@ from progbench.train.plan import SplitRequest, resolve_splits
 
 AUDIT_FILE = "audit.json"
 AUDIT_FORMAT = 1
-ProgressFn = Callable[[str], None]  # told the name of each check as it starts
+ProgressFn = Callable[[int, int], None]  # (checks done, checks to run)
 
 
 @dataclass(frozen=True)
@@ -133,11 +133,10 @@ def run_audit(request: AuditRequest, progress: ProgressFn | None = None) -> Audi
         features=feature_source(request),
     )
     results: list[CheckResult] = []
-    for check in CHECKS:
-        if check.name not in names:
-            continue
+    todo = [c for c in CHECKS if c.name in names]
+    for i, check in enumerate(todo):
         if progress:
-            progress(check.name)
+            progress(i, len(todo))
         reason = check.skip_reason(ctx)
         if reason is not None:
             results.append(skipped(check.name, reason))
@@ -146,6 +145,8 @@ def run_audit(request: AuditRequest, progress: ProgressFn | None = None) -> Audi
             results.append(check.run(ctx))
         except ProgbenchError as err:  # this check cannot run here; the others still do
             results.append(skipped(check.name, err.message))
+    if progress:
+        progress(len(todo), len(todo))
     seconds = time.perf_counter() - start
     document = {
         "format": AUDIT_FORMAT,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from progbench.errors import SplitError
 from progbench.evaluate.aggregate import PredictionSet, bootstrap_metrics, percentile_ci
@@ -63,7 +64,9 @@ def grouped_oof(
             "Audit a task with both outcome classes and more patients.",
         )
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    return cross_val_predict(estimator, x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
+    with threadpool_limits(1):  # small problems: threaded BLAS only adds contention
+        p = cross_val_predict(estimator, x, y, groups=groups, cv=cv, method="predict_proba")
+    return p[:, 1]
 
 
 def permutation_p(observed: float, null: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from progbench.commands.options import (
     split_list,
     use_weights_dir,
 )
-from progbench.commands.output import console, err_console
+from progbench.commands.output import console, err_console, progress
 from progbench.commands.render import audit_table
 
 CHECK_HELP = "metadata_shortcut, centre_predicts_label, random_init_control, label_permutation"
@@ -138,8 +138,8 @@ def audit(
         out=out,
         checks=tuple(split_list(checks)) or None,
     )
-    with console.status("auditing") as status:
-        report = run_audit(request, lambda name: status.update(f"audit: {name}"))
+    with progress(f"auditing {t.name}, {backbone}") as update:
+        report = run_audit(request, update)
     doc = report.document
     title = f"audit: {doc['task']}, {doc['backbone']} ({doc['weights']}), scheme {doc['scheme']}"
     console.print(audit_table(title, doc["checks"]))
