@@ -113,6 +113,11 @@ def test_a_sweep_with_audit_true_writes_audits_and_the_report_shows_them(
     assert html.index('id="audit"') < html.index('id="tables"')
     for name in statuses:
         assert re.search(rf"<td[^>]*>{name}</td>", html)
+    # `progbench report` on the same tree finds the audit too.
+    res = cli("report", tmp_path / "runs", "--out", tmp_path / "again", "--n-boot", "20")
+    assert res.code == 0, res.text
+    again = (tmp_path / "again" / "report.html").read_text()
+    assert again.index('id="audit"') < again.index('id="tables"')
     # Without the switch: no audit.
     plain = write_sweep(
         tmp_path / "plain", backbones=["tiny-resnet"], strategies=["lp"], fewshot=None
