@@ -72,6 +72,11 @@ class AuditContext:
     def probe_config(self) -> ProbeConfig:
         return ProbeConfig.preset(self.config.probe)
 
+    @property
+    def feature_stores(self) -> dict[str, str]:
+        """weights -> key of every feature store the checks read."""
+        return {w: key for w, (_, key) in self._features.items()}
+
     def feature_array(self, weights: str) -> tuple[np.ndarray, str]:
         """The features of `weights` (extracted once, through the feature-store machinery)."""
         if weights not in self._features:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ CATEGORICAL = (
 FILE_NAME = "file_name"
 TOKEN_PATTERN = r"[a-z]+|\d+"
 MIN_TOKEN_SHARE = 0.02
+HEADER_THREADS = 8
 DICOM_TAGS = {
     "manufacturer": "Manufacturer",
     "model": "ManufacturerModelName",
@@ -127,7 +129,7 @@ def image_fields(path: Path) -> dict[str, Any]:
         row["file_size"] = float(os.stat(path).st_size)
     except OSError:
         return row
-    row |= {k: v for k, v in (_dicom_fields if is_dicom(path) else _pillow_fields)(path).items()}
+    row |= (_dicom_fields if is_dicom(path) else _pillow_fields)(path)
     for k in NUMERIC:
         row[k] = math.nan if row[k] is None or row[k] == "" else float(row[k])
     if row["width"] > 0 and row["height"] > 0:
@@ -157,7 +159,10 @@ def name_tokens(paths: list[str], patients: np.ndarray) -> pd.DataFrame:
 def read_metadata(manifest: Manifest) -> Metadata:
     """The acquisition metadata of every image of `manifest`, in its row order."""
     paths = manifest.image_paths()
-    fields = pd.DataFrame([image_fields(p) for p in paths], columns=[*NUMERIC, *CATEGORICAL])
+    # Header reads wait on the disk far more than on the CPU: a few threads overlap them.
+    with ThreadPoolExecutor(HEADER_THREADS) as pool:
+        rows = list(pool.map(image_fields, paths))
+    fields = pd.DataFrame(rows, columns=[*NUMERIC, *CATEGORICAL])
     patients = manifest.frame["patient_id"].astype(str).to_numpy()
     tokens = name_tokens(manifest.frame["path"].astype(str).tolist(), patients)
     return Metadata(fields, tokens)

@@ -156,7 +156,7 @@ def run_audit(request: AuditRequest, progress: ProgressFn | None = None) -> Audi
         "scheme": splits.scheme,
         "splits": str(splits_file),
         "config": dataclasses.asdict(request.config),
-        "feature_stores": {w: key for w, (_, key) in ctx._features.items()},
+        "feature_stores": ctx.feature_stores,
         "created": now_iso(),
         "progbench": __version__,
         "seconds": round(seconds, 3),

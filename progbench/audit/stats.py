@@ -39,13 +39,13 @@ def score(patient_ids: np.ndarray, y: np.ndarray, p: np.ndarray, n_boot: int, se
     """MCC of `p` against `y` and its 95% CI over `n_boot` patient-bootstrap replicates."""
     y = np.asarray(y).astype(np.int64)
     p = np.asarray(p, dtype=np.float64)
-    mcc = float(binary_metrics(y, p, THRESHOLD, metrics=("mcc",))["mcc"] or 0.0)
     pset = PredictionSet(np.asarray(patient_ids), y, p, np.full(len(y), THRESHOLD))
     samples = bootstrap_metrics([pset], n_boot=n_boot, seed=seed, metrics=("mcc",))[:, 0, 0]
-    return Scored(mcc, percentile_ci(samples), len(y))
+    return Scored(mcc(y, p), percentile_ci(samples), len(y))
 
 
 def mcc(y: np.ndarray, p: np.ndarray) -> float:
+    """MCC of P(positive) `p` at THRESHOLD (scikit-learn's, through the evaluator)."""
     return float(binary_metrics(y, p, THRESHOLD, metrics=("mcc",))["mcc"] or 0.0)
 
 
@@ -64,8 +64,14 @@ def grouped_oof(
             "Audit a task with both outcome classes and more patients.",
         )
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    with threadpool_limits(1):  # small problems: threaded BLAS only adds contention
-        p = cross_val_predict(estimator, x, y, groups=groups, cv=cv, method="predict_proba")
+    try:
+        with threadpool_limits(1):  # small problems: threaded BLAS only adds contention
+            p = cross_val_predict(estimator, x, y, groups=groups, cv=cv, method="predict_proba")
+    except ValueError as err:  # e.g. a training part left with one class
+        raise SplitError(
+            f"patient-grouped cross-validation failed: {err}",
+            "Audit a task with more patients of each class.",
+        ) from err
     return p[:, 1]
 
 
