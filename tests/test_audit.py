@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -313,3 +314,46 @@ def test_the_command_prints_a_table_and_writes_audit_json(tmp_path: Path) -> Non
         "audit", task, "--backbone", "tiny-resnet", "--check", "nope", "--runs", tmp_path / "r"
     )
     assert bad.code == 2 and "unknown audit check" in bad.err
+
+
+# ------------------------------------------------------------------ the statistics
+
+
+def test_permutation_p_value_counts_ties_and_is_never_zero() -> None:
+    from progbench.audit.stats import permutation_p
+
+    assert permutation_p(0.9, np.array([0.1, 0.2, 0.3])) == pytest.approx(1 / 4)
+    assert permutation_p(0.2, np.array([0.1, 0.2, 0.3])) == pytest.approx(3 / 4)
+    assert permutation_p(-1.0, np.zeros(9)) == pytest.approx(1.0)
+
+
+def test_score_is_sklearns_mcc_with_a_patient_bootstrap_ci() -> None:
+    from sklearn.metrics import matthews_corrcoef
+
+    from progbench.audit.stats import score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.5 * y + 0.6 * rng.random(200), 0, 1)
+    patients = np.repeat(np.arange(100), 2).astype(str)
+    s = score(patients, y, p, n_boot=300, seed=1)
+    assert s.mcc == pytest.approx(matthews_corrcoef(y, p >= 0.5))
+    assert s.ci[0] < s.mcc < s.ci[1] and s.excludes_zero and s.n == 200
+
+
+def test_permuted_labels_stay_in_the_training_part_and_with_their_patients() -> None:
+    from progbench.audit.lp import FoldRows, permute_training_labels
+
+    patients = np.repeat([f"P{i}" for i in range(30)], 2)
+    y = np.repeat(np.arange(30) % 3 == 0, 2).astype(np.int64)
+    fold = FoldRows(train=np.arange(0, 40), val=np.arange(40, 50), test=np.arange(50, 60))
+    rng = np.random.default_rng(0)
+    moved = False
+    for _ in range(5):
+        out = permute_training_labels(y, patients, fold, rng)
+        assert np.array_equal(out[fold.test], y[fold.test])  # test labels never touched
+        part = np.concatenate([fold.train, fold.val])
+        assert sorted(out[part]) == sorted(y[part])  # the same labels, shuffled
+        assert np.array_equal(out[0::2], out[1::2])  # both images of a patient agree
+        moved |= not np.array_equal(out, y)
+    assert moved
