@@ -67,7 +67,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.mark.parametrize(
     ("shortcut", "field"),
-    [("geometry", "width"), ("name", "file_name"), ("dicom", "manufacturer")],
+    [("geometry", "width"), ("name", "file_name"), ("uid", "file_name"), ("dicom", "manufacturer")],
 )
 def test_metadata_shortcut_flags_a_planted_acquisition_shortcut(
     tmp_path: Path, shortcut: str, field: str
@@ -81,6 +81,10 @@ def test_metadata_shortcut_flags_a_planted_acquisition_shortcut(
     if shortcut == "name":
         tokens = {t["token"]: t["phi"] for t in entry["data"]["tokens"]}
         assert tokens["scanb"] == pytest.approx(1.0) and tokens["scana"] == pytest.approx(-1.0)
+    if shortcut == "uid":  # the scanner's UID root, not the shared "1.2.840", nor image ids
+        tokens = {t["token"]: t["phi"] for t in entry["data"]["tokens"]}
+        assert tokens["113619"] == pytest.approx(1.0) and tokens["10008"] == pytest.approx(-1.0)
+        assert "840" not in tokens
 
 
 def test_metadata_shortcut_does_not_flag_the_same_cohort_without_it(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-Shortcut = Literal["none", "geometry", "name", "pixels", "dicom"]
+Shortcut = Literal["none", "geometry", "name", "uid", "pixels", "dicom"]
+# Two scanners' UID roots (GE-like and a generic one): the issue's artefact, a scanner UID in
+# the file names that tracks the label.
+SCANNER_UIDS = ("1.2.840.10008.5.1", "1.2.840.113619.2.55")
 
 
 def write_audit_cohort(
@@ -26,7 +29,8 @@ def write_audit_cohort(
     The label is independent of the centre and of a patient's number of images (40% positive
     in every (centre, one or two images) stratum), and the noise carries nothing, unless
     `shortcut` plants it: `geometry`, positives are wider (size + 8); `name`, positives' files
-    are named `scanb_...` and negatives' `scana_...`; `pixels`, positives have a dark top half;
+    are named `scanb_...` and negatives' `scana_...`; `uid`, file names start with the UID
+    of the image under its scanner's root (SCANNER_UIDS, positives on the second); `pixels`, positives have a dark top half;
     `dicom`, every image is a DICOM file whose Manufacturer is VendorB for positives, VendorA
     for negatives.
     """
@@ -49,6 +53,8 @@ def write_audit_cohort(
             if shortcut == "pixels":
                 arr[: size // 2] //= 1 + 3 * y  # a dark top half
             prefix = ("scanb" if y else "scana") + "_" if shortcut == "name" else ""
+            if shortcut == "uid":
+                prefix = f"{SCANNER_UIDS[y]}.{p}{j}_"
             if shortcut == "dicom":
                 rel = f"images/{iid}.dcm"
                 _write_dicom(root / rel, arr, "VendorB" if y else "VendorA")
