@@ -14,6 +14,7 @@ import dataclasses
 from progbench.audit.context import AuditConfig
 from progbench.audit.runner import AuditRequest, run_audit
 from progbench.errors import ProgbenchError
+from progbench.sweep.execute import _weights_dir
 from progbench.sweep.spec import Sweep
 from progbench.train.plan import SplitRequest
 
@@ -51,7 +52,10 @@ def audit_sweep(sweep: Sweep) -> list[str]:
                 config=AuditConfig(n_boot=cfg.report.n_boot, seed=cfg.seed, probe=cfg.probe),
             )
             try:
-                report = run_audit(request)
+                # The sweep's weights folder, as its units see it: the same weights
+                # fingerprint, so the LP cells' feature stores are found again.
+                with _weights_dir(sweep.weights_dir):
+                    report = run_audit(request)
             except ProgbenchError as err:
                 notes.append(f"audit of {t.name}, {backbone} failed: {err.message}")
                 continue
