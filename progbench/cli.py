@@ -18,6 +18,7 @@ import typer
 
 from progbench import __version__
 from progbench.commands import (
+    audit,
     cache,
     data,
     evaluate,
@@ -61,7 +62,7 @@ def _root(
     """Global options; `main` reads `--debug` itself, before any command runs."""
 
 
-for module in (data, prepare, cache, models, train, evaluate, report, sweep, weights):
+for module in (data, prepare, cache, models, train, audit, evaluate, report, sweep, weights):
     module.register(app)
 
 

@@ -66,6 +66,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("models and evaluator", frozenset({"progbench.models", "progbench.evaluate"})),
     ("extraction and report", frozenset({"progbench.extract", "progbench.report"})),
     ("training", frozenset({"progbench.train"})),
+    ("audit", frozenset({"progbench.audit"})),
     ("applications", frozenset({"progbench.predict", "progbench.sweep"})),
     ("demo", frozenset({"progbench.demo"})),
     ("commands", frozenset({"progbench.commands"})),

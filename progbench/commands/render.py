@@ -250,3 +250,24 @@ def _counts(c: Mapping[str, int]) -> str:
         return ""
     images = f"{c['images']} img, " if "images" in c else ""
     return f"{images}{c['rows']} rows, {c['patients']} pat"
+
+
+AUDIT_STYLE = {"ok": "green", "flag": "bold red", "skip": "dim"}
+
+
+def audit_table(title: str, checks: Sequence[Mapping[str, Any]]) -> Table:
+    """One row per audit check (audit.json's `checks`): status, headline number, detail."""
+    table = Table(title=title, show_lines=True)
+    for col, justify in (("check", "left"), ("status", "left"), ("value", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("detail", ratio=1)
+    for c in checks:
+        value = ""
+        if c.get("metric") is not None:
+            value = f"{c.get('metric_name') or ''} {c['metric']:.3f}".strip()
+            ci = c.get("ci")
+            if ci and ci[0] is not None and ci[1] is not None:
+                value += f"\n[{ci[0]:.2f}, {ci[1]:.2f}]"
+        status = Text(str(c["status"]).upper(), style=AUDIT_STYLE.get(str(c["status"]), ""))
+        table.add_row(str(c["name"]), status, value, Text(str(c["detail"])))
+    return table

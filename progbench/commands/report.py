@@ -49,11 +49,14 @@ def report(
     Evaluates the tree as `progbench evaluate` does (cached), then writes the report: the same
     runs give byte-identical files; new runs update it. Each metric's files go into
     DIR/<metric>/; report.html shows one metric at a time. Definitions: docs/METHODOLOGY.md, 7.
+    Audits in the tree (`progbench audit`, <runs>/<task>/audit/<backbone>/audit.json) make an
+    Audit section, flags first, before the results.
 
     Example: [bold]progbench report runs/ --out report/ --metric mcc,pr_auc[/]
     """
     from progbench.evaluate.target import EvaluateConfig
     from progbench.report import build_report, collect_run_variants, collect_run_versions
+    from progbench.report.audit import collect_audits
     from progbench.report.data import parse_metrics, read_results
 
     metrics = parse_metrics(metric)
@@ -76,6 +79,7 @@ def report(
             run_versions=run_versions,
             run_variants=run_variants,
             progress=update,
+            audits=collect_audits(runs if runs.is_dir() else runs.parent),
         )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)

@@ -117,6 +117,9 @@ class SweepConfig(StrictModel):
     resources: dict[ResourceName, ResourceSpec] = Field(default_factory=_default_resources)
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    # `progbench audit` of every (task, backbone) at the sweep's finish, into
+    # <runs>/<task>/audit/<backbone>/audit.json (the report shows them).
+    audit: bool = False
 
     @field_validator("scheme")
     @classmethod

@@ -33,6 +33,7 @@ import pandas as pd
 
 from progbench.evaluate.registry import PRIMARY_METRICS
 from progbench.evaluate.stats import DEFAULT_ALPHA
+from progbench.report.audit import with_audit
 from progbench.report.centres import centre_csv, centre_markdown, centre_table
 from progbench.report.data import ReportData, Setting, parse_metrics, prepare
 from progbench.report.figureset import report_figures
@@ -113,11 +114,13 @@ def build_report(
     alpha: float = DEFAULT_ALPHA,
     run_variants: dict[str, str] | None = None,
     progress: ProgressFn | None = None,
+    audits: Sequence[dict[str, Any]] | None = None,
 ) -> ReportResult:
     """Write the report of `results` (the table of `progbench evaluate`) for `metrics` (names,
     or one comma-separated string; default MCC and PR-AUC) into `out_dir`. `run_versions` (from
     `collect_run_versions`) adds the runs' library versions, `run_variants` (from
-    `collect_run_variants`) the feature variant of each run to the runs table."""
+    `collect_run_variants`) the feature variant of each run to the runs table; `audits` (from
+    `collect_audits`) an Audit section before the results."""
     names = parse_metrics(metrics)
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
@@ -136,7 +139,8 @@ def build_report(
     cost = cost_by_group(runs)
     files["provenance/runs.csv"] = _csv(runs)
     files["provenance/cost.csv"] = _csv(cost)
-    files[REPORT_HTML] = render_page(build_page(reports, results, run_versions, cost)).encode()
+    page = with_audit(build_page(reports, results, run_versions, cost), audits or [])
+    files[REPORT_HTML] = render_page(page).encode()
     written = publish(out_dir, files)
     if progress:
         progress(steps, steps)

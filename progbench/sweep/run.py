@@ -119,10 +119,13 @@ class SweepReport:
 
 
 def finish_sweep(sweep: Sweep, progress: Any = None) -> SweepReport:
-    """Evaluate the sweep's tree and write its report (`<runs>/report/`)."""
+    """Evaluate the sweep's tree, run its audits (`audit: true`, progbench.sweep.audit) and
+    write its report (`<runs>/report/`, with an Audit section when audits exist)."""
     from progbench.evaluate.results import evaluate_tree, summarise, write_results
     from progbench.report import build_report, collect_run_versions
+    from progbench.report.audit import collect_audits
     from progbench.runs import iter_runs
+    from progbench.sweep.audit import audit_sweep
 
     root = sweep.runs_root
     if not root.is_dir() or not iter_runs(root).done:
@@ -130,7 +133,13 @@ def finish_sweep(sweep: Sweep, progress: Any = None) -> SweepReport:
     cfg = sweep.config.report
     tree = evaluate_tree(root, cfg.threshold, n_boot=cfg.n_boot, progress=progress)
     written = write_results(tree.results, root)
+    audit_notes = audit_sweep(sweep)
     report = build_report(
-        tree.results, root / "report", metrics=cfg.metrics, run_versions=collect_run_versions(root)
+        tree.results,
+        root / "report",
+        metrics=cfg.metrics,
+        run_versions=collect_run_versions(root),
+        audits=collect_audits(root),
     )
-    return SweepReport(written, report.html, list(report.notes), summarise(tree.results))
+    notes = audit_notes + list(report.notes)
+    return SweepReport(written, report.html, notes, summarise(tree.results))
