@@ -195,10 +195,12 @@ def test_full_cache_disk_is_one_line_and_resumes(tmp_path: Path, leave_kb: int) 
 
 
 def write_splits_of(task: Path, runs: Path) -> None:
-    """The splits file `lp(...)` uses, written as train writes it."""
+    """The splits file and task.json `lp(...)` uses, written as train writes them."""
     from progbench.data.manifest import load_task
+    from progbench.runs.taskdata import claim_task
     from progbench.train.plan import SplitRequest, resolve_splits
 
+    claim_task(load_task(task), runs)
     resolve_splits(load_task(task), SplitRequest(scheme="kfold", folds=2), runs)
 
 
