@@ -77,7 +77,7 @@ def test_single_class_test_part_fails(tmp_path: Path) -> None:
     labels[(df["center"] == "C2").to_numpy()] = 0
     labels[(df["center"] != "C2").to_numpy()] = np.arange((df["center"] != "C2").sum()) % 2
     task = Task(task.config, task.manifest, labels)
-    with pytest.raises(SplitError, match=r"fold 2: the test part holds a single class"):
+    with pytest.raises(SplitError, match=r"fold 2 \(test centre 'C2'\): the test part holds a single class"):
         make_splits(task, "loco")
 
 
