@@ -113,20 +113,20 @@ def class_patients(idx: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[
 
 
 def held_counts(n_by_class: tuple[int, ...], fraction: float, keep: int) -> list[int]:
-    """Patients to hold out per class: `fraction` of all patients, shared between the classes by
-    largest remainder (so the total is the nearest whole number of patients), then at least 1
-    and at most `n - keep` per class. A class with fewer than `keep + 1` patients gets 0."""
-    n = np.array(n_by_class, dtype=float)
-    quota = fraction * n
-    out = np.floor(quota).astype(int)
-    rest = math.floor(fraction * n.sum() + 0.5) - int(out.sum())  # nearest, halves up
-    order = sorted(range(len(n)), key=lambda c: (-(quota[c] - out[c]), c))
-    for c in order[: max(rest, 0)]:
-        out[c] += 1
-    return [
-        0 if n_c < keep + 1 else int(min(max(h, 1), n_c - keep))
-        for n_c, h in zip(n_by_class, out.tolist(), strict=True)
-    ]
+    """Patients to hold out per class: at least 1 and at most `n - keep` of each class (a class
+    with fewer than `keep + 1` patients gets 0), and as near `fraction` of all patients as those
+    bounds allow, shared between the classes by largest remainder (stratified)."""
+    quota = [fraction * n for n in n_by_class]
+    low = [1 if n > keep else 0 for n in n_by_class]
+    high = [n - keep if n > keep else 0 for n in n_by_class]
+    out = [min(max(math.floor(q), lo), hi) for q, lo, hi in zip(quota, low, high, strict=True)]
+    total = math.floor(fraction * sum(n_by_class) + 0.5)  # the nearest patient, halves up
+    classes = range(len(out))
+    while sum(out) < total and (up := [c for c in classes if out[c] < high[c]]):
+        out[max(up, key=lambda c: (quota[c] - out[c], -c))] += 1
+    while sum(out) > total and (down := [c for c in classes if out[c] > low[c]]):
+        out[min(down, key=lambda c: (quota[c] - out[c], c))] -= 1
+    return out
 
 
 def _hold_out(
