@@ -248,9 +248,8 @@ def test_a_class_too_small_is_one_message_with_one_hint(tmp_path: Path) -> None:
 
 
 def test_loco_training_part_with_one_patient_of_a_class_names_the_fold(tmp_path: Path) -> None:
-    # Positives: 4 in C0, 1 in C1, 1 in C2: testing on C0 leaves 2 (fine), but testing on C1
-    # leaves C0's 4 + C2's 1... every training part has >= 2; make C0 hold all but one.
-    task = _relabelled(tmp_path / "c", lambda n, c: n in (0, 3, 6, 1))  # C0: 0, 3, 6; C1: 1
+    # Positive patients: 0, 3, 6 in C0 and 1 in C1; testing on C0 trains on one positive.
+    task = _relabelled(tmp_path / "c", lambda n, c: n in (0, 3, 6, 1))
     with pytest.raises(SplitError) as err:
         make_splits(task, "loco")
     assert "fold 0 (test centre 'C0'): the training part holds" in err.value.message
