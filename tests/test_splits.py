@@ -353,3 +353,19 @@ def test_a_splits_file_runs_its_draws_and_refuses_contradicting_options(
         assert part in err.value.message
     same = SplitRequest(splits_file=path, folds=3, scheme="kfold")  # agreeing: fine
     assert resolve_splits(task, same, tmp_path)[0] == splits
+
+
+def test_a_splits_file_with_a_single_class_part_is_refused(task: Task, tmp_path: Path) -> None:
+    from progbench.data.splitcheck import check_splits
+
+    splits = make_splits(task, "kfold", folds=3)
+    y = dict(zip(task.manifest.frame["image_id"], task.labels, strict=True))
+    f = splits.folds[0]
+    moved = [i for i in f.val if y[i] == 1]  # the validation positives go to training
+    edited = f.model_copy(
+        update={"val": [i for i in f.val if y[i] == 0], "train": sorted(f.train + moved)}
+    )
+    bad = splits.model_copy(update={"folds": [edited, *splits.folds[1:]]})
+    check_splits(splits, task, "s.json")  # the splits as made are fine
+    with pytest.raises(SplitError, match=r"fold 0, val: a single class \(\d+ negative, 0 positive"):
+        check_splits(bad, task, "s.json")
