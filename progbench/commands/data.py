@@ -60,7 +60,11 @@ def splits(
     scheme: SchemeOpt = "auto",
     folds: Annotated[int, typer.Option(help="Number of folds for kfold.")] = 5,
     val_fraction: Annotated[
-        float, typer.Option(help="Share of training patients held out for validation.")
+        float,
+        typer.Option(
+            help="Share of each fold's training patients held out for validation, per class "
+            "(at least one of each)."
+        ),
     ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed for folds and draws.")] = 42,
     shots: ShotsOpt = None,
