@@ -273,6 +273,9 @@ def test_auto_loco_warns_about_a_training_part_with_few_patients_of_a_class(
     assert "--scheme kfold" in warning
     assert scheme_warnings(small, "loco", "loco") == []  # asked for by name: no warning
     assert scheme_warnings(task, "auto", "loco") == []  # every training part is large enough
+    # `train` prints it under the scheme line (its note).
+    _, _, note = resolve_splits(small, SplitRequest(), tmp_path / "runs")
+    assert note.splitlines() == ["scheme auto: loco (3 centres)", warning]
 
 
 def test_splits_command_table_and_warning(tmp_path: Path) -> None:
