@@ -372,3 +372,13 @@ def test_a_splits_file_with_a_single_class_part_is_refused(task: Task, tmp_path:
     check_splits(splits, task, "s.json")  # the splits as made are fine
     with pytest.raises(SplitError, match=r"fold 0, val: a single class \(\d+ negative, 0 positive"):
         check_splits(bad, task, "s.json")
+
+
+def test_a_version_1_splits_file_is_used_as_it_is_and_named(task: Task, tmp_path: Path) -> None:
+    raw = make_splits(task, "kfold", folds=3).to_json()
+    del raw["version"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(raw))
+    splits, _, note = resolve_splits(task, SplitRequest(splits_file=path), tmp_path)
+    assert splits.version == 1 and "version" not in splits.parameters()
+    assert note.startswith(f"scheme kfold (from {path}); made by an older progbench (splits ")
