@@ -211,8 +211,8 @@ def test_val_fraction_gives_other_splits_and_refuses_the_runs(
     assert r.code != 0
     files = sorted(p.name for p in (runs / "tiny-severity").glob("splits-*.json"))
     assert files == [
-        "splits-kfold-2folds-val0.2-seed42.json",
-        "splits-kfold-2folds-val0.4-seed42.json",
+        "splits-kfold-2folds-val0.2-seed42-v2.json",
+        "splits-kfold-2folds-val0.4-seed42-v2.json",
     ]
     assert "split.val_fraction: 0.2 there, 0.4 now" in r.err, r.err
     assert "data: " in r.err  # the fold's train and validation images differ too
@@ -264,7 +264,13 @@ def test_splits_file_holds_what_was_asked(lp_tree: tuple[Path, Path, Path]) -> N
     saved = json.loads(path.read_text())
     assert (saved["val_fraction"], saved["seed"], saved["n_folds"]) == (0.3, 5, 2)
     spec = read_spec(done_files(runs)[0].parent)
-    assert spec.settings["split"] == {"scheme": "kfold", "seed": 5, "val_fraction": 0.3, "folds": 2}
+    assert spec.settings["split"] == {
+        "scheme": "kfold",
+        "seed": 5,
+        "version": 2,
+        "val_fraction": 0.3,
+        "folds": 2,
+    }
 
 
 # ------------------------------------------------------- 3, 4. several schemes in one tree
@@ -377,15 +383,18 @@ def splits_with_draws(lp_tree: tuple[Path, Path, Path]) -> tuple[Path, Path, Pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["lp", "bitfit"])
-def test_splits_file_without_shots_runs_only_full_runs(
+def test_splits_file_without_shots_runs_its_draws(
     splits_with_draws: tuple[Path, Path, Path, Path], strategy: str
 ) -> None:
+    """The draws a --splits file holds are run, never skipped in silence (issue 21.2)."""
     task, runs, cache, path = splits_with_draws
     args = STREAM if strategy == "bitfit" else (*TINY, "--strategy", "lp")
     r = cli("train", task, *args, "--splits", path, "--runs", runs, "--cache-dir", cache)
     assert r.code == 0, r.text
-    assert [d.parent.relative_to(runs).parts[3:] for d in done_files(runs)] == [
-        (strategy, "full", "fold-0")
+    assert "scheme holdout (from " in r.out and "scheme scheme" not in r.out, r.out
+    assert sorted(d.parent.relative_to(runs).parts[3:] for d in done_files(runs)) == [
+        (strategy, "fewshot", "fold-0", "shots-2", "rep-0"),
+        (strategy, "full", "fold-0"),
     ]
 
 

@@ -60,7 +60,11 @@ def splits(
     scheme: SchemeOpt = "auto",
     folds: Annotated[int, typer.Option(help="Number of folds for kfold.")] = 5,
     val_fraction: Annotated[
-        float, typer.Option(help="Share of training patients held out for validation.")
+        float,
+        typer.Option(
+            help="Share of each fold's training patients held out for validation, per class "
+            "(at least one of each)."
+        ),
     ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed for folds and draws.")] = 42,
     shots: ShotsOpt = None,
@@ -79,22 +83,47 @@ def splits(
     Example: [bold]progbench splits cohort/tasks/severity.yaml --scheme loco --shots 2,4,8 --repeats 5 --out splits.json[/]
     """
     from progbench.data.fewshot import add_fewshot, parse_shots
-    from progbench.data.splits import make_splits, resolve_scheme, write_splits
+    from progbench.data.splits import make_splits, resolve_scheme, scheme_warnings, write_splits
     from progbench.data.summary import split_summary
 
     refuse_existing(out, force)
     t = load_task_from_options(task, manifest, outcome, positive, negative)
     resolved, why = resolve_scheme(t, scheme)
+    _refuse_unused(resolved, why, folds, shots, repeats, per_center)
     console.print(f"scheme {why}")
+    for warning in scheme_warnings(t, scheme, resolved):
+        console.print(f"[yellow]{warning}[/]", soft_wrap=True, highlight=False)
     result = make_splits(t, resolved, folds=folds, val_fraction=val_fraction, seed=seed)
     if shots:
         result = add_fewshot(
             result, t, parse_shots(",".join(split_list(shots))), repeats, per_center
         )
     write_splits(result, out)
-    title = f"{t.name}: {result.scheme} splits (seed {result.seed})"
+    title = (
+        f"{t.name}: {result.scheme} splits (seed {result.seed}, "
+        f"--val-fraction {result.val_fraction:g})"
+    )
     print_wide(fold_table(title, split_summary(t, result)))
     console.print(f"wrote {out}")
+
+
+def _refuse_unused(
+    scheme: str, why: str, folds: int, shots: list[str] | None, repeats: int, per_center: bool
+) -> None:
+    """A split option that this call would not use is refused, not silently dropped."""
+    from progbench.errors import ConfigError
+
+    if scheme != "kfold" and folds != 5:
+        raise ConfigError(
+            f"--folds {folds} applies to the kfold scheme; the scheme is {why}",
+            "Pass --scheme kfold to use it, or leave out --folds.",
+        )
+    unused = [f for f, on in (("--repeats", repeats != 5), ("--per-center", per_center)) if on]
+    if unused and not shots:
+        raise ConfigError(
+            f"{' and '.join(unused)} apply to few-shot draws, and no --shots was given",
+            "Add --shots (e.g. --shots 2,4,8), or leave out " + " and ".join(unused) + ".",
+        )
 
 
 def demo(

@@ -9,14 +9,22 @@ from rich.table import Table
 from rich.text import Text
 
 UNDEFINED = "—"
+# Cells of the class columns are images/patients (data.summary.split_summary).
 FOLD_COLUMNS = (
     "fold",
     "test centre",
-    "train img/pat",
-    "val img/pat",
-    "test img/pat",
-    "test pos %",
+    "train neg",
+    "train pos",
+    "val neg",
+    "val pos",
+    "test neg",
+    "test pos",
+    "val share",
     "few-shot",
+)
+FOLD_NOTE = (
+    "neg, pos: images/patients of each class; val share: validation patients / training-part "
+    "patients"
 )
 
 
@@ -70,7 +78,9 @@ def long_table(
 
 
 def fold_table(title: str, rows: list[tuple[object, ...]]) -> Table:
-    return simple_table(title, FOLD_COLUMNS, rows, right=FOLD_COLUMNS)
+    table = simple_table(title, FOLD_COLUMNS, rows, right=FOLD_COLUMNS)
+    table.caption = FOLD_NOTE
+    return table
 
 
 def dict_table(title: str, data: Mapping[str, object]) -> Table:

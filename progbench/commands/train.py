@@ -56,7 +56,14 @@ StrategyOpt = Annotated[
 FoldsOpt = Annotated[int, typer.Option(help="Folds for kfold.")]
 ValFractionOpt = Annotated[float, typer.Option(help="Share of training patients for validation.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for splits, draws and training.")]
-SplitsFileOpt = Annotated[Path | None, typer.Option("--splits", help="Use this splits JSON.")]
+SplitsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--splits",
+        help="Use this splits JSON, and every few-shot draw it holds unless --shots/--repeats "
+        "pick some.",
+    ),
+]
 RunsOpt = Annotated[Path, typer.Option("--runs", help="Root of the run tree.")]
 ForceRunsOpt = Annotated[
     bool,

@@ -1,8 +1,9 @@
 """Checking a splits file against the task it is used for, before any run is made from it.
 
 A splits file may be hand-edited or belong to another cohort. On read, every image id must be
-in the manifest; within a fold no image and no patient may sit in two parts (train, val, test);
-every few-shot draw must lie inside its fold's training part. Every violation is named.
+in the manifest; within a fold no image and no patient may sit in two parts (train, val, test),
+and each part must hold both classes (metrics, early stopping and thresholds need them); every
+few-shot draw must lie inside its fold's training part. Every violation is named.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def _shown(ids: Iterable[str], limit: int = 5) -> str:
     return ", ".join(repr(i) for i in ids[:limit]) + more
 
 
-def _fold_problems(fold: Fold, known: set[str], patient_of: dict[str, str]) -> list[str]:
+def _fold_problems(
+    fold: Fold, known: set[str], patient_of: dict[str, str], label_of: dict[str, int]
+) -> list[str]:
     where = f"fold {fold.fold}"
     problems = []
     parts = {name: set(getattr(fold, name)) for name in PARTS}
@@ -32,6 +35,13 @@ def _fold_problems(fold: Fold, known: set[str], patient_of: dict[str, str]) -> l
         unknown = ids - known
         if unknown:
             problems.append(f"{where}, {name}: unknown image id(s) {_shown(unknown)}")
+        labels = [label_of[i] for i in ids if i in label_of]
+        if labels and len(set(labels)) < 2:
+            pos = sum(labels)
+            problems.append(
+                f"{where}, {name}: a single class ({len(labels) - pos} negative, {pos} positive "
+                "images)"
+            )
     names = list(parts)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -59,7 +69,10 @@ def check_splits(splits: Splits, task: Task, source: str | Path) -> None:
     df = task.manifest.frame
     known = set(df["image_id"])
     patient_of = dict(zip(df["image_id"], df["patient_id"], strict=True))
-    problems = [p for fold in splits.folds for p in _fold_problems(fold, known, patient_of)]
+    label_of = dict(zip(df["image_id"], task.labels.tolist(), strict=True))
+    problems = [
+        p for fold in splits.folds for p in _fold_problems(fold, known, patient_of, label_of)
+    ]
     if problems:
         shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED])
         more = (

@@ -3,8 +3,10 @@
 The splits are made (or read and checked) once per parameter set and saved beside the runs, so
 every strategy and backbone of a study is trained and tested on the same patients. The runs are
 the full-data run of every fold plus, for each k asked for with `--shots`, the draws
-`repeat < --repeats` of every fold. Draws asked for but absent from a given splits file are an
-error naming what it holds; draws the file holds but nobody asked for are not run.
+`repeat < --repeats` of every fold. A splits file given with `--splits` and no `--shots` runs
+every draw it holds (never skipped in silence); with `--shots`, the draws asked for, and draws
+asked for but absent from the file are an error naming what it holds. A split option given with
+`--splits` that the file contradicts (`--val-fraction 0.3` for a file made with 0.2) is refused.
 
 Every run carries, in its spec's `settings`, what the data of its fold is (a fingerprint of its
 train, validation and test images and their labels), the split's parameters and the task's
@@ -24,12 +26,14 @@ from progbench.data.fewshot import add_fewshot
 from progbench.data.manifest import Task
 from progbench.data.splitcheck import check_splits
 from progbench.data.splits import (
+    SPLITS_VERSION,
     FewShotDraw,
     Fold,
     Splits,
     make_splits,
     read_splits,
     resolve_scheme,
+    scheme_warnings,
 )
 from progbench.errors import SplitError
 from progbench.provenance import fingerprint
@@ -64,7 +68,8 @@ class Problem:
 
 
 def splits_path(task: Task, req: SplitRequest, scheme: str, runs_root: Path) -> Path:
-    """`<runs>/<task>/splits-<every parameter>.json`: other parameters, another file."""
+    """`<runs>/<task>/splits-<every parameter>-v<SPLITS_VERSION>.json`: other parameters or
+    another splitting rule, another file."""
     tag = f"{scheme}" + (f"-{req.folds}folds" if scheme == "kfold" else "")
     tag += f"-val{req.val_fraction:g}-seed{req.seed}"
     if scheme == "holdout":
@@ -72,18 +77,56 @@ def splits_path(task: Task, req: SplitRequest, scheme: str, runs_root: Path) -> 
     if req.shots:
         center = "-percenter" if req.per_center else ""
         tag += f"-shots{'_'.join(map(str, req.shots))}x{req.repeats}{center}"
-    return runs_root / task.name / f"splits-{tag}.json"
+    return runs_root / task.name / f"splits-{tag}-v{SPLITS_VERSION}.json"
+
+
+def _given_against_file(splits: Splits, req: SplitRequest, path: Path) -> None:
+    """Refuse split options given with `--splits` that the file contradicts. An option left at
+    its default takes the file's value; one set to another value must equal the file's."""
+    default = SplitRequest()
+    conflicts = []
+    if req.scheme not in (default.scheme, splits.scheme):
+        conflicts.append(f"--scheme {req.scheme} (the file: {splits.scheme})")
+    if req.folds != default.folds:
+        if splits.scheme != "kfold":
+            conflicts.append(f"--folds {req.folds} (the file: scheme {splits.scheme}, no folds)")
+        elif req.folds != (splits.n_folds or len(splits.folds)):
+            conflicts.append(
+                f"--folds {req.folds} (the file: {splits.n_folds or len(splits.folds)})"
+            )
+    if req.val_fraction != default.val_fraction and req.val_fraction != splits.val_fraction:
+        conflicts.append(f"--val-fraction {req.val_fraction:g} (the file: {splits.val_fraction:g})")
+    if req.seed != default.seed and req.seed != splits.seed:
+        conflicts.append(f"--seed {req.seed} (the file: {splits.seed})")
+    file_center = bool((splits.fewshot_config or {}).get("per_center"))
+    if req.per_center and not file_center:
+        conflicts.append("--per-center (the file's draws are not per centre)")
+    if conflicts:
+        raise SplitError(
+            f"{path} was made with other split settings than those given: " + "; ".join(conflicts),
+            "Leave these options out to use the file as it is, or write splits with them "
+            "(`progbench splits ... --out FILE`), or leave out --splits.",
+        )
 
 
 def resolve_splits(task: Task, req: SplitRequest, runs_root: Path) -> tuple[Splits, Path, str]:
     """The splits (read from `--splits` or the saved file, else made and saved), their path, and
-    a note saying which scheme was used and why."""
+    a note saying which scheme was used and why (with a warning line when `auto` chose LOCO on
+    a cohort with a small class in a training part)."""
     if req.splits_file is not None:
         path = req.splits_file
         splits = read_splits(path)
-        note = f"scheme {splits.scheme} (from {path})"
+        _given_against_file(splits, req, path)
+        note = f"{splits.scheme} (from {path})"
+        if splits.version < SPLITS_VERSION:
+            note += (
+                f"; made by an older progbench (splits version {splits.version}: validation "
+                "parts of the old rule, see METHODOLOGY.md)"
+            )
     else:
         scheme, note = resolve_scheme(task, req.scheme)
+        warnings = scheme_warnings(task, req.scheme, scheme)
+        note = "\n".join([note, *warnings])
         path = splits_path(task, req, scheme, runs_root)
         if path.is_file():
             splits = read_splits(path)
@@ -104,11 +147,18 @@ def resolve_splits(task: Task, req: SplitRequest, runs_root: Path) -> tuple[Spli
 
 
 def select_draws(splits: Splits, req: SplitRequest, source: Path) -> dict[int, list[FewShotDraw]]:
-    """Per fold, the draws asked for: k in `req.shots`, repeat < `req.repeats`."""
-    if not req.shots:
-        return {f.fold: [] for f in splits.folds}
+    """Per fold, the draws asked for: k in `req.shots`, repeat < `req.repeats`. With a splits
+    file (`--splits`) and no `--shots`, the file's k values: every draw it holds, or with
+    `--repeats`, the first that many repeats of each."""
     present = sorted({(d.shots, d.repeat) for f in splits.folds for d in f.fewshot})
-    wanted = {(k, r) for k in req.shots for r in range(req.repeats)}
+    if req.shots:
+        wanted = {(k, r) for k in req.shots for r in range(req.repeats)}
+    elif req.splits_file is None:
+        wanted = set()
+    elif req.repeats == SplitRequest().repeats:
+        wanted = set(present)
+    else:
+        wanted = {(k, r) for k in {k for k, _ in present} for r in range(req.repeats)}
     missing = sorted(wanted - set(present))
     if missing:
         ks = sorted({k for k, _ in present})
