@@ -31,7 +31,7 @@ from progbench.commands.options import (
     use_weights_dir,
 )
 from progbench.commands.output import console, print_wide, progress
-from progbench.commands.render import summary_table
+from progbench.commands.render import result_warning_lines, summary_table
 from progbench.train.options import FinetuneOptions
 
 if TYPE_CHECKING:
@@ -279,6 +279,8 @@ def _print_train_summary(summary: TrainSummary) -> None:
         soft_wrap=True,
     )
     print_wide(summary_table(f"{summary.cell_root} (test split)", summary.groups))
+    for line in result_warning_lines(summary.groups):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"CIs and results table: [bold]progbench evaluate {summary.cell_root}[/]")
 
 
