@@ -306,7 +306,10 @@ def predict(
 ) -> None:
     """Apply a trained run (adapter, BitFit, FFT, or an LP probe on the frozen backbone) to images.
 
-    Writes image_id, p_pos (and y_true when a manifest holds the run's outcome column).
+    Writes image_id, patient_id (from a manifest), split (val for the run's validation images,
+    test for the others), y_true (when a manifest holds the run's outcome column), p_pos and
+    part (the image's part in the run: train, val, test, unused, new): a table that
+    `progbench evaluate` scores. Images in a folder are named by their path without extension.
 
     Example: [bold]progbench predict runs/severity/kfold/resnet18/lora-r8/full/fold-0 new/manifest.csv --out preds.csv[/]
     """
@@ -319,6 +322,34 @@ def predict(
     preds = predict_run(run_dir, images, opts)
     atomic_write_with(out, lambda tmp: preds.to_csv(tmp, index=False))
     console.print(f"wrote {len(preds)} predictions to {out}", soft_wrap=True)
+    for line in predict_notes(preds, out):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def predict_notes(preds: Any, out: Path) -> list[str]:
+    """What the written table holds for `evaluate`: the parts of the run, and how to score it."""
+    counts = preds["part"].value_counts()
+    parts = ", ".join(f"{counts[p]} {p}" for p in counts.index)
+    lines = [f"part of the run: {parts}"]
+    if "y_true" not in preds or "patient_id" not in preds:
+        lines.append(
+            "no labels (y_true needs a manifest with the run's outcome column): not scorable"
+        )
+        return lines
+    if "train" in counts:
+        lines.append(
+            f"[yellow]warning:[/] {counts['train']} image(s) were in the run's training part "
+            "(part = train); `evaluate` scores them as test: drop those rows for an honest score"
+        )
+    unlabelled = int(preds["y_true"].isna().sum())
+    if unlabelled:
+        lines.append(
+            f"[yellow]warning:[/] {unlabelled} image(s) have no value for the outcome (empty "
+            "y_true); drop them before `evaluate`"
+        )
+    else:
+        lines.append(f"score it with: [bold]progbench evaluate {out}[/]")
+    return lines
 
 
 def register(app: typer.Typer) -> None:
