@@ -88,7 +88,7 @@ def matrix_tables(matrix: Any) -> tuple[Table, Table, list[str]]:
         "Backbones",
         ("backbone", "library", "source", "feature dim", "encoder params"),
         [
-            (b.name, b.library, b.source or "-", b.feature_dim, f"{b.encoder_params / 1e6:.2f}M")
+            (b.name, b.library, b.source or "-", b.feature_dims, f"{b.encoder_params / 1e6:.2f}M")
             for b in matrix.backbones
         ],
         right=("feature dim", "encoder params"),
@@ -126,7 +126,7 @@ def stores_table(stores: list[dict[str, Any]]) -> Table:
                 s["key"],
                 s["backbone"],
                 s["n"],
-                s["dim"],
+                s.get("dims") or s["dim"],
                 "yes" if s["complete"] else "[red]no[/]",
                 s["mb"],
                 s["created"],

@@ -43,6 +43,7 @@ class ExtractResult:
     computed: int  # rows computed by this call (0 = reused a complete store)
     seconds: float
     images_per_s: float | None
+    dims: str = ""  # the feature dimension per variant (TokenLayout.describe)
 
 
 def feature_key(
@@ -168,7 +169,7 @@ def _extract_locked(
     group = open_for_build(path, key.key, create)
     repair_missing(group, "features")
     if group.attrs.get("complete"):
-        return ExtractResult(path, key.key, n, 0, 0.0, None)
+        return ExtractResult(path, key.key, n, 0, 0.0, None, layout.describe())
     rows_per_chunk = int(group.attrs["rows_per_chunk"])  # a resume keeps the original batches
     done = np.asarray(group["done"][:])
     chunks = [np.arange(s, min(s + rows_per_chunk, n)) for s in range(0, n, rows_per_chunk)]
@@ -208,7 +209,7 @@ def _extract_locked(
             "complete": True,
         }
     )
-    return ExtractResult(path, key.key, n, computed, seconds, ips)
+    return ExtractResult(path, key.key, n, computed, seconds, ips, layout.describe())
 
 
 def stream_features(
