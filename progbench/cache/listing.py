@@ -20,6 +20,7 @@ from progbench.cache.paths import feature_store_dir, image_store_dir
 from progbench.cache.store import lock_for
 from progbench.config.variants import TokenLayout
 from progbench.errors import CacheError, ConfigError, ProgbenchError
+from progbench.locking import holder_file
 
 KINDS = ("images", "features")
 
@@ -108,6 +109,7 @@ def remove_store(path: Path) -> None:
     lock = Path(str(path) + ".lock")
     if lock.exists():
         lock.unlink()
+    holder_file(lock).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
