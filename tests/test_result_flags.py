@@ -94,3 +94,13 @@ def test_evaluate_cli_says_random_and_degenerate(
     one = next(root.rglob("predictions.parquet"))
     code, out, _ = run_cli(["evaluate", str(one)], capsys)
     assert "one class predicted" in out and "degenerate classifier: every test row" in out
+
+
+def test_many_degenerate_groups_are_counted_not_listed() -> None:
+    groups = [
+        {"task": "t", "backbone": "b", "weights": "x", "strategy": f"s{i}", "regime": "full",
+         "n_degenerate": 1, "n_runs": 3}
+        for i in range(8)
+    ]  # fmt: skip
+    warnings = result_warnings(groups)
+    assert len(warnings) == 6 and warnings[-1].startswith("degenerate classifier: 3 more group(s)")

@@ -404,6 +404,7 @@ def summarise(results: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 RANDOM_WEIGHTS = "random"
+MAX_GROUP_WARNINGS = 5  # degenerate groups named one by one; the rest are counted
 
 
 def result_warnings(groups: Sequence[dict[str, Any]]) -> list[str]:
@@ -418,14 +419,18 @@ def result_warnings(groups: Sequence[dict[str, Any]]) -> list[str]:
             "initialisation, not pretrained weights); these results say nothing about the "
             "pretrained backbone"
         )
-    for g in groups:
-        n = int(g.get("n_degenerate") or 0)
-        if n:
-            k = f", k={g['shots']}" if g.get("shots") else ""
-            out.append(
-                f"degenerate classifier: {n} of {g.get('n_runs') or '?'} run(s) of "
-                f"{g['task']} / {g['backbone']} / {g['strategy']} ({g['regime']}{k}) predicted "
-                "one class for every test image at the chosen threshold; their MCC is 0 by "
-                "convention and their sensitivity or specificity 0"
-            )
+    degenerate = [g for g in groups if int(g.get("n_degenerate") or 0)]
+    for g in degenerate[:MAX_GROUP_WARNINGS]:
+        k = f", k={g['shots']}" if g.get("shots") else ""
+        out.append(
+            f"degenerate classifier: {g['n_degenerate']} of {g.get('n_runs') or '?'} run(s) of "
+            f"{g['task']} / {g['backbone']} / {g['strategy']} ({g['regime']}{k}) predicted "
+            "one class for every test image at the chosen threshold; their MCC is 0 by "
+            "convention and their sensitivity or specificity 0"
+        )
+    if len(degenerate) > MAX_GROUP_WARNINGS:
+        out.append(
+            f"degenerate classifier: {len(degenerate) - MAX_GROUP_WARNINGS} more group(s) "
+            "with one-class runs (column n_degenerate of results.parquet)"
+        )
     return out
