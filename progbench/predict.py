@@ -125,6 +125,8 @@ def run_parts(run_dir: Path, spec: RunSpec, ids: list[str]) -> list[str]:
     preds = pd.read_parquet(run_dir / PREDICTIONS_FILE, columns=["image_id", "split"])
     part = dict(zip(preds["image_id"], preds["split"], strict=True))
     train = _train_ids(spec)
+    known = set(part) | (set(train.cohort) if train is not None else set())
+    ids = [_known_id(i, known) for i in ids]
     if train is None:
         return [part.get(i, "unknown") for i in ids]
     cohort = set(train.cohort)
@@ -132,6 +134,15 @@ def run_parts(run_dir: Path, spec: RunSpec, ids: list[str]) -> list[str]:
         part.get(i) or ("train" if i in train.ids else "unused" if i in cohort else "new")
         for i in ids
     ]
+
+
+def _known_id(image_id: str, known: set[str]) -> str:
+    """`image_id`, or its file name when only that is an id the run knows: a folder's images are
+    named by their path under it (`C1/P0001/P0001-1`), a manifest may name them by file name."""
+    if image_id in known:
+        return image_id
+    name = image_id.rsplit("/", 1)[-1]
+    return name if name in known else image_id
 
 
 @dataclass(frozen=True)
