@@ -102,3 +102,34 @@ def test_efficiency_axis_labels_powers_of_ten_slanted() -> None:
     # No two labels overlap on the drawn panel.
     boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text()]
     assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(boxes))
+
+
+def test_per_centre_tables_mark_a_degenerate_fold() -> None:
+    from progbench.report.centres import centre_markdown, centre_table
+    from tests.helpers.runtree import TreeSpec
+
+    tree = TreeSpec(
+        tasks=("death",),
+        backbones=("resnet18",),
+        strategies=("lp", "fft"),
+        fewshot_tasks=(),
+        schemes=("loco",),
+        n_test=10,
+        n_val=4,
+    )
+    _, results = evaluated_tree(tree)
+    one = (
+        (results["level"] == "run")
+        & (results["strategy"] == "lp")
+        & (results["test_center"] == "south")
+    )
+    results.loc[one, "n_degenerate"] = 1
+    data = prepare(results, "mcc")
+    table = centre_table(data, FULL)
+    assert table is not None
+    md = centre_markdown(table, data)
+    lp_row = next(line for line in md.splitlines() if "| lp |" in line)
+    cells = [c.strip() for c in lp_row.strip().strip("|").split("|")[3:]]
+    marked = [centre for centre, c in zip(table.centres, cells, strict=True) if "†" in c]
+    assert marked == ["south"]
+    assert "†" not in next(line for line in md.splitlines() if "| fft |" in line)

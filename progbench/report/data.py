@@ -10,7 +10,8 @@ The results table (progbench.evaluate.results, docs/METHODOLOGY.md 6.5) is long:
   test split (`n_degenerate`) and the mean trainable share of the group's runs;
 - `folds`: one value per (task, scheme, model, strategy, setting, fold), the unit that paired tests
   match on: the run's value in the full regime, the mean over repeats (`fold-mean`) in few-shot
-  regimes, with the fold's held-out centre (`test_center`, LOCO only);
+  regimes, with the fold's held-out centre (`test_center`, LOCO only) and its runs that predicted
+  one class (`n_degenerate`);
 - `runs`: one row per run with its spec, cost and provenance.
 
 A model is a backbone, or `backbone (weights)` when the table holds one backbone with several
@@ -291,8 +292,12 @@ def _folds(df: pd.DataFrame) -> pd.DataFrame:
     run_level = df[(df["level"] == "run") & (df["regime"] == "full")]
     fold_level = df[(df["level"] == "fold-mean") & (df["regime"] != "full")]
     folds = pd.concat([run_level, fold_level])
-    folds = folds.assign(fold=_fold_numbers(folds))[[*GROUP_KEYS, "fold", "value", "run_dir"]]
+    cols = [*GROUP_KEYS, "fold", "value", "n_degenerate", "run_dir"]
+    folds = folds.assign(fold=_fold_numbers(folds))[cols]
     folds["value"] = pd.to_numeric(folds["value"], errors="coerce").astype(float)
+    folds["n_degenerate"] = (
+        pd.to_numeric(folds["n_degenerate"], errors="coerce").fillna(0).astype(int)
+    )
     _refuse_duplicates(folds, UNIT_KEYS, "per-fold")
     centre_keys = ["task", "scheme", "model", "strategy", "regime", "fold"]
     centres = df[(df["level"] == "run")].dropna(subset=["test_center"])
