@@ -280,3 +280,40 @@ def _labels(manifest: Manifest, spec: RunSpec) -> pd.Series | None:
     values = manifest.frame[outcome].map(normalise_value)
     y = (values == normalise_value(positive)).astype("Int8")
     return y.mask(values == "").reset_index(drop=True)
+
+
+def prediction_notes(preds: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
+    """(level, text) lines about a predictions table written to `out`: the parts of the run its
+    images played, and whether and how `progbench evaluate` can score it (level `info` or
+    `warning`)."""
+    counts = preds["part"].value_counts()
+    parts = ", ".join(f"{counts[p]} {p}" for p in counts.index)
+    notes = [("info", f"part of the run: {parts}")]
+    if "y_true" not in preds or "patient_id" not in preds:
+        notes.append(
+            (
+                "info",
+                "no labels (y_true needs a manifest with the run's outcome column): not scorable",
+            )
+        )
+        return notes
+    if "train" in counts:
+        notes.append(
+            (
+                "warning",
+                f"{counts['train']} image(s) were in the run's training part (part = train); "
+                "`evaluate` scores them as test: drop those rows for an honest score",
+            )
+        )
+    unlabelled = int(preds["y_true"].isna().sum())
+    if unlabelled:
+        notes.append(
+            (
+                "warning",
+                f"{unlabelled} image(s) have no value for the outcome (empty y_true); drop them "
+                "before `evaluate`",
+            )
+        )
+    else:
+        notes.append(("info", f"score it with: progbench evaluate {out}"))
+    return notes

@@ -314,7 +314,7 @@ def predict(
     Example: [bold]progbench predict runs/severity/kfold/resnet18/lora-r8/full/fold-0 new/manifest.csv --out preds.csv[/]
     """
     from progbench.atomic import atomic_write_with
-    from progbench.predict import PredictOptions, predict_run
+    from progbench.predict import PredictOptions, predict_run, prediction_notes
 
     refuse_existing(out, force)
     use_weights_dir(weights_dir)
@@ -322,34 +322,9 @@ def predict(
     preds = predict_run(run_dir, images, opts)
     atomic_write_with(out, lambda tmp: preds.to_csv(tmp, index=False))
     console.print(f"wrote {len(preds)} predictions to {out}", soft_wrap=True)
-    for line in predict_notes(preds, out):
-        console.print(line, highlight=False, soft_wrap=True)
-
-
-def predict_notes(preds: Any, out: Path) -> list[str]:
-    """What the written table holds for `evaluate`: the parts of the run, and how to score it."""
-    counts = preds["part"].value_counts()
-    parts = ", ".join(f"{counts[p]} {p}" for p in counts.index)
-    lines = [f"part of the run: {parts}"]
-    if "y_true" not in preds or "patient_id" not in preds:
-        lines.append(
-            "no labels (y_true needs a manifest with the run's outcome column): not scorable"
-        )
-        return lines
-    if "train" in counts:
-        lines.append(
-            f"[yellow]warning:[/] {counts['train']} image(s) were in the run's training part "
-            "(part = train); `evaluate` scores them as test: drop those rows for an honest score"
-        )
-    unlabelled = int(preds["y_true"].isna().sum())
-    if unlabelled:
-        lines.append(
-            f"[yellow]warning:[/] {unlabelled} image(s) have no value for the outcome (empty "
-            "y_true); drop them before `evaluate`"
-        )
-    else:
-        lines.append(f"score it with: [bold]progbench evaluate {out}[/]")
-    return lines
+    for level, text in prediction_notes(preds, out):
+        prefix = "[yellow]warning:[/] " if level == "warning" else ""
+        console.print(prefix + text, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
