@@ -38,7 +38,8 @@ def set_notice(fn: Notice | None) -> None:
         _notice.append(fn)
 
 
-def _tell(text: str) -> None:
+def tell(text: str) -> None:
+    """Pass `text` to the installed hook (a worker process passes on its parent's notices)."""
     for fn in _notice:
         fn(text)
 
@@ -89,10 +90,10 @@ def acquire(lock: FileLock, what: str) -> None:
         lock.acquire(timeout=0)
     except Timeout:
         holder = describe_holder(read_holder(lock.lock_file))
-        _tell(f"waiting for {what}: its lock {lock.lock_file} is held by {holder}")
+        tell(f"waiting for {what}: its lock {lock.lock_file} is held by {holder}")
         start = time.monotonic()
         lock.acquire()
-        _tell(f"{what}: lock released after {time.monotonic() - start:.0f} s; going on")
+        tell(f"{what}: lock released after {time.monotonic() - start:.0f} s; going on")
     _record(lock.lock_file)
 
 

@@ -99,6 +99,27 @@ def test_the_cli_tells_lock_waits_on_stderr(
     with contextlib.suppress(SystemExit):
         main(["cache", "ls", "--cache-dir", str(tmp_path)])
     assert locking._notice  # the root callback installed the hook
-    locking._tell("waiting for feature store k: its lock k.lock is held by pid 1 on h")
+    locking.tell("waiting for feature store k: its lock k.lock is held by pid 1 on h")
     assert "note: waiting for feature store k" in capsys.readouterr().err
     set_notice(None)
+
+
+def test_a_sweep_workers_lock_waits_reach_the_command(told: list[str]) -> None:
+    """Local sweep workers are processes: their notices travel back to the command's hook."""
+    import multiprocessing
+
+    from progbench import locking
+    from progbench.sweep.local import _init_worker, _pass_on
+    from progbench.workers import worker_pool
+
+    notices = multiprocessing.get_context("forkserver").Queue()
+    pool = worker_pool(1, _init_worker, (None, 1, notices))
+    try:
+        pool.submit(locking.tell, "waiting for run r: its lock r.lock is held by pid 7").result()
+    finally:
+        pool.shutdown(wait=True)
+    deadline = time.monotonic() + 10
+    while not told and time.monotonic() < deadline:
+        _pass_on(notices)
+        time.sleep(0.05)
+    assert told == ["waiting for run r: its lock r.lock is held by pid 7"]
