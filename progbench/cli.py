@@ -30,7 +30,7 @@ from progbench.commands import (
     weights,
 )
 from progbench.commands.app import group
-from progbench.commands.output import console, err_console
+from progbench.commands.output import console, err_console, install_notices
 from progbench.errors import ProgbenchError
 
 app = group(
@@ -60,6 +60,7 @@ def _root(
     ] = None,
 ) -> None:
     """Global options; `main` reads `--debug` itself, before any command runs."""
+    install_notices()
 
 
 for module in (data, prepare, cache, models, train, audit, evaluate, report, sweep, weights):

@@ -7,6 +7,13 @@ the frozen backbone's features of the run's variant (spec extra `variant`; older
 Images are preprocessed as in training: a manifest goes through the same image store (so its
 predictions reproduce the run's own), single files and folders are decoded with
 `progbench.data.images.load_image` at the run's image size.
+
+The table it returns is a predictions table that `progbench evaluate` scores when the input is
+a manifest holding the run's outcome: image_id, patient_id, split, y_true, p_pos, then `part`,
+the part each image played in the run (train, val, test, unused, new, unknown). `split` is
+`val` for the run's own validation images and `test` for every other image. An image given as
+a file or in a folder is named like a manifest's image_id: its path under the folder without
+its image extension (`P0001-1.png` -> `P0001-1`).
 """
 
 from __future__ import annotations
@@ -71,7 +78,8 @@ class ImageSet:
 def predict_run(
     run_dir: str | Path, source: str | Path, opts: PredictOptions | None = None
 ) -> pd.DataFrame:
-    """Columns image_id, p_pos, and y_true when `source` is a manifest with the task's outcome."""
+    """Columns image_id, patient_id (manifest), split, y_true (manifest with the run's outcome),
+    p_pos and part: see the module docstring."""
     opts = opts or PredictOptions()
     run_dir, source = Path(run_dir), Path(source)
     if not is_done(run_dir):
@@ -96,12 +104,18 @@ def predict_run(
     else:
         accel = resolve_accel(opts.device, opts.dtype, spec_b.is_cnn)
         p_pos = _predict_trained(run_dir, loaded, spec, accel, images, opts.batch_size, size)
-    out = pd.DataFrame({"image_id": images.ids, "p_pos": p_pos})
+    parts = run_parts(run_dir, spec, images.ids)
+    out = pd.DataFrame({"image_id": images.ids})
+    if images.manifest is not None:
+        frame = images.manifest.frame.reset_index(drop=True)
+        out["patient_id"] = frame["patient_id"].astype(str)
+    out["split"] = ["val" if p == "val" else "test" for p in parts]
     if images.manifest is not None:
         y = _labels(images.manifest, spec)
         if y is not None:
             out["y_true"] = y
-    out["split"] = run_parts(run_dir, spec, images.ids)
+    out["p_pos"] = p_pos
+    out["part"] = parts
     return out
 
 
@@ -111,6 +125,8 @@ def run_parts(run_dir: Path, spec: RunSpec, ids: list[str]) -> list[str]:
     preds = pd.read_parquet(run_dir / PREDICTIONS_FILE, columns=["image_id", "split"])
     part = dict(zip(preds["image_id"], preds["split"], strict=True))
     train = _train_ids(spec)
+    known = set(part) | (set(train.cohort) if train is not None else set())
+    ids = [_known_id(i, known) for i in ids]
     if train is None:
         return [part.get(i, "unknown") for i in ids]
     cohort = set(train.cohort)
@@ -118,6 +134,15 @@ def run_parts(run_dir: Path, spec: RunSpec, ids: list[str]) -> list[str]:
         part.get(i) or ("train" if i in train.ids else "unused" if i in cohort else "new")
         for i in ids
     ]
+
+
+def _known_id(image_id: str, known: set[str]) -> str:
+    """`image_id`, or its file name when only that is an id the run knows: a folder's images are
+    named by their path under it (`C1/P0001/P0001-1`), a manifest may name them by file name."""
+    if image_id in known:
+        return image_id
+    name = image_id.rsplit("/", 1)[-1]
+    return name if name in known else image_id
 
 
 @dataclass(frozen=True)
@@ -175,7 +200,7 @@ def _image_set(source: Path, size: int, crop: bool, cache_dir: Path | None) -> I
         ids = manifest.frame["image_id"].astype(str).tolist()
         return ImageSet(ids, store=store, rows=store.indices(ids), manifest=manifest)
     if source.is_file():
-        return ImageSet([source.name], files=[source])
+        return ImageSet([image_id_of(Path(source.name))], files=[source])
     files = sorted(
         f
         for f in source.rglob("*")
@@ -186,7 +211,24 @@ def _image_set(source: Path, size: int, crop: bool, cache_dir: Path | None) -> I
             f"{source} holds no images",
             f"Images are files ending in {', '.join(sorted(IMAGE_SUFFIXES))}, or DICOM files.",
         )
-    return ImageSet([f.relative_to(source).as_posix() for f in files], files=files)
+    ids = [image_id_of(f.relative_to(source)) for f in files]
+    seen: dict[str, Path] = {}
+    for image_id, f in zip(ids, files, strict=True):
+        if image_id in seen:
+            raise ConfigError(
+                f"{seen[image_id]} and {f} would both be image {image_id!r}",
+                "An image's id is its path under the folder without the extension: rename one, "
+                "or give a manifest with an image_id column.",
+            )
+        seen[image_id] = f
+    return ImageSet(ids, files=files)
+
+
+def image_id_of(relative: Path) -> str:
+    """A file's image id, as a manifest names it: its path without an image extension."""
+    if relative.suffix.lower() in IMAGE_SUFFIXES:
+        relative = relative.with_suffix("")
+    return relative.as_posix()
 
 
 def _predict_features(
@@ -238,3 +280,40 @@ def _labels(manifest: Manifest, spec: RunSpec) -> pd.Series | None:
     values = manifest.frame[outcome].map(normalise_value)
     y = (values == normalise_value(positive)).astype("Int8")
     return y.mask(values == "").reset_index(drop=True)
+
+
+def prediction_notes(preds: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
+    """(level, text) lines about a predictions table written to `out`: the parts of the run its
+    images played, and whether and how `progbench evaluate` can score it (level `info` or
+    `warning`)."""
+    counts = preds["part"].value_counts()
+    parts = ", ".join(f"{counts[p]} {p}" for p in counts.index)
+    notes = [("info", f"part of the run: {parts}")]
+    if "y_true" not in preds or "patient_id" not in preds:
+        notes.append(
+            (
+                "info",
+                "no labels (y_true needs a manifest with the run's outcome column): not scorable",
+            )
+        )
+        return notes
+    if "train" in counts:
+        notes.append(
+            (
+                "warning",
+                f"{counts['train']} image(s) were in the run's training part (part = train); "
+                "`evaluate` scores them as test: drop those rows for an honest score",
+            )
+        )
+    unlabelled = int(preds["y_true"].isna().sum())
+    if unlabelled:
+        notes.append(
+            (
+                "warning",
+                f"{unlabelled} image(s) have no value for the outcome (empty y_true); drop them "
+                "before `evaluate`",
+            )
+        )
+    else:
+        notes.append(("info", f"score it with: progbench evaluate {out}"))
+    return notes

@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "progbench.atomic",
+                "progbench.locking",
                 "progbench.provenance",
                 "progbench.workers",
                 "progbench.accel",

@@ -153,9 +153,12 @@ def test_predict_on_a_manifest_names_the_part_each_image_played(
     want = {i: "unused" for i in fold["train"]}
     want |= {i: "train" for i in draw["train"]}
     want |= {i: "val" for i in fold["val"]} | {i: "test" for i in fold["test"]}
-    assert preds["split"].to_dict() == want
+    assert preds["part"].to_dict() == want
+    # `split` is what `evaluate` reads: the run's validation images, and every other as test.
+    assert preds["split"].to_dict() == {i: "val" if p == "val" else "test" for i, p in want.items()}
     assert len(draw["train"]) == 4  # k = 2 per class
-    assert set(preds.columns) >= {"p_pos", "y_true", "split"}
+    assert set(preds.columns) >= {"patient_id", "p_pos", "y_true", "split", "part"}
+    assert "4 image(s) were in the run's training part" in " ".join(r.out.split())
 
 
 # ------------------------------------------------------------- a reused step shows no bar

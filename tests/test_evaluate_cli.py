@@ -47,7 +47,7 @@ def test_hand_written_csv_json(
     got = json.loads(out)
     assert list(got) == ["test", "val"]
     for split in ("test", "val"):
-        assert list(got[split]) == [*RESULT_KEYS, "threshold_rule"]
+        assert list(got[split]) == [*RESULT_KEYS, "threshold_rule", "degenerate"]
     assert got == json.loads(json.dumps(evaluate_predictions(read_predictions_file(path), policy)))
     assert got["test"]["n"] == 5 and got["test"]["prevalence"] == pytest.approx(0.6)
 

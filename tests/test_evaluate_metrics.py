@@ -148,7 +148,7 @@ def test_evaluate_predictions_shape_and_values() -> None:
     out = evaluate_predictions(df)
     assert set(out) == {"val", "test"}
     for split in out:
-        assert list(out[split]) == [*RESULT_KEYS, "threshold_rule"]
+        assert list(out[split]) == [*RESULT_KEYS, "threshold_rule", "degenerate"]
         assert out[split]["threshold_rule"] == "fixed:0.5"
     test = df[df.split == "test"]
     expected = binary_metrics(test.y_true.to_numpy(), test.p_pos.to_numpy(), 0.5)

@@ -356,3 +356,20 @@ def test_a_vit_store_holds_every_variant_and_a_cnn_store_one_feature(
     assert cnn.layout.offer == (DEFAULT_VARIANT,) and cnn.load().shape[1] == tiny.spec.feature_dim
     with pytest.raises(Exception, match="not in this store"):
         cnn.load_variant(Variant(1, True))
+    # The dimension shown is per variant (32 per token here), never the row width (96).
+    assert res.dims == "cls1 32, cls1+avg 64, cls2 64, cls2+avg 96"
+    assert store.layout.variant_dims() == {"cls1": 32, "cls1+avg": 64, "cls2": 64, "cls2+avg": 96}
+    listed = {s["key"]: s["dims"] for s in list_stores()}
+    assert listed[res.key] == res.dims and listed[cnn.key] == str(tiny.spec.feature_dim)
+    from progbench.commands.render import stores_table
+
+    text = _rendered(stores_table(list_stores()))
+    assert "cls1 32, cls1+avg 64, cls2 64, cls2+avg 96" in text
+
+
+def _rendered(table: object) -> str:
+    from rich.console import Console
+
+    console = Console(width=400, record=True)
+    console.print(table)
+    return console.export_text()

@@ -247,3 +247,19 @@ def test_pydicom_reads_what_tests_write(tmp_path: Path) -> None:
     # Guards the helper above: the files are real DICOM, not something only we can read.
     ds = pydicom.dcmread(write_dicom(tmp_path / "x.dcm", twelve_bit((4, 4)), "MONOCHROME1"))
     assert ds.PhotometricInterpretation == "MONOCHROME1" and ds.BitsStored == 12
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1)])
+def test_a_too_small_image_is_called_too_small(tmp_path: Path, shape: tuple[int, int]) -> None:
+    from PIL import Image
+
+    from progbench.data.images import MIN_SIDE
+
+    path = tmp_path / "dot.png"
+    Image.fromarray(np.zeros(shape, dtype=np.uint8)).save(path)
+    with pytest.raises(ImageDecodeError) as err:
+        decode_image(path)
+    h, w = shape
+    assert f"dot.png is too small: {w} x {h} pixels" in err.value.message
+    assert f"the minimum is {MIN_SIDE} x {MIN_SIDE}" in err.value.message
+    assert "2-D" not in err.value.message

@@ -188,3 +188,18 @@ def test_a_patient_with_two_outcome_labels_is_named_with_its_rows(
         f"name: t\nmanifest: {cohort}\noutcome: severity\npositive: 1\nper_image_labels: true\n"
     )
     assert len(load_task(task_yaml).labels) == len(df)
+
+
+@pytest.mark.parametrize("missing", ["gone.csv", "sub"])
+def test_a_task_whose_manifest_is_missing_names_the_yaml_and_its_key(
+    tmp_path: Path, missing: str
+) -> None:
+    (tmp_path / "sub").mkdir()
+    task = tmp_path / "tasks" / "severity.yaml"
+    task.parent.mkdir()
+    task.write_text(f"name: s\nmanifest: ../{missing}\noutcome: severity\npositive: severe\n")
+    with pytest.raises(ConfigError) as err:
+        load_task(task)
+    assert str(task) in err.value.message and "`manifest` key" in err.value.message
+    assert str((tmp_path / missing).resolve()) in err.value.message
+    assert ".csv" not in (err.value.hint or "") and "manifest:" in (err.value.hint or "")

@@ -156,6 +156,11 @@ def test_models_command_prints_the_154_cells(cache_dir: Path) -> None:
     )
     for b in data["backbones"]:
         assert b["encoder_params"] == b["expected_params"]
+    # The feature dimension per variant: a dinov2-s store row holds 1920 numbers, no head reads
+    # 1920 unless it takes every variant's tokens.
+    dims = {b["name"]: b["feature_dims"] for b in data["backbones"]}
+    assert dims["resnet18"] == "512"
+    assert dims["dinov2-s"].startswith("cls1 384, ") and "1920" in dims["dinov2-s"]
     # LoRA grows with the rank; VeRA barely does (its projections are shared, frozen buffers).
     lora = [by[("dinov2-b", f"lora-r{r}")]["trainable"] for r in (4, 8, 16)]
     vera = [by[("dinov2-b", f"vera-r{r}")]["trainable"] for r in (4, 8, 16)]
@@ -167,6 +172,7 @@ def test_models_command_prints_the_154_cells(cache_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "resnet18" in out and "dinov2-s" in out and "densenet121" not in out
+    assert "cls1 384" in " ".join(out.split())
     assert "n/a: resnet18 x vera-r4, vera-r8, vera-r16: VeRA adapts only nn.Linear" in " ".join(
         out.split()
     )

@@ -3,6 +3,7 @@ one image reproduces the run's own predictions."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +81,13 @@ def test_predict_reproduces_the_runs_test_predictions(trained: Trained, strategy
     assert len(merged) == len(run.predictions)
     np.testing.assert_allclose(merged["p_pos_new"], merged["p_pos_run"], rtol=0, atol=1e-6)
     # y_true comes from the outcome and positive value recorded in spec.json by both trainers.
-    assert list(preds.columns) == ["image_id", "p_pos", "y_true", "split"]
+    assert list(preds.columns) == ["image_id", "patient_id", "split", "y_true", "p_pos", "part"]
     # Each image says which part of the run's fold it was in: its own training images too.
-    assert (merged["split_new"] == merged["split_run"]).all()
+    assert (merged["part"] == merged["split_run"]).all()
+    assert (merged["split_new"] == merged["split_run"]).all()  # val stays val, test stays test
+    assert (merged["patient_id_new"] == merged["patient_id_run"]).all()
     rest = preds[~preds["image_id"].isin(run.predictions["image_id"])]
-    assert set(rest["split"]) == {"train"}
+    assert set(rest["part"]) == {"train"} and set(rest["split"]) == {"test"}
     np.testing.assert_array_equal(merged["y_true_new"], merged["y_true_run"])
 
 
@@ -97,13 +100,16 @@ def test_predict_on_a_folder_or_one_image_matches_the_manifest_path(
     folder = trained.manifest.parent / "images"
     from_folder = predict_run(run_dir, folder, opts)
     assert "y_true" not in from_folder.columns  # no manifest, no outcome
-    ids = from_folder["image_id"].str.removesuffix(".png")
+    # Ids drop the extension, as the manifest's do: the same images, the same parts of the run.
+    ids = from_folder["image_id"]
+    assert not ids.str.endswith(".png").any() and set(ids) == set(from_manifest.index)
     np.testing.assert_allclose(
         from_folder["p_pos"].to_numpy(), from_manifest.loc[ids, "p_pos"].to_numpy(), atol=1e-6
     )
+    assert (from_folder["part"].to_numpy() == from_manifest.loc[ids, "part"].to_numpy()).all()
     one = sorted(folder.iterdir())[3]
     single = predict_run(run_dir, one, opts)
-    assert single["image_id"].tolist() == [one.name]
+    assert single["image_id"].tolist() == [one.stem]
     assert single["p_pos"].iloc[0] == pytest.approx(from_manifest.loc[one.stem, "p_pos"], abs=1e-6)
 
 
@@ -148,3 +154,23 @@ def test_cli_predict_writes_the_csv(trained: Trained, tmp_path: Path) -> None:
     expected = predict_run(trained.runs["bitfit"], trained.manifest, opts)
     assert written["image_id"].tolist() == expected["image_id"].tolist()
     np.testing.assert_allclose(written["p_pos"], expected["p_pos"], atol=1e-9)
+    text = " ".join(result.output.split())
+    assert "in the run's training part" in text and f"progbench evaluate {out}" in text
+    # The table is one `evaluate` scores: its test rows as test, the run's val rows as val.
+    scored = CliRunner().invoke(app, ["evaluate", str(out), "--json"])
+    assert scored.exit_code == 0, scored.output
+    got = json.loads(scored.output)
+    assert got["test"]["n"] == int((expected["split"] == "test").sum())
+    assert got["val"]["n"] == int((expected["part"] == "val").sum())
+
+
+def test_folder_ids_drop_the_image_extension_and_clashes_are_refused(tmp_path: Path) -> None:
+    from progbench.errors import ConfigError
+    from progbench.predict import _image_set, image_id_of
+
+    assert image_id_of(Path("sub/P0001-1.PNG")) == "sub/P0001-1"
+    assert image_id_of(Path("1.2.840.5")) == "1.2.840.5"  # a DICOM without extension keeps it
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="would both be image 'a'"):
+        _image_set(tmp_path, 32, False, None)

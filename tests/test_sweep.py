@@ -199,6 +199,17 @@ def test_a_failing_cell_does_not_stop_the_others_and_a_rerun_does_only_it(
     assert all("tiny-dinov2" in line for line in out.splitlines() if line.startswith("done "))
     after = done_files(tmp_path / "runs")
     assert all(after[k] == v for k, v in before.items()) and len(after) == 20
+    text = " ".join(out.split())
+    n_ok = len(cells) - len(failed)
+    assert f"{len(failed)} cell(s) done, 0 unit(s) failed" in text
+    assert f"{n_ok} cell(s) already done before ({len(before)} runs reused)" in text
+    assert "warning: random weights: tiny-dinov2, tiny-resnet ran with --weights random" in text
+    # A finished sweep run again says so, instead of "0 cell(s) done".
+    code, out, err = cli(["sweep", "run", str(path)], capsys)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert f"all {len(cells)} cell(s) were already done (20 runs reused); nothing to run" in text
+    assert "0 cell(s) done" not in text
 
 
 @pytest.mark.slow

@@ -18,7 +18,9 @@ from filelock import Timeout
 
 from progbench.cache.paths import feature_store_dir, image_store_dir
 from progbench.cache.store import lock_for
-from progbench.errors import CacheError, ProgbenchError
+from progbench.config.variants import TokenLayout
+from progbench.errors import CacheError, ConfigError, ProgbenchError
+from progbench.locking import holder_file
 
 KINDS = ("images", "features")
 
@@ -63,6 +65,18 @@ def _size_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 2)
 
 
+def _dims(attrs: dict[str, Any]) -> str | None:
+    """What the table shows: an image store's side, or a feature store's dimension per variant
+    (`cls1 384, ..., cls4+avg 1920`, not the row width that holds them all)."""
+    if "dim" not in attrs:
+        size = attrs.get("size")
+        return None if size is None else str(size)
+    try:
+        return TokenLayout.from_dict(attrs.get("layout"), int(attrs["dim"])).describe()
+    except (KeyError, TypeError, ValueError, ConfigError):
+        return str(attrs["dim"])
+
+
 def list_stores(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One summary dict per store found under the cache root."""
     out = []
@@ -77,7 +91,8 @@ def list_stores(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
                 "key": p.stem,
                 "backbone": attrs.get("backbone", "-"),
                 "n": attrs.get("n"),
-                "dim": attrs.get("dim", attrs.get("size")),
+                "dim": attrs.get("dim", attrs.get("size")),  # a feature row's full width
+                "dims": _dims(attrs),
                 "complete": bool(attrs.get("complete")),
                 "created": attrs.get("created"),
                 "manifest": attrs.get("manifest"),
@@ -94,6 +109,7 @@ def remove_store(path: Path) -> None:
     lock = Path(str(path) + ".lock")
     if lock.exists():
         lock.unlink()
+    holder_file(lock).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ A store is a Zarr v3 group at `<kind root>/<key>.zarr`: a data array (`images` o
 chunked along rows, `image_id`, a `done` mask, and attrs (its key and provenance). Building:
 
 1. **Lock.** A file lock beside the store (`<key>.zarr.lock`, fcntl: released when its holder
-   dies) serialises builders of one key; a second one waits, then finds the work done.
+   dies) serialises builders of one key; a second one waits, saying so and for whom (the
+   holder's pid and host, from `<key>.zarr.lock.holder`), then finds the work done.
 2. **Atomic creation.** An empty store is made under a temporary name and renamed into place,
    so a kill during creation leaves nothing a rerun has to clean; a store left half-made by an
    older version (no key) is taken over.
@@ -31,13 +32,13 @@ from typing import Any
 
 import numpy as np
 import zarr
-from filelock import FileLock
 from zarr.codecs import Crc32cCodec, ZstdCodec
 from zarr.core.buffer import Buffer
 from zarr.storage import LocalStore
 
 from progbench.cache.paths import cache_root
 from progbench.errors import CacheError
+from progbench.locking import NamedLock
 
 COMPRESSORS = (ZstdCodec(level=0), Crc32cCodec())
 
@@ -83,8 +84,11 @@ def open_writable(path: Path) -> zarr.Group:
     return zarr.open_group(NamedLocalStore(path), mode="r+")
 
 
-def lock_for(path: Path) -> FileLock:
-    return FileLock(str(path) + ".lock")
+def lock_for(path: Path) -> NamedLock:
+    """The build lock of the store at `path`; a command that must wait for it says so, naming
+    the lock file and its holder (progbench.locking)."""
+    kind = {"images": "image store", "features": "feature store"}.get(path.parent.name, "store")
+    return NamedLock(str(path) + ".lock", f"{kind} {path.stem}")
 
 
 def rebuild_hint(path: Path, attrs: dict[str, Any]) -> str:

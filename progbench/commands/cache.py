@@ -121,6 +121,8 @@ def extract(
             f"extracted {result.computed} images in {result.seconds:.1f} s "
             f"({result.images_per_s:.1f} img/s)"
         )
+    if result.dims:
+        console.print(f"feature dim: {result.dims}", soft_wrap=True, highlight=False)
     console.print(str(result.path), soft_wrap=True)
 
 

@@ -141,7 +141,7 @@ def demo(
     """
     import time
 
-    from progbench.commands.render import summary_table
+    from progbench.commands.render import result_warning_lines, summary_table
     from progbench.commands.sweep import cell_line
     from progbench.demo import run_demo
 
@@ -163,6 +163,8 @@ def demo(
             console.print(note, highlight=False)
     if result.summary:
         print_wide(summary_table(f"{result.runs}: test split", result.summary))
+        for line in result_warning_lines(result.summary):
+            console.print(line, highlight=False, soft_wrap=True)
         console.print(f"results table: {result.report.results[0]}", soft_wrap=True)
     if result.report is not None and result.report.html is not None:
         console.print(f"report: {result.report.html}", soft_wrap=True, highlight=False)

@@ -9,7 +9,7 @@ import typer
 
 from progbench.commands.app import command
 from progbench.commands.output import console, err_console, print_wide, progress
-from progbench.commands.render import metrics_table, summary_table
+from progbench.commands.render import metrics_table, result_warning_lines, summary_table
 
 ThresholdOpt = Annotated[
     str,
@@ -76,7 +76,7 @@ def evaluate(
     """
     import json
 
-    from progbench.evaluate.results import summarise
+    from progbench.evaluate.results import result_warnings, summarise
     from progbench.evaluate.target import EvaluateConfig
 
     def emit(obj: object) -> None:
@@ -90,6 +90,14 @@ def evaluate(
             emit(ordered)
         else:
             print_wide(metrics_table(str(path), result.single))
+            for split in ("test", "val"):
+                if result.single.get(split, {}).get("degenerate"):
+                    console.print(
+                        f"[yellow]warning:[/] degenerate classifier: every {split} row is "
+                        "predicted one class at this threshold; MCC is 0 by convention",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
         return
     tree = result.tree
     warn_incomplete(tree.incomplete)
@@ -102,11 +110,14 @@ def evaluate(
                 "runs": len(tree.done),
                 "incomplete": [str(p) for p in tree.incomplete],
                 "threshold": threshold,
+                "warnings": result_warnings(groups),
                 "groups": groups,
             }
         )
         return
     print_wide(summary_table(f"{path}: {len(tree.done)} runs, threshold {threshold}", groups))
+    for line in result_warning_lines(groups):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"wrote {parquet} and {csv} ({len(tree.results)} rows)", soft_wrap=True)
 
 

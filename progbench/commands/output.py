@@ -132,3 +132,15 @@ def progress(description: str) -> Iterator[ProgressFn]:
     finally:
         if task:
             bar.stop()
+
+
+def lock_notice(text: str) -> None:
+    """How a command says that it waits for a lock another process holds (progbench.locking)."""
+    err_console.print(f"[yellow]note:[/] {text}", highlight=False, soft_wrap=True)
+
+
+def install_notices() -> None:
+    """Let the library's lock waits reach the terminal (called before every command)."""
+    from progbench.locking import set_notice
+
+    set_notice(lock_notice)

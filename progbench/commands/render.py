@@ -98,7 +98,7 @@ def matrix_tables(matrix: Any) -> tuple[Table, Table, list[str]]:
         "Backbones",
         ("backbone", "library", "source", "feature dim", "encoder params"),
         [
-            (b.name, b.library, b.source or "-", b.feature_dim, f"{b.encoder_params / 1e6:.2f}M")
+            (b.name, b.library, b.source or "-", b.feature_dims, f"{b.encoder_params / 1e6:.2f}M")
             for b in matrix.backbones
         ],
         right=("feature dim", "encoder params"),
@@ -136,7 +136,7 @@ def stores_table(stores: list[dict[str, Any]]) -> Table:
                 s["key"],
                 s["backbone"],
                 s["n"],
-                s["dim"],
+                s.get("dims") or s["dim"],
                 "yes" if s["complete"] else "[red]no[/]",
                 s["mb"],
                 s["created"],
@@ -176,6 +176,13 @@ def metrics_table(title: str, by_split: Mapping[str, Mapping[str, object]]) -> T
         for key in RESULT_KEYS
     ]
     rows.append(("threshold rule", *[str(by_split[s].get("threshold_rule")) for s in splits]))
+    if any("degenerate" in by_split[s] for s in splits):
+        rows.append(
+            (
+                "one class predicted",
+                *["yes" if by_split[s].get("degenerate") else "no" for s in splits],
+            )
+        )
     return simple_table(title, ("metric", *splits), rows, right=splits)
 
 
@@ -189,9 +196,22 @@ SUMMARY_COLUMNS = (
 )
 
 
+def _backbone_cell(g: Mapping[str, Any]) -> str:
+    """The backbone, `(random)` after it when its weights were random."""
+    return f"{g['backbone']} (random)" if g.get("weights") == "random" else str(g["backbone"])
+
+
+def _folds_cell(g: Mapping[str, Any]) -> str:
+    """Folds scored, and how many runs predicted one class (degenerate) when any did."""
+    folds = fmt(g["metrics"]["mcc"].get("n_folds"))
+    n = int(g.get("n_degenerate") or 0)
+    return f"{folds} ({n} one-class)" if n else folds
+
+
 def summary_table(title: str, groups: list[dict[str, Any]]) -> Table:
     """One row per group of runs: MCC and PR-AUC as mean ± std over folds and pooled with the
-    patient-bootstrap CI (no CI when the bootstrap was not run)."""
+    patient-bootstrap CI (no CI when the bootstrap was not run). A backbone with random weights
+    reads `name (random)`; folds say how many runs predicted one class, when any did."""
     rows = []
     for g in groups:
         mcc, ap = g["metrics"]["mcc"], g["metrics"]["pr_auc"]
@@ -200,11 +220,11 @@ def summary_table(title: str, groups: list[dict[str, Any]]) -> Table:
             (
                 g["task"],
                 g.get("scheme") or UNDEFINED,
-                g["backbone"],
+                _backbone_cell(g),
                 g["strategy"],
                 g["regime"],
                 fmt(g["shots"]) if g.get("shots") else "all",
-                fmt(mcc.get("n_folds")),
+                _folds_cell(g),
                 mean_pm_std(mcc),
                 pooled_with_ci(mcc),
                 mean_pm_std(ap) + base,
@@ -212,6 +232,13 @@ def summary_table(title: str, groups: list[dict[str, Any]]) -> Table:
             )
         )
     return simple_table(title, SUMMARY_COLUMNS, rows, right=SUMMARY_COLUMNS[5:])
+
+
+def result_warning_lines(groups: list[dict[str, Any]]) -> list[str]:
+    """`evaluate.results.result_warnings` as console lines (`warning:` in yellow)."""
+    from progbench.evaluate.results import result_warnings
+
+    return [f"[yellow]warning:[/] {w}" for w in result_warnings(groups)]
 
 
 def prepare_rules_table(record: Mapping[str, Any]) -> Table:

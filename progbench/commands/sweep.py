@@ -185,7 +185,7 @@ def run(
             return
         _wait_and_finish(sweep)
         return
-    _summary(result.results)
+    _summary(result)
     _finish(sweep)
     _exit_if_failed(sweep)
 
@@ -226,25 +226,37 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _summary(results: list[Any]) -> None:
+def _summary(result: Any) -> None:
+    results = result.results
     cells = [r for r in results if r.kind == "cell"]
     failed = [r for r in results if r.state == "failed"]
+    before, reused = result.already_done
+    if not results:
+        console.print(
+            f"all {before} cell(s) were already done ({reused} runs reused); nothing to run",
+            soft_wrap=True,
+        )
+        return
+    earlier = f"; {before} cell(s) already done before ({reused} runs reused)" if before else ""
     console.print(
         f"{sum(r.state == 'done' for r in cells)} cell(s) done, {len(failed)} unit(s) failed "
         f"({sum(r.written for r in cells)} runs written, {sum(r.skipped for r in cells)} already "
-        "finished)", soft_wrap=True,
+        f"finished){earlier}", soft_wrap=True,
     )  # fmt: skip
     for r in failed:
         console.print(f"  [red]failed[/] {r.key}: {r.error}\n    log: {r.log}", highlight=False)
 
 
 def _finish(sweep: Any) -> None:
+    from progbench.commands.render import result_warning_lines
     from progbench.sweep.run import finish_sweep
 
     with progress("evaluating the sweep") as update:
         report = finish_sweep(sweep, lambda _stage, done, total: update(done, total))
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for line in result_warning_lines(report.summary):
+        console.print(line, highlight=False, soft_wrap=True)
     if report.results is not None:
         console.print(f"results: {report.results[0]}", soft_wrap=True, highlight=False)
     if report.html is not None:

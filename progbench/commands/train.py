@@ -31,7 +31,7 @@ from progbench.commands.options import (
     use_weights_dir,
 )
 from progbench.commands.output import console, print_wide, progress
-from progbench.commands.render import summary_table
+from progbench.commands.render import result_warning_lines, summary_table
 from progbench.train.options import FinetuneOptions
 
 if TYPE_CHECKING:
@@ -291,6 +291,8 @@ def _print_train_summary(summary: TrainSummary) -> None:
         soft_wrap=True,
     )
     print_wide(summary_table(f"{summary.cell_root} (test split)", summary.groups))
+    for line in result_warning_lines(summary.groups):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"CIs and results table: [bold]progbench evaluate {summary.cell_root}[/]")
 
 
@@ -316,12 +318,15 @@ def predict(
 ) -> None:
     """Apply a trained run (adapter, BitFit, FFT, or an LP probe on the frozen backbone) to images.
 
-    Writes image_id, p_pos (and y_true when a manifest holds the run's outcome column).
+    Writes image_id, patient_id (from a manifest), split (val for the run's validation images,
+    test for the others), y_true (when a manifest holds the run's outcome column), p_pos and
+    part (the image's part in the run: train, val, test, unused, new): a table that
+    `progbench evaluate` scores. Images in a folder are named by their path without extension.
 
     Example: [bold]progbench predict runs/severity/kfold/resnet18/lora-r8/full/fold-0 new/manifest.csv --out preds.csv[/]
     """
     from progbench.atomic import atomic_write_with
-    from progbench.predict import PredictOptions, predict_run
+    from progbench.predict import PredictOptions, predict_run, prediction_notes
 
     refuse_existing(out, force)
     use_weights_dir(weights_dir)
@@ -329,6 +334,9 @@ def predict(
     preds = predict_run(run_dir, images, opts)
     atomic_write_with(out, lambda tmp: preds.to_csv(tmp, index=False))
     console.print(f"wrote {len(preds)} predictions to {out}", soft_wrap=True)
+    for level, text in prediction_notes(preds, out):
+        prefix = "[yellow]warning:[/] " if level == "warning" else ""
+        console.print(prefix + text, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -163,6 +163,17 @@ class TokenLayout:
             return x
         return x[:, self.columns(v)]
 
+    def variant_dims(self) -> dict[str, int]:
+        """Each offered variant's feature dimension (what a head on it reads), by name."""
+        return {v.name: v.dim(self.token_dim) for v in self.offer}
+
+    def describe(self) -> str:
+        """The feature dimension as a reader needs it: `512` for one feature; per variant for
+        several (`cls1 384, cls1+avg 768, cls4 1536, cls4+avg 1920`), never the row width."""
+        if len(self.offer) == 1 and self.offer[0] == DEFAULT_VARIANT:
+            return str(self.token_dim)
+        return ", ".join(f"{name} {dim}" for name, dim in self.variant_dims().items())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "variants": [v.name for v in self.offer],

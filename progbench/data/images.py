@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from progbench.errors import ImageDecodeError
 
 DEFAULT_SIZE = 224  # the reference study's input side
+MIN_SIDE = 2  # pixels: the smallest image side that can be min-max normalised and resized
 
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 _FIX_HINT = "Re-export the image (uncompressed DICOM or PNG), or drop its row from the manifest."
@@ -54,10 +55,18 @@ def decode_image(path: Path) -> np.ndarray:
         raise ImageDecodeError(
             f"Cannot decode image {path}: {type(err).__name__}: {err}", _FIX_HINT
         ) from err
-    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 2:
+    if arr.ndim != 2:
         raise ImageDecodeError(
             f"Image {path} decoded to shape {arr.shape}; expected one 2-D grayscale image.",
             _FIX_HINT,
+        )
+    if min(arr.shape) < MIN_SIDE:
+        height, width = arr.shape
+        raise ImageDecodeError(
+            f"Image {path} is too small: {width} x {height} pixels; the minimum is "
+            f"{MIN_SIDE} x {MIN_SIDE} (a radiograph has hundreds of pixels a side).",
+            "Check that the file is the image you meant (not a thumbnail or placeholder), or "
+            "drop its row from the manifest.",
         )
     if not np.isfinite(arr).all():
         raise ImageDecodeError(f"Image {path} holds NaN or infinite pixel values.", _FIX_HINT)

@@ -312,6 +312,19 @@ def load_source_manifest(source: str | Path) -> Manifest:
     return load_manifest(source)
 
 
+def _check_task_manifest(spec: Path, config: TaskConfig) -> None:
+    """A task YAML whose `manifest:` names no file is refused naming the YAML and its key."""
+    if config.manifest.is_file():
+        return
+    what = "is a folder, not a file" if config.manifest.is_dir() else "does not exist"
+    raise ConfigError(
+        f"{spec}: its `manifest` key names {config.manifest}, which {what}",
+        f"Fix `manifest:` in {spec} (a path relative to the YAML's folder, "
+        f"{spec.resolve().parent}), or make the manifest first (`progbench prepare` or "
+        "`progbench synth`).",
+    )
+
+
 def load_task(
     spec: str | Path | None = None,
     *,
@@ -333,6 +346,7 @@ def load_task(
                 f"{spec.parent / 'tasks' / '<outcome>.yaml'}.",
             )
         config = load_task_yaml(spec)
+        _check_task_manifest(spec, config)
     elif manifest is not None and outcome is not None and positive is not None:
         config = task_from_options(manifest, outcome, positive, negative)
     else:

@@ -13,6 +13,10 @@ crash. The rules (docs/METHODOLOGY.md, section 6):
 
 Constant scores need no special case: AUROC is 0.5 and PR-AUC equals the prevalence.
 A row is predicted positive when p_pos >= threshold.
+
+A split whose rows are all predicted one class at the chosen threshold is `degenerate` (a
+constant classifier: MCC 0 by convention, sensitivity or specificity 0); `evaluate_predictions`
+says so per split, and the results table and report mark it (`n_degenerate`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ from progbench.runs import SPLITS, validate_predictions
 RESULT_KEYS: tuple[str, ...] = (*METRIC_NAMES, "threshold", "n", "prevalence")
 
 MetricValue = float | int | str | None
+
+
+def is_degenerate(p_pos: np.ndarray, threshold: float | np.ndarray) -> bool:
+    """True when every row is predicted the same class at `threshold` (and there are rows)."""
+    p = np.asarray(p_pos, dtype=np.float64)
+    if len(p) == 0:
+        return False
+    y_pred = p >= np.broadcast_to(np.asarray(threshold, dtype=np.float64), p.shape)
+    return bool(y_pred.all() or not y_pred.any())
 
 
 def _value(x: float) -> float | None:
@@ -109,7 +122,8 @@ def evaluate_predictions(
 
     `fixed:<t>` applies t everywhere; `val-mcc` and `val-youden` choose the threshold from the
     validation rows alone (see thresholds.py) and apply it to both splits. Each split's result
-    holds RESULT_KEYS plus `threshold_rule`, the rule actually used. `validated` says `df`
+    holds RESULT_KEYS plus `threshold_rule`, the rule actually used, and `degenerate` (every row
+    predicted one class at that threshold). `validated` says `df`
     already came out of `validate_predictions` (finish_run), so it is not checked twice.
     """
     policy = parse_threshold_policy(threshold)
@@ -121,6 +135,10 @@ def evaluate_predictions(
         part = clean[clean["split"] == split]
         if len(part) == 0:
             continue
-        result = binary_metrics(part["y_true"].to_numpy(), part["p_pos"].to_numpy(), choice.value)
-        out[split] = {key: result[key] for key in RESULT_KEYS} | {"threshold_rule": choice.rule}
+        p_pos = part["p_pos"].to_numpy()
+        result = binary_metrics(part["y_true"].to_numpy(), p_pos, choice.value)
+        out[split] = {key: result[key] for key in RESULT_KEYS} | {
+            "threshold_rule": choice.rule,
+            "degenerate": is_degenerate(p_pos, choice.value),
+        }
     return out

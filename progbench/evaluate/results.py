@@ -7,6 +7,11 @@ table; `write_results` publishes it as results.parquet and results.csv atomicall
 Aggregates are cached under `<root>/.progbench-evaluate/`, keyed by the content digests of the
 group's predictions, the policy, B, the seed and the scikit-learn version: re-evaluating a tree
 after a few new runs only bootstraps the groups that changed.
+
+`n_degenerate` counts the runs behind a row whose split was predicted one class at the chosen
+threshold (a constant classifier; evaluate.metrics.is_degenerate): 0 or 1 on a run's rows, the
+group's (fold's, repeat's) count on an aggregate's. It is counted from the runs on every call,
+never cached, so the cached aggregates keep their meaning (AGGREGATE_VERSION unchanged).
 """
 
 from __future__ import annotations
@@ -73,13 +78,14 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "ci_low",
     "ci_high",
     "n_runs",
+    "n_degenerate",  # runs behind the row that predicted one class (module docstring)
     "threshold_rule",
     *COST_COLUMNS,
     "git_sha",
     "measured_at",
     "run_dir",
 )
-_INT_COLUMNS = ("shots", "repeat", "fold", "n_runs")
+_INT_COLUMNS = ("shots", "repeat", "fold", "n_runs", "n_degenerate")
 _FLOAT_COLUMNS = ("value", "ci_low", "ci_high", *COST_COLUMNS)
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, completed, total)
@@ -147,6 +153,7 @@ def run_rows(er: EvaluatedRun, root: Path | None = None) -> list[dict[str, Any]]
                     "metric": metric,
                     "value": values.get(metric),
                     "threshold_rule": values.get("threshold_rule"),
+                    "n_degenerate": int(bool(values.get("degenerate"))),
                 }
             )
     return rows
@@ -155,6 +162,20 @@ def run_rows(er: EvaluatedRun, root: Path | None = None) -> list[dict[str, Any]]
 def _joined(values: Sequence[str | None]) -> str | None:
     distinct = sorted({v for v in values if v})
     return ",".join(distinct) if distinct else None
+
+
+def _degenerate(er: EvaluatedRun) -> bool:
+    return bool(er.metrics.get("test", {}).get("degenerate"))
+
+
+def _n_degenerate(runs: Sequence[EvaluatedRun], row: AggregateRow) -> int:
+    """Degenerate runs behind an aggregate row: its fold's, its repeat's, or the group's."""
+    return sum(
+        _degenerate(r)
+        for r in runs
+        if (row.fold is None or r.spec.fold == row.fold)
+        and (row.repeat is None or r.spec.repeat == row.repeat)
+    )
 
 
 def aggregate_rows(
@@ -185,7 +206,7 @@ def aggregate_rows(
     }
     if len({r.spec.weights_fingerprint for r in runs}) > 1:
         base["weights_fingerprint"] = _joined([r.spec.weights_fingerprint for r in runs])
-    return [base | a.as_dict() for a in rows]
+    return [base | a.as_dict() | {"n_degenerate": _n_degenerate(runs, a)} for a in rows]
 
 
 def to_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -327,6 +348,13 @@ def summarise(results: pd.DataFrame) -> list[dict[str, Any]]:
     """One record per group: mean, std, pooled value and CI (and few-shot spreads) per metric."""
     agg = results[results["level"] != "run"]
     keys = [*SPEC_COLUMNS, "shots"]
+    run_rows_ = results[
+        (results["level"] == "run") & (results["split"] == "test") & (results["metric"] == "n")
+    ]
+    n_runs = {
+        tuple(str(v) for v in k): len(g)
+        for k, g in run_rows_.groupby(keys, dropna=False, sort=False)
+    }
     out: list[dict[str, Any]] = []
     for key, group in agg.groupby(keys, dropna=False, sort=True):
         record = {k: _none(v) for k, v in zip(keys, key, strict=True)}
@@ -362,6 +390,47 @@ def summarise(results: pd.DataFrame) -> list[dict[str, Any]]:
         record["prevalence"] = _none(prevalence["value"].iloc[0]) if len(prevalence) else None
         record["n_test"] = _none(n_test["value"].iloc[0]) if len(n_test) else None
         record["threshold_rule"] = _none(group["threshold_rule"].iloc[0])
+        # Runs of the group that predicted one class on their test split (constant classifier).
+        whole = pick("aggregate-mean", "mcc")
+        record["n_degenerate"] = (
+            int(_none(whole["n_degenerate"]) or 0)
+            if whole is not None and "n_degenerate" in group
+            else 0
+        )
+        record["n_runs"] = n_runs.get(tuple(str(v) for v in key), 0)
         record["metrics"] = metrics
         out.append(record)
+    return out
+
+
+RANDOM_WEIGHTS = "random"
+MAX_GROUP_WARNINGS = 5  # degenerate groups named one by one; the rest are counted
+
+
+def result_warnings(groups: Sequence[dict[str, Any]]) -> list[str]:
+    """What a reader of `summarise`'s groups must know before reading their numbers: groups whose
+    backbone had random weights, and groups with runs that predicted one class on their test
+    split (a constant classifier; MCC is 0 by convention, not by skill)."""
+    out: list[str] = []
+    random = sorted({str(g["backbone"]) for g in groups if g.get("weights") == RANDOM_WEIGHTS})
+    if random:
+        out.append(
+            f"random weights: {', '.join(random)} ran with --weights random (a seeded random "
+            "initialisation, not pretrained weights); these results say nothing about the "
+            "pretrained backbone"
+        )
+    degenerate = [g for g in groups if int(g.get("n_degenerate") or 0)]
+    for g in degenerate[:MAX_GROUP_WARNINGS]:
+        k = f", k={g['shots']}" if g.get("shots") else ""
+        out.append(
+            f"degenerate classifier: {g['n_degenerate']} of {g.get('n_runs') or '?'} run(s) of "
+            f"{g['task']} / {g['backbone']} / {g['strategy']} ({g['regime']}{k}) predicted "
+            "one class for every test image at the chosen threshold; their MCC is 0 by "
+            "convention and their sensitivity or specificity 0"
+        )
+    if len(degenerate) > MAX_GROUP_WARNINGS:
+        out.append(
+            f"degenerate classifier: {len(degenerate) - MAX_GROUP_WARNINGS} more group(s) "
+            "with one-class runs (column n_degenerate of results.parquet)"
+        )
     return out

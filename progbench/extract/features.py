@@ -44,6 +44,7 @@ class ExtractResult:
     seconds: float
     images_per_s: float | None
     repaired: int = 0  # rows found done whose chunks were missing or damaged (recomputed)
+    dims: str = ""  # the feature dimension per variant (TokenLayout.describe)
 
 
 def feature_key(
@@ -170,7 +171,7 @@ def _extract_locked(
     # The reuse check `train` and `cache verify` make: every done chunk on disk and readable.
     repaired = repair_damaged(group, "features")
     if group.attrs.get("complete"):
-        return ExtractResult(path, key.key, n, 0, 0.0, None)
+        return ExtractResult(path, key.key, n, 0, 0.0, None, dims=layout.describe())
     rows_per_chunk = int(group.attrs["rows_per_chunk"])  # a resume keeps the original batches
     done = np.asarray(group["done"][:])
     chunks = [np.arange(s, min(s + rows_per_chunk, n)) for s in range(0, n, rows_per_chunk)]
@@ -210,7 +211,9 @@ def _extract_locked(
             "complete": True,
         }
     )
-    return ExtractResult(path, key.key, n, computed, seconds, ips, repaired)
+    return ExtractResult(
+        path, key.key, n, computed, seconds, ips, repaired=repaired, dims=layout.describe()
+    )
 
 
 def stream_features(

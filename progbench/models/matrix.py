@@ -19,6 +19,7 @@ from typing import Any
 
 from progbench.atomic import atomic_write_json
 from progbench.cache.paths import cache_root
+from progbench.config.variants import TokenLayout
 from progbench.models.encoders import build_weightless, weightless
 from progbench.models.loaders import LoadedBackbone
 from progbench.models.params import count_parameters
@@ -33,7 +34,7 @@ from progbench.models.strategies import build_classifier, get_strategy, resolve
 from progbench.provenance import fingerprint, library_versions
 
 ProgressFn = Callable[[int, int], None]  # (backbones done, total)
-_SCHEMA = 2  # bump when the cached row layout or the counting rule changes
+_SCHEMA = 3  # bump when the cached row layout or the counting rule changes
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class BackboneRow:
     family: str
     library: str
     source: str | None  # hub id / weights enum / release URL
-    feature_dim: int
+    feature_dim: int  # per token
+    feature_dims: str  # per feature variant (TokenLayout.describe): `cls1 384, ..., cls4+avg 1920`
     encoder_params: int  # counted on the built architecture
     expected_params: int  # the YAML's encoder_params
     tiny: bool
@@ -87,6 +89,7 @@ def compute_row(name: str, strategies: list[str]) -> tuple[BackboneRow, list[Mat
         library=spec.library,
         source=spec.hub_id,
         feature_dim=spec.feature_dim,
+        feature_dims=TokenLayout.of(spec.variants, spec.feature_dim).describe(),
         encoder_params=count_parameters(encoder).total,
         expected_params=spec.encoder_params,
         tiny=spec.tiny,
@@ -198,7 +201,7 @@ def to_markdown(matrix: ModelMatrix) -> str:
     ]
     for b in matrix.backbones:
         lines.append(
-            f"| {b.name} | {b.library} | {b.source or '-'} | {b.feature_dim} | "
+            f"| {b.name} | {b.library} | {b.source or '-'} | {b.feature_dims} | "
             f"{b.encoder_params / 1e6:.2f}M |"
         )
     lines += ["", "| backbone | " + " | ".join(matrix.strategies) + " |"]

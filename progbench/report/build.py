@@ -38,7 +38,7 @@ from progbench.report.centres import centre_csv, centre_markdown, centre_table
 from progbench.report.data import ReportData, Setting, parse_metrics, prepare
 from progbench.report.figureset import report_figures
 from progbench.report.html import render_page
-from progbench.report.page import MetricReport, build_page
+from progbench.report.page import MetricReport, build_page, flag_paragraphs
 from progbench.report.provenance import cost_by_group, with_variants
 from progbench.report.publish import MANIFEST, check_out_dir, publish
 from progbench.report.significance import (
@@ -47,7 +47,7 @@ from progbench.report.significance import (
     stats_json,
     wilcoxon_markdown,
 )
-from progbench.report.tables import summary_table, to_csv, to_markdown
+from progbench.report.tables import fold_count_note, summary_table, to_csv, to_markdown
 
 REPORT_HTML = "report.html"
 ProgressFn = Callable[[int, int], None]
@@ -70,6 +70,12 @@ def metric_report(data: ReportData, alpha: float, notes: list[str]) -> MetricRep
     tables = [summary_table(data, s) for s in data.settings]
     centres = [t for s in data.settings if (t := centre_table(data, s)) is not None]
     stats = [setting_stats(data, s, alpha) for s in data.settings]
+    for t in tables:
+        if fold_count_note(t):
+            notes.append(
+                f"{data.label}, {t.setting.title}: cells scored over different numbers of "
+                "folds (the table says which)"
+            )
     for st in stats:
         if st.friedman is None:
             notes.append(f"{data.label}, {st.setting.title}: Friedman test {st.friedman_note}")
@@ -81,7 +87,7 @@ def metric_files(m: MetricReport) -> dict[str, bytes]:
     """The files of one metric, under `<metric>/`."""
     data, root = m.data, m.metric
     files: dict[str, bytes] = {}
-    all_md = [f"# Results: {data.label}\n"]
+    all_md = [f"# Results: {data.label}\n", *(f"**{p.text}**\n" for p in flag_paragraphs(data))]
     for t in m.tables:
         md = to_markdown(t, data)
         files[f"{root}/tables/{t.setting.key}.md"] = md.encode()

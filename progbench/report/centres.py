@@ -11,7 +11,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from progbench.report.data import ReportData, Setting
-from progbench.report.tables import UNDEFINED, best_mask, format_cell, markdown_table
+from progbench.report.tables import (
+    DEGENERATE_MARK,
+    UNDEFINED,
+    best_mask,
+    format_cell,
+    markdown_table,
+)
 
 CENTRE_COLUMNS = (
     "task",
@@ -24,6 +30,7 @@ CENTRE_COLUMNS = (
     "test_center",
     "fold",
     "value",
+    "n_degenerate",
     "best",
 )
 
@@ -73,9 +80,10 @@ def centre_rows(table: CentreTable) -> list[CentreRow]:
     rows = []
     keys = ["task_label", "backbone", "strategy"]
     for (task, model, strategy), part in table.long.groupby(keys, sort=False):
+        cols = ["test_center", "value", "best", "n_degenerate"]
         by_centre = {
-            c: (format_cell(v), float(v), bool(b))
-            for c, v, b in part[["test_center", "value", "best"]].itertuples(index=False)
+            c: (format_cell(v) + (f" {DEGENERATE_MARK}" if d else ""), float(v), bool(b))
+            for c, v, b, d in part[cols].itertuples(index=False)
         }
         cells = [by_centre.get(c, (UNDEFINED, math.nan, False)) for c in table.centres]
         rows.append(CentreRow(str(task), str(model), str(strategy), cells))
@@ -88,7 +96,9 @@ def centre_caption(data: ReportData, setting: Setting) -> str:
     return (
         f"{setting.title}, leave-one-centre-out: {data.label} ×100 on each held-out centre "
         f"({value} of the fold that held it out, test split). Best of each task and centre "
-        f"in bold ({direction} is better); {UNDEFINED} = no run or undefined."
+        f"in bold ({direction} is better); {UNDEFINED} = no run or undefined; "
+        f"{DEGENERATE_MARK} = a degenerate classifier: the fold's run (a draw, in few-shot "
+        "regimes) predicted one class for every test image."
     )
 
 

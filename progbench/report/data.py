@@ -4,12 +4,14 @@ The results table (progbench.evaluate.results, docs/METHODOLOGY.md 6.5) is long:
 (run or aggregate) x split x metric. `prepare` keeps the test split of one metric and returns
 
 - `groups`: one row per (task, scheme, model, strategy, regime, shots) with the mean and std over
-  folds (`aggregate-mean` / `aggregate-std`), the few-shot draw spread (`repeat-std`), the pooled
-  value with its patient-bootstrap CI (`pooled` in the full regime, `pooled-mean` in few-shot
-  regimes) and the mean trainable share of the group's runs;
+  folds (`aggregate-mean` / `aggregate-std`) and the folds they count (`n_runs`), the few-shot
+  draw spread (`repeat-std`), the pooled value with its patient-bootstrap CI (`pooled` in the
+  full regime, `pooled-mean` in few-shot regimes), the runs that predicted one class on their
+  test split (`n_degenerate`) and the mean trainable share of the group's runs;
 - `folds`: one value per (task, scheme, model, strategy, setting, fold), the unit that paired tests
   match on: the run's value in the full regime, the mean over repeats (`fold-mean`) in few-shot
-  regimes, with the fold's held-out centre (`test_center`, LOCO only);
+  regimes, with the fold's held-out centre (`test_center`, LOCO only) and its runs that predicted
+  one class (`n_degenerate`);
 - `runs`: one row per run with its spec, cost and provenance.
 
 A model is a backbone, or `backbone (weights)` when the table holds one backbone with several
@@ -54,6 +56,7 @@ OPTIONAL_DEFAULTS = {
     "ci_low": float("nan"),
     "ci_high": float("nan"),
     "run_dir": pd.NA,
+    "n_degenerate": 0,  # tables before progbench flagged degenerate runs
 }
 REGIME_ORDER = ("full", "fewshot", "fewshot-center")
 # The results table's spec and cost columns, in its order, for one row per run.
@@ -247,7 +250,8 @@ def _level(df: pd.DataFrame, name: str, columns: dict[str, str]) -> pd.DataFrame
 def _groups(df: pd.DataFrame) -> pd.DataFrame:
     mean = df[df["level"] == "aggregate-mean"]
     _refuse_duplicates(mean, GROUP_KEYS, "aggregate-mean")
-    cols = ["value", "n_runs", *(["trainable_percent"] if "trainable_percent" in df else [])]
+    cols = ["value", "n_runs", "n_degenerate"]
+    cols += ["trainable_percent"] if "trainable_percent" in df else []
     groups = mean[[*GROUP_KEYS, *cols]].rename(columns={"value": "mean"})
     if "trainable_percent" not in groups:
         groups["trainable_percent"] = float("nan")
@@ -261,6 +265,9 @@ def _groups(df: pd.DataFrame) -> pd.DataFrame:
         .merge(pooled.rename(columns={"value": "pooled"}), on=GROUP_KEYS, how="left")
     )
     groups["n_runs"] = pd.to_numeric(groups["n_runs"], errors="coerce").astype("Int64")
+    groups["n_degenerate"] = (
+        pd.to_numeric(groups["n_degenerate"], errors="coerce").fillna(0).astype(int)
+    )
     for col in ("mean", "std", "repeat_std", "trainable_percent", "pooled", "ci_low", "ci_high"):
         groups[col] = pd.to_numeric(groups[col], errors="coerce").astype(float)
     return groups
@@ -285,8 +292,12 @@ def _folds(df: pd.DataFrame) -> pd.DataFrame:
     run_level = df[(df["level"] == "run") & (df["regime"] == "full")]
     fold_level = df[(df["level"] == "fold-mean") & (df["regime"] != "full")]
     folds = pd.concat([run_level, fold_level])
-    folds = folds.assign(fold=_fold_numbers(folds))[[*GROUP_KEYS, "fold", "value", "run_dir"]]
+    cols = [*GROUP_KEYS, "fold", "value", "n_degenerate", "run_dir"]
+    folds = folds.assign(fold=_fold_numbers(folds))[cols]
     folds["value"] = pd.to_numeric(folds["value"], errors="coerce").astype(float)
+    folds["n_degenerate"] = (
+        pd.to_numeric(folds["n_degenerate"], errors="coerce").fillna(0).astype(int)
+    )
     _refuse_duplicates(folds, UNIT_KEYS, "per-fold")
     centre_keys = ["task", "scheme", "model", "strategy", "regime", "fold"]
     centres = df[(df["level"] == "run")].dropna(subset=["test_center"])

@@ -32,7 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from progbench.evaluate.stats import FriedmanResult
 from progbench.report.data import ReportData, Setting
@@ -106,6 +106,21 @@ def _ylabel(data: ReportData, what: str) -> str:
 FULL = Setting.of("full", None)
 
 
+def _percent_log_axis(ax: Axes, percents: np.ndarray) -> None:
+    """A log x axis over whole decades, labelled at powers of ten only (`0.01`, `1`, `100`),
+    slanted: minor-tick labels and 10^k mathtext overlapped on a narrow panel."""
+    ax.set_xscale("log")
+    low = 10.0 ** math.floor(math.log10(float(np.min(percents))))
+    high = 10.0 ** math.ceil(math.log10(float(np.max(percents))))
+    ax.set_xlim(low / 1.5, (high if high > low else low * 10) * 1.5)
+    decades = round(math.log10(high / low)) if high > low else 1
+    ax.xaxis.set_major_locator(LogLocator(base=10, numticks=min(decades + 2, 7)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=min(decades + 2, 7)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=30)
+
+
 def efficiency_figure(data: ReportData) -> Figure | None:
     """Mean metric over folds against % trainable parameters (log x), one panel per task."""
     g = data.groups_in(FULL)
@@ -129,7 +144,7 @@ def efficiency_figure(data: ReportData) -> Figure | None:
                     linewidths=0.4,
                     zorder=3,
                 )
-            ax.set_xscale("log")
+            _percent_log_axis(ax, part["trainable_percent"].to_numpy())
             ax.set_title(task)
             ax.set_xlabel("% trainable parameters (log scale)")
             ax.set_ylabel(_ylabel(data, "mean over folds"))

@@ -54,6 +54,7 @@ class Paragraph:
     kind: ClassVar[str] = "paragraph"
     text: str
     note: bool = False
+    warning: bool = False  # what the reader must know before trusting the numbers
 
 
 @dataclass(frozen=True)

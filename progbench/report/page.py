@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from progbench.evaluate.results import RANDOM_WEIGHTS
 from progbench.report import html as H
 from progbench.report.centres import CentreTable, centre_caption, centre_rows
 from progbench.report.data import ReportData
@@ -17,8 +18,10 @@ from progbench.report.figureset import CD_PREFIX, ReportFigure
 from progbench.report.page_provenance import provenance_blocks
 from progbench.report.significance import WILCOXON_HEADER, SettingStats, friedman_sentence
 from progbench.report.tables import (
+    DEGENERATE_MARK,
     SummaryTable,
     caption,
+    fold_count_note,
     format_number,
     table_strategies,
     wide_rows,
@@ -50,7 +53,7 @@ def results_blocks(m: MetricReport) -> list[H.Block]:
                 H.Cell(model),
                 H.Cell(data.families.get(model, "unknown")),
                 *[
-                    H.Cell(c.cell, sort=c.mean, numeric=True, best=c.best, note=c.pooled)
+                    H.Cell(c.text, sort=c.mean, numeric=True, best=c.best, note=c.note)
                     for c in cells
                 ],
             ]
@@ -65,6 +68,9 @@ def results_blocks(m: MetricReport) -> list[H.Block]:
                 caption(data, t.setting),
             )
         )
+        folds = fold_count_note(t)
+        if folds:
+            out.append(H.Paragraph(folds, note=True))
     return out
 
 
@@ -180,6 +186,39 @@ def stats_blocks(m: MetricReport) -> list[H.Block]:
     return out
 
 
+def flag_paragraphs(data: ReportData) -> list[H.Paragraph]:
+    """Warnings the reader needs before the first table: backbones run with random weights, and
+    runs that predicted one class for every test image (degenerate classifiers)."""
+    out = []
+    runs = data.runs
+    if "weights" in runs:
+        random = runs[runs["weights"] == RANDOM_WEIGHTS]
+        if len(random):
+            names = ", ".join(sorted(set(random["backbone"])))
+            out.append(
+                H.Paragraph(
+                    f"Random weights: {len(random)} of {len(runs)} runs ({names}) used a seeded "
+                    "random initialisation (--weights random), not pretrained weights. Their "
+                    "results measure an untrained backbone and say nothing about the pretrained "
+                    "one.",
+                    warning=True,
+                )
+            )
+    groups = data.groups
+    degenerate = groups[groups["n_degenerate"] > 0]
+    if len(degenerate):
+        out.append(
+            H.Paragraph(
+                f"Degenerate classifiers: {int(degenerate['n_degenerate'].sum())} run(s) in "
+                f"{len(degenerate)} table cell(s) predicted one class for every test image at "
+                f"the chosen threshold (MCC 0 by convention); such cells are marked "
+                f"{DEGENERATE_MARK}.",
+                warning=True,
+            )
+        )
+    return out
+
+
 def intro(reports: Sequence[MetricReport], results: pd.DataFrame) -> list[H.Paragraph]:
     data = reports[0].data
     runs = data.runs
@@ -197,7 +236,7 @@ def intro(reports: Sequence[MetricReport], results: pd.DataFrame) -> list[H.Para
         f"{len(data.strategies)} strategies. Threshold rule(s): {', '.join(rules) or 'unknown'}. "
         "Definitions: docs/METHODOLOGY.md, sections 6 and 7."
     )
-    out = [H.Paragraph(text)]
+    out = [H.Paragraph(text), *flag_paragraphs(data)]
     if len(data.tasks) > len(set(data.groups["task"])):
         out.append(
             H.Paragraph(

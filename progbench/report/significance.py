@@ -57,9 +57,15 @@ def setting_stats(data: ReportData, setting: Setting, alpha: float = DEFAULT_ALP
     complete = matrix.dropna(axis=0, how="any")
     result, note = None, None
     if matrix.shape[1] < 3:
+        n = matrix.shape[1]
+        compared = {
+            0: "nothing to compare",
+            1: "nothing to compare it with",
+            2: "the Wilcoxon test compares the two",
+        }[n]
         note = (
-            f"not run: it needs at least 3 strategies, this setting has {matrix.shape[1]} "
-            "(the Wilcoxon tests compare them)"
+            f"not run: it needs at least 3 strategies, this setting has {n} "
+            f"{'strategy' if n == 1 else 'strategies'} ({compared})"
         )
     elif len(complete) < 2:
         note = (

@@ -1,6 +1,10 @@
 """Results tables: the metric as mean ± std ×100 per task × backbone × strategy, one table per
 setting (full data, each few-shot k), with the pooled value and its 95% patient-bootstrap CI
-beside it, the best cell of each task in bold. Markdown and CSV."""
+beside it, the best cell of each task in bold. Markdown and CSV.
+
+A cell some of whose runs predicted one class for every test image (a degenerate classifier)
+carries DEGENERATE_MARK and says in how many runs; a table whose cells were scored over
+different numbers of folds says so under its caption (`fold_count_note`)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import pandas as pd
 from progbench.report.data import ReportData, Setting
 
 UNDEFINED = "—"
+DEGENERATE_MARK = "†"
 LONG_COLUMNS = (
     "task",
     "scheme",
@@ -23,6 +28,7 @@ LONG_COLUMNS = (
     "regime",
     "shots",
     "n_runs",
+    "n_degenerate",
     "mean",
     "std",
     "pooled",
@@ -104,12 +110,49 @@ def summary_table(data: ReportData, setting: Setting) -> SummaryTable:
     return SummaryTable(setting, long[[*LONG_COLUMNS, "task_label"]].reset_index(drop=True))
 
 
+def degenerate_text(n: int) -> str:
+    """What a cell's mark means: `† one class in 2 run(s)`; empty when no run was degenerate."""
+    return f"{DEGENERATE_MARK} one class in {n} run(s)" if n else ""
+
+
+def fold_count_note(table: SummaryTable) -> str | None:
+    """A sentence when the table's cells were scored over different numbers of folds (folds
+    missing, or folds where the metric is undefined): the usual count and the cells off it."""
+    long = table.long.dropna(subset=["n_runs"])
+    counts = long["n_runs"].astype(int)
+    if counts.nunique() <= 1:
+        return None
+    usual = int(counts.mode().max())
+    off = long[counts != usual]
+    cells = [
+        f"{r.task_label} / {r.backbone} / {r.strategy} ({int(r.n_runs)})"
+        for r in off.itertuples(index=False)
+    ]
+    shown = "; ".join(cells[:8]) + (f"; and {len(cells) - 8} more" if len(cells) > 8 else "")
+    return (
+        f"The cells of this table were scored over different numbers of folds: {usual} for most, "
+        f"other counts for {shown}. A fold is missing when its run is, or does not count when "
+        "the metric is undefined on it."
+    )
+
+
 @dataclass(frozen=True)
 class WideCell:
     cell: str  # mean ± std
     pooled: str  # pooled [CI], or empty
     mean: float
     best: bool
+    n_degenerate: int = 0  # runs of the cell that predicted one class on their test split
+
+    @property
+    def text(self) -> str:
+        """The cell with DEGENERATE_MARK when any of its runs was degenerate."""
+        return f"{self.cell} {DEGENERATE_MARK}" if self.n_degenerate else self.cell
+
+    @property
+    def note(self) -> str:
+        """The pooled value, then the degenerate runs, as one line."""
+        return "; ".join(x for x in (self.pooled, degenerate_text(self.n_degenerate)) if x)
 
 
 EMPTY_CELL = WideCell(UNDEFINED, "", math.nan, False)
@@ -123,7 +166,9 @@ def wide_rows(
     long = table.long
     for (task, model), part in long.groupby(["task_label", "backbone"], sort=False):
         by_strategy = {
-            r.strategy: WideCell(r.cell, r.pooled_cell, float(r.mean), bool(r.best))
+            r.strategy: WideCell(
+                r.cell, r.pooled_cell, float(r.mean), bool(r.best), int(r.n_degenerate)
+            )
             for r in part.itertuples(index=False)
         }
         rows.append((str(task), str(model), [by_strategy.get(s, EMPTY_CELL) for s in strategies]))
@@ -162,13 +207,16 @@ def caption(data: ReportData, setting: Setting) -> str:
     return (
         f"{setting.title}: {data.label} ×100, mean ± std {spread} (test split); in brackets "
         f"{pooled}, with its 95% CI from a bootstrap over patients when one was drawn. "
-        f"Best mean per task in bold ({direction} is better); {UNDEFINED} = no run or undefined."
+        f"Best mean per task in bold ({direction} is better); {UNDEFINED} = no run or undefined; "
+        f"{DEGENERATE_MARK} = a degenerate classifier: some of the cell's runs predicted one class "
+        "for every test image at the chosen threshold."
     )
 
 
 def markdown_cell(c: WideCell) -> str:
     text = f"**{c.cell}**" if c.best else c.cell
-    return f"{text} ({c.pooled})" if c.pooled else text
+    text = f"{text} ({c.pooled})" if c.pooled else text
+    return f"{text} {degenerate_text(c.n_degenerate)}" if c.n_degenerate else text
 
 
 def to_markdown(table: SummaryTable, data: ReportData) -> str:
@@ -180,7 +228,9 @@ def to_markdown(table: SummaryTable, data: ReportData) -> str:
     body = markdown_table(
         ["task", "backbone", *strategies], rows, [False, False, *[True] * len(strategies)]
     )
-    return f"### {table.setting.title}\n\n{caption(data, table.setting)}\n\n{body}"
+    folds = fold_count_note(table)
+    note = f"\n\n{folds}" if folds else ""
+    return f"### {table.setting.title}\n\n{caption(data, table.setting)}{note}\n\n{body}"
 
 
 def to_csv(table: SummaryTable) -> str:

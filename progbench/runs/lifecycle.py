@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from progbench.errors import RunError
+from progbench.locking import NamedLock
 from progbench.runs.files import (
     check_finished_files,
     mark_done,
@@ -43,12 +44,12 @@ class Claims:
 
     def __init__(self, runs_root: Path) -> None:
         self.runs_root = Path(runs_root)
-        self._held: dict[Path, FileLock] = {}
+        self._held: dict[Path, NamedLock] = {}
 
-    def _lock(self, run_dir: Path) -> FileLock:
+    def _lock(self, run_dir: Path) -> NamedLock:
         path = lock_path(self.runs_root, run_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(path), thread_local=False, is_singleton=False)
+        return NamedLock(path, f"run {run_dir}", thread_local=False, is_singleton=False)
 
     def take(self, run_dir: Path) -> bool:
         """Lock `run_dir` if nobody holds it; True when this process now holds it."""
@@ -63,7 +64,8 @@ class Claims:
         return True
 
     def wait(self, run_dir: Path) -> None:
-        """Block until `run_dir`'s holder finishes (or dies), then hold it."""
+        """Block until `run_dir`'s holder finishes (or dies), then hold it; a wait is announced
+        with the lock file and its holder (progbench.locking)."""
         if run_dir not in self._held:
             lock = self._lock(run_dir)
             lock.acquire()

@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from progbench.atomic import atomic_write_json, atomic_write_text
 from progbench.errors import ProgbenchError
+from progbench.locking import NamedLock
 from progbench.provenance import now_iso
 from progbench.sweep.cells import FULL, Cell
 from progbench.sweep.spec import Sweep, load_sweep
@@ -172,7 +171,7 @@ def run_unit(sweep: Sweep, unit: Unit) -> UnitResult:
     state_file, lock_file, log_file = state_paths(sweep, unit)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with FileLock(str(lock_file)), _weights_dir(sweep.weights_dir):
+    with NamedLock(lock_file, f"sweep unit {unit.key}"), _weights_dir(sweep.weights_dir):
         try:
             written = skipped = 0
             if unit.cell is not None:

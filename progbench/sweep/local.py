@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue as queue_module
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
+from progbench.locking import set_notice, tell
 from progbench.sweep.execute import Unit, UnitResult, run_unit, run_unit_from_file
 from progbench.sweep.spec import Sweep
 from progbench.workers import worker_pool
 
 OnResult = Callable[[UnitResult], None]
 GPU_ENV = "CUDA_VISIBLE_DEVICES"
+NOTICE_POLL_S = 1.0  # how often the command passes on its workers' lock-wait notices
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,13 @@ class LocalExecutor:
         return max(1, (os.cpu_count() or 1) // self.n_workers)
 
 
-def _init_worker(gpus: multiprocessing.Queue | None, threads: int) -> None:
-    """Before torch is imported in the worker: its GPU and its share of the threads."""
+def _init_worker(
+    gpus: multiprocessing.Queue | None, threads: int, notices: multiprocessing.Queue | None = None
+) -> None:
+    """Before torch is imported in the worker: its GPU and its share of the threads; its lock
+    waits are passed on to this command (`notices`, progbench.locking)."""
+    if notices is not None:
+        set_notice(notices.put)
     if gpus is not None:
         os.environ[GPU_ENV] = str(gpus.get())
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -47,6 +55,17 @@ def _init_worker(gpus: multiprocessing.Queue | None, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _pass_on(notices: multiprocessing.Queue) -> None:
+    """The workers' lock-wait notices, told here (where the command's hook prints them)."""
+    while True:
+        try:
+            tell(notices.get_nowait())
+        except queue_module.Empty:
+            return
+        except (OSError, ValueError):  # the queue closed with the pool
+            return
 
 
 def run_phases(
@@ -66,7 +85,8 @@ def run_phases(
         queue = ctx.Queue()
         for g in executor.gpus:
             queue.put(g)
-    pool = worker_pool(executor.n_workers, _init_worker, (queue, executor.threads))
+    notices = ctx.Queue()
+    pool = worker_pool(executor.n_workers, _init_worker, (queue, executor.threads, notices))
     try:
         for phase in phases:
             pending: set[Future[UnitResult]] = {
@@ -74,7 +94,8 @@ def run_phases(
                 for u in phase
             }
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=NOTICE_POLL_S, return_when=FIRST_COMPLETED)
+                _pass_on(notices)
                 for future in done:
                     results.append(future.result())
                     on_result(results[-1])

@@ -39,6 +39,12 @@ class SweepRun:
     def cells_done(self) -> list[UnitResult]:
         return [r for r in self.results if r.kind == "cell" and r.state == "done"]
 
+    @property
+    def already_done(self) -> tuple[int, int]:
+        """(cells, runs) that were done before this call started: reused, not run again."""
+        rows = [r for r in self.plan.applicable if r.state == "done"]
+        return len(rows), sum(r.done for r in rows)
+
 
 def phases(sweep: Sweep, plan: SweepPlan) -> list[list[Unit]]:
     """Image stores, feature stores, LP cells, streamed cells: the pending work, in order."""
