@@ -241,7 +241,9 @@ def test_full_disk_while_writing_the_probe_is_one_line(
 ) -> None:
     task, runs, cache = runs_disk
     write_splits_of(task, runs)
-    fill(runs.parent, leave=4096)  # one page: spec.json (1.7 kB) fits, probe.safetensors not
+    # three pages: the holder notes of the two folds' run locks and spec.json (1.7 kB) fit,
+    # probe.safetensors not
+    fill(runs.parent, leave=12288)
     r = lp(task, runs, cache)
     line = one_os_error(r, runs / "tiny-severity" / "kfold", "No space left on device")
     assert line.split(": ")[1].endswith("probe.safetensors")
