@@ -405,21 +405,25 @@ def effective_columns(shared: ColumnMap, own: SourceColumns | None, label: str) 
                 "then give the source's own column or values under the source's `columns`"
             )
         data["outcomes"][name] = {**data["outcomes"][name], **o}
-    try:
-        m = ColumnMap.model_validate(data)
-    except ValidationError as err:
-        why = "; ".join(
-            ".".join(map(str, e["loc"])) + (": " if e["loc"] else "") + e["msg"]
-            for e in err.errors()
-        )
-        raise ValueError(f"source {label!r}: its column map is not valid: {why}") from None
-    if m.one_image_per_row != shared.one_image_per_row:
+    ways = [w for w in IMAGE_WAYS if data[w] is not None]
+    per_row = {"path", "path_template"}
+    if len(ways) == 1 and (ways[0] in per_row) != shared.one_image_per_row:
         raise ValueError(
-            f"source {label!r} finds its images by {m.image_way} but the shared columns by "
+            f"source {label!r} finds its images by {ways[0]} but the shared columns by "
             f"{shared.image_way}: every source must find its images the same kind of way, "
             "either a path per row (`path` or `path_template`, one image per row) or "
             "matching files (`stem_match` or `dicom_match`, every file that matches a row)"
         )
+    try:
+        m = ColumnMap.model_validate(data)
+    except ValidationError as err:
+        why = "; ".join(
+            ".".join(map(str, e["loc"]))
+            + (": " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in err.errors()
+        )
+        raise ValueError(f"source {label!r}: its column map is not valid: {why}") from None
     if (m.boxes is None) != (shared.boxes is None):
         raise ValueError(
             f"source {label!r}: `boxes` are given in the shared columns (for every source) and "
