@@ -557,3 +557,63 @@ def test_a_copy_that_would_overwrite_a_column_the_source_reads_is_refused(tmp_pa
     map_file.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="source 'B' reads column 'ImageFile' as its"):
         sources_spec([], TableOptions(map_file=map_file))
+
+
+def test_sources_may_mix_a_path_column_and_a_path_template(tmp_path: Path) -> None:
+    _release(tmp_path / "r1")
+    _release(tmp_path / "r2", prefix="Q")
+    data = {
+        "sources": [
+            {"table": "r1/table.csv", "images": "r1/images", "name": "A"},
+            {
+                "table": "r2/table.csv",
+                "images": "r2",
+                "name": "B",
+                "columns": {"path_template": "images/{file}", "date": None},
+            },
+        ],
+        "columns": {"id": "file", "patient": "patient", "path": "file", "center": "site"},
+    }
+    (tmp_path / "map.yaml").write_text(yaml.safe_dump(data))
+    opts = TableOptions(map_file=tmp_path / "map.yaml", outcomes=["death=outcome:Dead,Alive"])
+    result = prepare(sources_spec([], opts), tmp_path / "s")
+    df = pd.read_csv(result.manifests["manifest.csv"], dtype=str)
+    assert df.groupby("source").size().to_dict() == {"A": 8, "B": 8}
+    assert result.record["scan"]["unused_files"] == 0
+    (tmp_path / "r2" / "images" / "Q1_0.png").unlink()
+    with pytest.raises(PrepareError, match=r"path template 'images/\{file\}': file not found"):
+        prepare(sources_spec([], opts), tmp_path / "s2")
+
+
+def test_sources_may_mix_file_name_and_dicom_matching(tmp_path: Path) -> None:
+    """A matches PNG files by name; B matches DICOMs by PatientID, with its dates and views."""
+    from tests.helpers.rawdata import write_dicom
+
+    _release(tmp_path / "r1")
+    for p in range(2):
+        write_dicom(tmp_path / "r2" / "dicom" / f"s{p}" / "1.dcm", f"MRN{p}", study_date="20200302")
+    (tmp_path / "r2" / "b.csv").write_text("MRN,status\nMRN0,Dead\nMRN1,Alive\n")
+    data = {
+        "sources": [
+            {"table": "r1/table.csv", "images": "r1/images", "name": "A"},
+            {
+                "table": "r2/b.csv",
+                "images": "r2/dicom",
+                "name": "B",
+                "columns": {
+                    "patient": "MRN",
+                    "dicom_match": {"tag": "PatientID", "column": "MRN"},
+                    "outcomes": {"death": {"column": "status"}},
+                },
+            },
+        ],
+        "columns": {"patient": "patient", "stem_match": "file", "center_from_source": True},
+    }
+    (tmp_path / "map.yaml").write_text(yaml.safe_dump(data))
+    opts = TableOptions(map_file=tmp_path / "map.yaml", outcomes=["death=outcome:Dead,Alive"])
+    result = prepare(sources_spec([], opts), tmp_path / "s")
+    df = pd.read_csv(result.manifests["manifest.csv"], dtype=str)
+    b = df[df["source"] == "B"]
+    assert b["patient_id"].tolist() == ["MRN0", "MRN1"] and b["death"].tolist() == ["Dead", "Alive"]
+    assert set(b["study_date"]) == {"2020-03-02"} and set(b["view"]) == {"AP"}
+    assert df.loc[df["source"] == "A", "study_date"].isna().all()

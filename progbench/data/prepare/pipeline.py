@@ -334,4 +334,7 @@ def _center_legend(spec: PrepareSpec) -> str:
     c = spec.columns
     if c.center_from_source:
         return f"center = the source ({', '.join(s.label for s in spec.sources)})"
+    if spec.center_target() is not None:  # sources give it differently: each one's below
+        shared = f"column {c.center!r}" if c.center else f"{c.center_name!r}"
+        return f"center = {shared} or the source's own"
     return f"center = {c.center!r}" if c.center else f"center = {c.center_name!r} (one centre)"
