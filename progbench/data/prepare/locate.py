@@ -303,7 +303,8 @@ def _add_row_values(
     df = found.images
     headers = df.pop("_header")
     image_rows = df["row"].to_numpy(dtype=int)
-    of = [maps[int(rows["_source"].iloc[r])] for r in image_rows]
+    sources = rows["_source"].to_numpy(dtype=int)[image_rows]
+    of = [maps[s] for s in sources]  # each image's source's map
     df["view"] = [
         rows[m.view].iloc[r].upper()
         if m.view is not None

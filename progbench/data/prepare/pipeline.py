@@ -56,9 +56,9 @@ def prepare(
     tables = [read_clinical_table(s) for s in spec.sources]
     for table, m in zip(tables, maps, strict=True):
         require_columns(table, m.needed_columns())
-    given, spec = spec, pipeline_spec(spec)  # the rules read the rows by the shared names
+    rows = all_rows = normalise(combine(tables), spec, maps)  # under the shared names
+    given, spec = spec, pipeline_spec(spec)  # the shared map, with the rows' centre column
     log = R.RuleLog()
-    rows = all_rows = normalise(combine(tables), spec, maps)
     pcol = spec.columns.patient_column
     log.add("read tables", [t.path.name for t in tables], {}, R.tally(rows, pcol))
     rows = _exclude(rows, spec, log)

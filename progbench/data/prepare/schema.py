@@ -30,9 +30,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # outcome and task names: file a
 UNKNOWN_VIEW = "unknown"  # in `views`: keep images whose view is not known
 RESERVED_COLUMNS = (*REQUIRED_COLUMNS, *BOX_COLUMNS, "study_date", "view", "source")
 IMAGE_WAYS = ("path", "path_template", "dicom_match", "stem_match")
-CENTER_COLUMN = (
-    "_center"  # the centre, when sources give it differently and the shared map has no column
-)
+# The rows' centre when sources give it differently and the shared map names no centre column.
+CENTER_COLUMN = "_center"
 
 
 class OutcomeSpec(StrictModel):
@@ -207,8 +206,10 @@ class SourceOutcome(StrictModel):
 
     @field_validator("positive", mode="before")
     @classmethod
-    def _positive_text(cls, v: Any) -> str | None:
-        return None if v is None else label_text(v)
+    def _positive_text(cls, v: Any) -> str:
+        if v is None:
+            raise ValueError("a positive value is needed (leave the key out for the shared one)")
+        return label_text(v)
 
     @field_validator("negative", mode="before")
     @classmethod
