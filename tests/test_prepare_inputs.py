@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from progbench.cli import app
 from progbench.data.manifest import load_task
-from progbench.data.prepare import prepare
+from progbench.data.prepare import PrepareSpec, prepare
 from progbench.data.prepare.options import TableOptions, sources_spec, table_spec
 from progbench.data.prepare.problems import SHOWN_PER_KIND, problems_file
 from progbench.errors import ConfigError, PrepareError
@@ -359,3 +359,261 @@ def test_two_sources_sharing_an_image_root_count_each_file_once(tmp_path: Path) 
     )
     assert result.record["scan"]["unused_files"] == 2
     assert len(pd.read_csv(result.manifests["manifest.csv"])) == 6
+
+
+# ----------------------------------------------- several sources with their own columns
+
+
+def _release_a(root: Path) -> Path:
+    """Release A: a ';' table in cp1252, one row per image, `ImageFile` (sometimes with the
+    extension), the hospital, SEVERE/MILD; files CXR/<ImageFile>.png."""
+    lines = ["Codice paziente;ImageFile;Ospedale;Prognosi\n"]
+    for p in range(3):
+        for k in (1, 2):
+            _png(root / "CXR" / f"A{p}-{k}.png", 10 * p + k)
+            name = f"A{p}-{k}" + (".png" if k == 2 else "")
+            outcome = "SEVERE" if p == 0 else "MILD"
+            lines.append(f"A{p};{name};Ospedale di Città {p % 2};{outcome}\n")
+    table = root / "clinical_data.csv"
+    table.write_bytes("".join(lines).encode("cp1252"))
+    return table
+
+
+def _release_b(root: Path, icu: tuple[str, ...] = ("True", "False", "False", "True")) -> Path:
+    """Release B: utf-8 with a BOM, one row per patient, `patient,icu_admission`, no file-name
+    column; files images/<patient>_<n>.jpg|png, several per patient, and one no row names."""
+    lines = ["patient,icu_admission\n"]
+    for p, value in enumerate(icu):
+        for n in range(1, 3 if p % 2 else 2):
+            _png(root / "images" / f"B{p}_{n}{'.jpg' if n == 1 else '.png'}", 50 + p)
+        lines.append(f"B{p},{value}\n")
+    _png(root / "images" / "README_thumbnail.png")
+    table = root / "metadata.csv"
+    table.write_bytes("".join(lines).encode("utf-8-sig"))
+    return table
+
+
+def _two_releases(tmp_path: Path, b_columns: dict | None = None, **kw) -> Path:
+    """A and B as a map file: B carries its own column map; returns the map file."""
+    _release_a(tmp_path / "release-a")
+    _release_b(tmp_path / "release-b", **kw)
+    own = {
+        "patient": "patient",
+        "stem_match": "patient",
+        "outcomes": {"severe": {"column": "icu_admission", "positive": True, "negative": [False]}},
+    }
+    data = {
+        "sources": [
+            {"table": "release-a/clinical_data.csv", "images": "release-a/CXR", "name": "A"},
+            {
+                "table": "release-b/metadata.csv",
+                "images": "release-b/images",
+                "name": "B",
+                "columns": own if b_columns is None else b_columns,
+            },
+        ],
+        "columns": {
+            "patient": "Codice paziente",
+            "stem_match": "ImageFile",
+            "outcomes": {
+                "severe": {"column": "Prognosi", "positive": "SEVERE", "negative": ["MILD"]}
+            },
+        },
+    }
+    path = tmp_path / "map.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_releases_with_their_own_columns_are_merged(tmp_path: Path) -> None:
+    """Release A names files; release B has other columns, True/False, and files matched by
+    the patient: one study, each source read with its own columns, outcomes translated."""
+    map_file = _two_releases(tmp_path)
+    args = ["prepare", "table", "--map", str(map_file), "--out", str(tmp_path / "s")]
+    result = CliRunner().invoke(app, [*args, "--center-from-source"])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    df = pd.read_csv(tmp_path / "s" / "manifest.csv", dtype=str)
+    assert df["source"].tolist() == ["A"] * 6 + ["B"] * 6
+    assert df["center"].tolist() == df["source"].tolist()
+    b = df[df["source"] == "B"]
+    assert b["image_id"].tolist() == ["B0_1", "B1_1", "B1_2", "B2_1", "B3_1", "B3_2"]
+    assert b["patient_id"].tolist() == ["B0", "B1", "B1", "B2", "B3", "B3"]
+    assert b["severe"].tolist() == ["SEVERE", "MILD", "MILD", "MILD", "SEVERE", "SEVERE"]
+    assert set(df.loc[df["source"] == "A", "severe"]) == {"SEVERE", "MILD"}
+    task = load_task(tmp_path / "s" / "tasks" / "severe.yaml")
+    assert task.config.positive == "SEVERE" and task.config.negative == ["MILD"]
+    assert task.labels.tolist() == [1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1]
+    record = json.loads((tmp_path / "s" / "prepare.json").read_text())
+    assert record["outputs"][0]["sources"] == {
+        "A": {"images": 6, "patients": 3},
+        "B": {"images": 6, "patients": 4},
+    }
+    assert record["scan"]["unused_files"] == 1  # B's README_thumbnail.png
+    a_cols, b_cols = (s["columns"] for s in record["sources"])  # each effective map
+    assert (a_cols["patient"], a_cols["stem_match"]) == ("Codice paziente", "ImageFile")
+    assert (b_cols["patient"], b_cols["stem_match"]) == ("patient", "patient")
+    assert b_cols["outcomes"]["severe"] == {
+        "column": "icu_admission",
+        "positive": "true",
+        "negative": ["false"],
+    }
+    assert a_cols["center_from_source"] and b_cols["center_from_source"]  # the command line's
+
+
+def test_a_missing_override_column_is_named_with_its_source(tmp_path: Path) -> None:
+    own = {"patient": "patient", "stem_match": "patient"}
+    own["outcomes"] = {"severe": {"column": "icu_admision", "positive": "True"}}  # sic
+    map_file = _two_releases(tmp_path, b_columns=own)
+    with pytest.raises(PrepareError) as err:
+        prepare(sources_spec([], TableOptions(map_file=map_file)), tmp_path / "s")
+    msg = str(err.value)
+    b_table = tmp_path / "release-b" / "metadata.csv"
+    assert msg.startswith(f"{b_table}: column 'icu_admision' (outcome 'severe') not found")
+    assert "did you mean 'icu_admission'" in msg and "Prognosi" not in msg
+    assert err.value.table == b_table and err.value.columns == ["icu_admision"]
+
+
+def test_an_outcome_value_outside_a_sources_values_is_reported_as_its_own(
+    tmp_path: Path,
+) -> None:
+    """B declares True/False: 'maybe' and even A's SEVERE are B's undeclared values."""
+    map_file = _two_releases(tmp_path, icu=("True", "maybe", "SEVERE", "False"))
+    with pytest.raises(PrepareError) as err:
+        prepare(sources_spec([], TableOptions(map_file=map_file)), tmp_path / "s")
+    msg = str(err.value)
+    assert "2 problem(s): 2 undeclared outcome value" in msg
+    declared = "declared value of outcome 'severe' (positive 'true', negative ['false'])"
+    assert f"metadata.csv line 3, column 'icu_admission': value 'maybe' is not a {declared}" in msg
+    assert f"metadata.csv line 4, column 'icu_admission': value 'SEVERE' is not a {declared}" in msg
+    assert "Source 'B': patient_id = 'patient'" in msg  # the legend names B's columns
+
+
+def test_per_source_columns_round_trip_through_the_map_and_prepare_json(tmp_path: Path) -> None:
+    """Only the keys a source gives are kept (`center: null` is not an unset `center`), and
+    prepare.json's spec prepares the same study again."""
+    own = {
+        "patient": "patient",
+        "stem_match": "patient",
+        "center": None,
+        "center_name": "Ospedale B",
+        "outcomes": {"severe": {"column": "icu_admission", "positive": "True", "negative": None}},
+    }
+    map_file = _two_releases(tmp_path, b_columns=own)
+    data = yaml.safe_load(map_file.read_text())
+    data["columns"]["center"] = "Ospedale"
+    map_file.write_text(yaml.safe_dump(data))
+    spec = sources_spec([], TableOptions(map_file=map_file))
+    assert spec.sources[1].model_dump(mode="json")["columns"] == own | {
+        "outcomes": {"severe": {"column": "icu_admission", "positive": "True", "negative": None}}
+    }
+    first = prepare(spec, tmp_path / "s1")
+    df = pd.read_csv(first.manifests["manifest.csv"], dtype=str)
+    assert set(df.loc[df["source"] == "B", "center"]) == {"Ospedale B"}
+    assert set(df.loc[df["source"] == "A", "center"]) == {
+        "Ospedale di Città 0",
+        "Ospedale di Città 1",
+    }
+    # negative: null in B: every value but True is negative, translated to MILD
+    assert (
+        df.loc[df["source"] == "B", "severe"].tolist() == ["SEVERE"] + ["MILD"] * 3 + ["SEVERE"] * 2
+    )
+    again = PrepareSpec.model_validate(first.record["spec"])
+    assert again.source_columns() == spec.source_columns()
+    second = prepare(again, tmp_path / "s2")
+    assert (
+        second.manifests["manifest.csv"].read_text() == first.manifests["manifest.csv"].read_text()
+    )
+    assert [s["columns"] for s in second.record["sources"]] == [
+        s["columns"] for s in first.record["sources"]
+    ]
+
+
+def test_sources_must_find_images_the_same_kind_of_way(tmp_path: Path) -> None:
+    own = {"path": "patient", "patient": "patient"}  # a path per row, the shared map matches
+    map_file = _two_releases(tmp_path, b_columns=own)
+    with pytest.raises(ConfigError) as err:
+        sources_spec([], TableOptions(map_file=map_file))
+    msg = str(err.value)
+    assert "source 'B' finds its images by path but the shared columns by stem_match" in msg
+    assert "the same kind of way" in msg
+    bad = {"outcomes": {"death": {"column": "x"}}}
+    with pytest.raises(ConfigError, match="outcome 'death' is not a shared outcome"):
+        sources_spec([], TableOptions(map_file=_two_releases(tmp_path / "o", b_columns=bad)))
+    with pytest.raises(ConfigError, match="center_from_source"):  # a shared-only key
+        bad = {"center_from_source": True}
+        sources_spec([], TableOptions(map_file=_two_releases(tmp_path / "k", b_columns=bad)))
+    pairs = [(tmp_path / "release-a" / "clinical_data.csv", tmp_path / "release-a" / "CXR")]
+    with pytest.raises(ConfigError, match=r"sources 'B' of .* have their own `columns`"):
+        sources_spec(pairs, TableOptions(map_file=map_file))
+
+
+def test_a_copy_that_would_overwrite_a_column_the_source_reads_is_refused(tmp_path: Path) -> None:
+    """B's patient goes under the shared patient name 'ImageFile', which B matches files by."""
+    own = {"patient": "patient", "stem_match": "ImageFile"}
+    map_file = _two_releases(tmp_path, b_columns=own)
+    data = yaml.safe_load(map_file.read_text())
+    data["columns"]["patient"] = "ImageFile"
+    data["columns"]["stem_match"] = "Codice paziente"
+    map_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="source 'B' reads column 'ImageFile' as its"):
+        sources_spec([], TableOptions(map_file=map_file))
+
+
+def test_sources_may_mix_a_path_column_and_a_path_template(tmp_path: Path) -> None:
+    _release(tmp_path / "r1")
+    _release(tmp_path / "r2", prefix="Q")
+    data = {
+        "sources": [
+            {"table": "r1/table.csv", "images": "r1/images", "name": "A"},
+            {
+                "table": "r2/table.csv",
+                "images": "r2",
+                "name": "B",
+                "columns": {"path_template": "images/{file}", "date": None},
+            },
+        ],
+        "columns": {"id": "file", "patient": "patient", "path": "file", "center": "site"},
+    }
+    (tmp_path / "map.yaml").write_text(yaml.safe_dump(data))
+    opts = TableOptions(map_file=tmp_path / "map.yaml", outcomes=["death=outcome:Dead,Alive"])
+    result = prepare(sources_spec([], opts), tmp_path / "s")
+    df = pd.read_csv(result.manifests["manifest.csv"], dtype=str)
+    assert df.groupby("source").size().to_dict() == {"A": 8, "B": 8}
+    assert result.record["scan"]["unused_files"] == 0
+    (tmp_path / "r2" / "images" / "Q1_0.png").unlink()
+    with pytest.raises(PrepareError, match=r"path template 'images/\{file\}': file not found"):
+        prepare(sources_spec([], opts), tmp_path / "s2")
+
+
+def test_sources_may_mix_file_name_and_dicom_matching(tmp_path: Path) -> None:
+    """A matches PNG files by name; B matches DICOMs by PatientID, with its dates and views."""
+    from tests.helpers.rawdata import write_dicom
+
+    _release(tmp_path / "r1")
+    for p in range(2):
+        write_dicom(tmp_path / "r2" / "dicom" / f"s{p}" / "1.dcm", f"MRN{p}", study_date="20200302")
+    (tmp_path / "r2" / "b.csv").write_text("MRN,status\nMRN0,Dead\nMRN1,Alive\n")
+    data = {
+        "sources": [
+            {"table": "r1/table.csv", "images": "r1/images", "name": "A"},
+            {
+                "table": "r2/b.csv",
+                "images": "r2/dicom",
+                "name": "B",
+                "columns": {
+                    "patient": "MRN",
+                    "dicom_match": {"tag": "PatientID", "column": "MRN"},
+                    "outcomes": {"death": {"column": "status"}},
+                },
+            },
+        ],
+        "columns": {"patient": "patient", "stem_match": "file", "center_from_source": True},
+    }
+    (tmp_path / "map.yaml").write_text(yaml.safe_dump(data))
+    opts = TableOptions(map_file=tmp_path / "map.yaml", outcomes=["death=outcome:Dead,Alive"])
+    result = prepare(sources_spec([], opts), tmp_path / "s")
+    df = pd.read_csv(result.manifests["manifest.csv"], dtype=str)
+    b = df[df["source"] == "B"]
+    assert b["patient_id"].tolist() == ["MRN0", "MRN1"] and b["death"].tolist() == ["Dead", "Alive"]
+    assert set(b["study_date"]) == {"2020-03-02"} and set(b["view"]) == {"AP"}
+    assert df.loc[df["source"] == "A", "study_date"].isna().all()

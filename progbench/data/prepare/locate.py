@@ -67,19 +67,21 @@ def template_fields(template: str) -> list[str]:
 
 def locate_images(
     rows: pd.DataFrame,
-    columns: ColumnMap,
+    columns: Sequence[ColumnMap],
     rules: Rules,
     roots: Sequence[Roots],
     row_names: Sequence[str],
     all_rows: pd.DataFrame | None = None,
 ) -> Located:
-    """`rows` holds the table cells as text plus `_source` (index into `roots`).
+    """`rows` holds the table cells as text plus `_source` (index into `roots` and `columns`).
 
+    `columns` is each source's column map (its own column names: a row is read, and named in
+    messages, by its source's map); every map finds images the same kind of way.
     `all_rows` are the tables' rows before any rule (default `rows`): a file that one of them
     refers to is not an unused file, but a file of a dropped row.
     """
     all_rows = rows if all_rows is None else all_rows
-    if columns.one_image_per_row:
+    if columns[0].one_image_per_row:
         found = _by_path(rows, columns, roots, row_names)
         _count_unreferenced(found, all_rows, columns, roots)
     else:
@@ -89,17 +91,18 @@ def locate_images(
 
 
 def _by_path(
-    rows: pd.DataFrame, columns: ColumnMap, roots: Sequence[Roots], names: Sequence[str]
+    rows: pd.DataFrame, maps: Sequence[ColumnMap], roots: Sequence[Roots], names: Sequence[str]
 ) -> Located:
     out = Located(images=pd.DataFrame())
     records = []
-    where = (
-        f"column {columns.path!r}"
-        if columns.path is not None
-        else f"path template {columns.path_template!r}"
-    )
     for i, (_, row) in enumerate(rows.iterrows()):
-        path = row_path(row, columns, roots)
+        columns = maps[int(row["_source"])]
+        where = (
+            f"column {columns.path!r}"
+            if columns.path is not None
+            else f"path template {columns.path_template!r}"
+        )
+        path = row_path(row, maps, roots)
         if path is None:
             out.problems.append(f"{names[i]}, {where}: empty path")
             continue
@@ -114,8 +117,9 @@ def _by_path(
     return out
 
 
-def row_path(row: pd.Series, columns: ColumnMap, roots: Sequence[Roots]) -> Path | None:
-    """A row's image path (path column or template; relative to its source's image root)."""
+def row_path(row: pd.Series, maps: Sequence[ColumnMap], roots: Sequence[Roots]) -> Path | None:
+    """A row's image path (path column or template of its source; relative to its image root)."""
+    columns = maps[int(row["_source"])]
     if columns.path is not None:
         text = row[columns.path]
     else:
@@ -127,7 +131,7 @@ def row_path(row: pd.Series, columns: ColumnMap, roots: Sequence[Roots]) -> Path
 
 
 def _count_unreferenced(
-    found: Located, all_rows: pd.DataFrame, columns: ColumnMap, roots: Sequence[Roots]
+    found: Located, all_rows: pd.DataFrame, columns: Sequence[ColumnMap], roots: Sequence[Roots]
 ) -> None:
     """Path modes: image files under the roots that no row (kept or dropped) refers to."""
     referenced = {p for _, row in all_rows.iterrows() if (p := row_path(row, columns, roots))}
@@ -139,7 +143,7 @@ def _count_unreferenced(
 
 def _by_matching(
     rows: pd.DataFrame,
-    columns: ColumnMap,
+    maps: Sequence[ColumnMap],
     rules: Rules,
     roots: Sequence[Roots],
     names: Sequence[str],
@@ -147,13 +151,14 @@ def _by_matching(
 ) -> Located:
     out = Located(images=pd.DataFrame())
     records = []
-    col = columns.match_column or ""
     # A file counts once even when two sources share an image root: unused when no source's
     # row refers to it, a dropped row's file when only dropped rows do.
     seen: set[Path] = set()
     used: set[Path] = set()
     dropped: set[Path] = set()
     for s, root in enumerate(roots):
+        columns = maps[s]
+        col = columns.match_column or ""
         mine = [i for i in range(len(rows)) if int(rows["_source"].iloc[i]) == s]
         by_value = _rows_by_value(rows, mine, col, names, out.problems)
         dropped_values = set(all_rows.loc[all_rows["_source"] == s, col]) - set(by_value) - {""}
@@ -290,34 +295,41 @@ def _frame(records: list[dict[str, object]]) -> pd.DataFrame:
 def _add_row_values(
     found: Located,
     rows: pd.DataFrame,
-    columns: ColumnMap,
+    maps: Sequence[ColumnMap],
     rules: Rules,
     names: Sequence[str],
 ) -> None:
-    """Views and dates: from the table's columns when mapped, else from the DICOM header."""
+    """Views and dates: from the source's columns when mapped, else from the DICOM header."""
     df = found.images
     headers = df.pop("_header")
-    if columns.view is not None:
-        df["view"] = [rows[columns.view].iloc[r].upper() for r in df["row"]]
-    else:
-        df["view"] = [
-            h.view(rules.view_from_description) if isinstance(h, Header) else "" for h in headers
-        ]
-    if columns.date is not None:
-        text = pd.Series([rows[columns.date].iloc[r] for r in df["row"]], dtype=str)
+    image_rows = df["row"].to_numpy(dtype=int)
+    sources = rows["_source"].to_numpy(dtype=int)[image_rows]
+    of = [maps[s] for s in sources]  # each image's source's map
+    df["view"] = [
+        rows[m.view].iloc[r].upper()
+        if m.view is not None
+        else (h.view(rules.view_from_description) if isinstance(h, Header) else "")
+        for m, r, h in zip(of, image_rows, headers, strict=True)
+    ]
+    df["date"] = pd.to_datetime(df["date"])
+    by_column = [m.date is not None for m in of]
+    if any(by_column):
+        text = pd.Series(
+            [rows[m.date].iloc[r] if m.date else "" for m, r in zip(of, image_rows, strict=True)],
+            dtype=str,
+        )
         dates = pd.to_datetime(text, errors="coerce", format="mixed")
         for k in (dates.isna() & (text != "")).to_numpy().nonzero()[0]:
-            r = int(df["row"].iloc[k])
+            r = int(image_rows[k])
             found.problems.append(
-                f"{names[r]}, column {columns.date!r}: {text.iloc[k]!r} is not a date"
+                f"{names[r]}, column {of[k].date!r}: {text.iloc[k]!r} is not a date"
             )
-        df["date"] = dates.to_numpy()
-    df["date"] = pd.to_datetime(df["date"])
+        df["date"] = df["date"].where(~pd.Series(by_column, index=df.index), dates.to_numpy())
 
 
 def check_template(columns: ColumnMap) -> None:
     """A malformed template (unbalanced braces) is an error before any table is read; its
-    fields are checked as columns with the others (pipeline.needed_columns)."""
+    fields are checked as columns with the others (ColumnMap.needed_columns)."""
     if columns.path_template is None:
         return
     try:

@@ -9,6 +9,7 @@ from typing import Any
 
 from progbench.config import parse_model, read_yaml
 from progbench.data.prepare.schema import (
+    IMAGE_WAYS,
     MapFile,
     PrepareSpec,
     parse_column_value,
@@ -16,7 +17,6 @@ from progbench.data.prepare.schema import (
 )
 from progbench.errors import ConfigError
 
-IMAGE_WAYS = ("path", "path_template", "dicom_match", "stem_match")
 TABLE_KEYS = (
     "sheet",
     "header_row",
@@ -95,6 +95,13 @@ def _sources(
         "delimiter": m.delimiter,
     }
     if pairs:
+        own = [s.label for s in m.sources or [] if s.columns is not None]
+        if own:
+            raise ConfigError(
+                f"tables given on the command line replace the map's `sources`, but sources "
+                f"{', '.join(map(repr, own))} of {options.map_file} have their own `columns`",
+                "Leave TABLE IMAGES out to use the map's sources, or remove their `columns`.",
+            )
         sources = [{"table": t, "images": i, **defaults} for t, i in pairs]
     elif m.sources:
         base = options.map_file.parent if options.map_file else Path()

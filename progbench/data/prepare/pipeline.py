@@ -24,10 +24,16 @@ from progbench.data.prepare.locate import (
     Roots,
     check_template,
     locate_images,
-    template_fields,
 )
 from progbench.data.prepare.problems import raise_problems
-from progbench.data.prepare.schema import OutputSpec, PrepareSpec
+from progbench.data.prepare.schema import ColumnMap, OutputSpec, PrepareSpec
+from progbench.data.prepare.sources import (
+    image_way,
+    normalise,
+    pipeline_spec,
+    source_legend,
+    undeclared_column,
+)
 from progbench.data.prepare.tables import (
     ClinicalTable,
     cell_text,
@@ -44,21 +50,24 @@ def prepare(
     context = context or PrepareContext()
     out = Path(out).resolve()
     refuse_existing(out, spec.outputs, force)
-    check_template(spec.columns)
+    maps = spec.source_columns()  # each source's own column names
+    for m in maps:
+        check_template(m)
     tables = [read_clinical_table(s) for s in spec.sources]
-    for table in tables:
-        require_columns(table, needed_columns(spec))
+    for table, m in zip(tables, maps, strict=True):
+        require_columns(table, m.needed_columns())
+    rows = all_rows = normalise(combine(tables), spec, maps)  # under the shared names
+    given, spec = spec, pipeline_spec(spec)  # the shared map, with the rows' centre column
     log = R.RuleLog()
-    rows = all_rows = combine(tables)
     pcol = spec.columns.patient_column
     log.add("read tables", [t.path.name for t in tables], {}, R.tally(rows, pcol))
     rows = _exclude(rows, spec, log)
     rows = _drop_missing_outcomes(rows, spec, log, table_names(tables))
-    problems, bad = _undeclared_values(rows, spec)
+    problems, bad = _undeclared_values(rows, spec, maps)
     rows = rows[~bad].reset_index(drop=True)  # reported; kept out of the checks that follow
     roots = [context.roots.get(s, Roots(images=src.images)) for s, src in enumerate(spec.sources)]
     located = locate_images(
-        rows, spec.columns, spec.rules, roots, rows["_name"].tolist(), all_rows=all_rows
+        rows, maps, spec.rules, roots, rows["_name"].tolist(), all_rows=all_rows
     )
     problems += located.problems
     images = _image_rules(rows, located, spec, log, problems)
@@ -69,13 +78,13 @@ def prepare(
             problems.append(f"{b.spec.manifest}: no image is left after the rules (see counts)")
             continue
         problems += manifest_problems(b.frame, b.spec.manifest, b.row_names, b.tasks)
-    raise_problems(problems, out, legend(spec))
+    raise_problems(problems, out, legend(given, maps))
     stats = {
         "unused_files": located.unused_files,
         "files_of_dropped_rows": located.files_of_dropped_rows,
         "skipped_modality": located.skipped_modality,
     }
-    return write_all(out, spec, context, tables, log, built, stats)
+    return write_all(out, given, context, tables, log, built, stats)
 
 
 def table_names(tables: Sequence[ClinicalTable]) -> list[str]:
@@ -84,28 +93,6 @@ def table_names(tables: Sequence[ClinicalTable]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [f"{t.path.parent.name}/{t.path.name}" for t in tables]
-
-
-def needed_columns(spec: PrepareSpec) -> dict[str, str]:
-    """Every table column the map names, with what it is for (for a missing-column error)."""
-    c = spec.columns
-    needed = {c.id_column: "id", c.patient_column: "patient"}
-    for col, why in (
-        (c.center, "centre"),
-        (c.path, "image path"),
-        (c.match_column, "image matching"),
-        (c.date, "study date"),
-        (c.view, "view"),
-    ):
-        if col is not None:
-            needed[col] = why
-    for name, o in c.outcomes.items():
-        needed[o.column] = f"outcome {name!r}"
-    if c.boxes is not None:
-        needed |= {col: "box" for col in c.boxes.model_dump().values()}
-    if c.path_template is not None:
-        needed |= {f: "path template" for f in template_fields(c.path_template)}
-    return needed
 
 
 def combine(tables: Sequence[ClinicalTable]) -> pd.DataFrame:
@@ -168,14 +155,18 @@ def _drop_missing_outcomes(
     return rows[used].reset_index(drop=True)
 
 
-def _undeclared_values(rows: pd.DataFrame, spec: PrepareSpec) -> tuple[list[str], np.ndarray]:
-    """Rows whose outcome value is not declared, named with the table's column."""
+def _undeclared_values(
+    rows: pd.DataFrame, spec: PrepareSpec, maps: Sequence[ColumnMap]
+) -> tuple[list[str], np.ndarray]:
+    """Rows whose outcome value their source does not declare, named with its table's column
+    and values (sources.normalise marked them; an undeclared value is kept untranslated)."""
     problems, bad = [], np.zeros(len(rows), dtype=bool)
-    for name, o in spec.columns.outcomes.items():
-        mask = R.undeclared_values(rows, o)
+    for name, shared in spec.columns.outcomes.items():
+        mask = rows[undeclared_column(name)].to_numpy(dtype=bool)
         bad |= mask
         for i in np.flatnonzero(mask):
-            value = normalise_value(rows[o.column].iloc[i])
+            o = maps[int(rows["_source"].iloc[i])].outcomes[name]
+            value = normalise_value(rows[shared.column].iloc[i])
             problems.append(
                 f"{rows['_name'].iloc[i]}, column {o.column!r}: value {value!r} is not a "
                 f"declared value of outcome {name!r} (positive {o.positive!r}, "
@@ -325,29 +316,25 @@ def _tasks(output: OutputSpec, spec: PrepareSpec, frame: pd.DataFrame) -> list[T
     return tasks
 
 
-def legend(spec: PrepareSpec) -> str:
+def legend(spec: PrepareSpec, maps: Sequence[ColumnMap] | None = None) -> str:
     """Which table column each manifest column named in the problems came from."""
     c = spec.columns
-    if c.path is not None:
-        path = f"column {c.path!r}"
-    elif c.path_template is not None:
-        path = f"template {c.path_template!r}"
-    elif c.dicom_match is not None:
-        path = f"DICOM {c.dicom_match.tag} = column {c.dicom_match.column!r}"
-    else:
-        path = f"file names starting with column {c.stem_match!r}"
     parts = [
         f"image_id = {c.id!r}" if c.one_image_per_row else "image_id = file path",
         f"patient_id = {c.patient_column!r}",
         _center_legend(spec),
-        f"path = {path}",
+        f"path = {image_way(c)}",
         *(f"{n} = {o.column!r}" for n, o in c.outcomes.items()),
     ]
-    return "Manifest columns come from: " + ", ".join(parts) + "."
+    text = "Manifest columns come from: " + ", ".join(parts) + "."
+    return " ".join([text, *source_legend(spec, maps or spec.source_columns())])
 
 
 def _center_legend(spec: PrepareSpec) -> str:
     c = spec.columns
     if c.center_from_source:
         return f"center = the source ({', '.join(s.label for s in spec.sources)})"
+    if spec.center_target() is not None:  # sources give it differently: each one's below
+        shared = f"column {c.center!r}" if c.center else f"{c.center_name!r}"
+        return f"center = {shared} or the source's own"
     return f"center = {c.center!r}" if c.center else f"center = {c.center_name!r} (one centre)"

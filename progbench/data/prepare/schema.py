@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializationInfo,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from progbench.config import StrictModel, label_text, parse_model
 from progbench.data.manifest import BOX_COLUMNS, REQUIRED_COLUMNS
@@ -22,6 +29,9 @@ OnePerPatient = Literal["earliest", "latest", "first"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # outcome and task names: file and column safe
 UNKNOWN_VIEW = "unknown"  # in `views`: keep images whose view is not known
 RESERVED_COLUMNS = (*REQUIRED_COLUMNS, *BOX_COLUMNS, "study_date", "view", "source")
+IMAGE_WAYS = ("path", "path_template", "dicom_match", "stem_match")
+# The rows' centre when sources give it differently and the shared map names no centre column.
+CENTER_COLUMN = "_center"
 
 
 class OutcomeSpec(StrictModel):
@@ -39,9 +49,7 @@ class OutcomeSpec(StrictModel):
     @field_validator("negative", mode="before")
     @classmethod
     def _negative_text(cls, v: Any) -> list[str] | None:
-        if v is None:
-            return None
-        return [label_text(x) for x in (v if isinstance(v, list) else [v])]
+        return _labels(v)
 
 
 class DicomMatch(StrictModel):
@@ -151,6 +159,84 @@ class ColumnMap(StrictModel):
     def one_image_per_row(self) -> bool:
         return self.path is not None or self.path_template is not None
 
+    @property
+    def image_way(self) -> str:
+        return next(w for w in IMAGE_WAYS if getattr(self, w) is not None)
+
+    def needed_columns(self) -> dict[str, str]:
+        """Every table column the map names, with what it is for (for a missing-column error)."""
+        import string
+
+        needed = {self.id_column: "id", self.patient_column: "patient"}
+        for col, why in (
+            (self.center, "centre"),
+            (self.path, "image path"),
+            (self.match_column, "image matching"),
+            (self.date, "study date"),
+            (self.view, "view"),
+        ):
+            if col is not None:
+                needed[col] = why
+        for name, o in self.outcomes.items():
+            needed[o.column] = f"outcome {name!r}"
+        if self.boxes is not None:
+            needed |= {col: "box" for col in self.boxes.model_dump().values()}
+        if self.path_template is not None:
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(self.path_template) if f]
+            except ValueError:  # malformed: reported by locate.check_template
+                fields = []
+            needed |= {f: "path template" for f in fields}
+        return needed
+
+    def roles(self) -> dict[str, str]:
+        """The columns the rules read by their shared name: role -> column."""
+        roles = {"id": self.id_column, "patient": self.patient_column}
+        if self.boxes is not None:
+            roles |= {f"box {k}": v for k, v in self.boxes.model_dump().items()}
+        return roles | {f"outcome {n!r}": o.column for n, o in self.outcomes.items()}
+
+
+class SourceOutcome(StrictModel):
+    """A source's own column and values of a shared outcome (unset keys: the shared ones)."""
+
+    column: str | None = None
+    positive: str | None = None
+    negative: list[str] | None = None  # set to null: every other non-empty value is negative
+
+    @field_validator("positive", mode="before")
+    @classmethod
+    def _positive_text(cls, v: Any) -> str:
+        if v is None:
+            raise ValueError("a positive value is needed (leave the key out for the shared one)")
+        return label_text(v)
+
+    @field_validator("negative", mode="before")
+    @classmethod
+    def _negative_text(cls, v: Any) -> list[str] | None:
+        return _labels(v)
+
+
+class SourceColumns(StrictModel):
+    """A partial column map: the keys one source sets in place of the shared `columns:`.
+
+    Only the keys given count (a key set to null removes the shared one, e.g. `center: null`
+    with a `center_name`); an image way given replaces the shared way, as on the command line.
+    """
+
+    id: str | None = None
+    patient: str | None = None
+    center: str | None = None
+    center_name: str = "all"
+    path: str | None = None
+    path_template: str | None = None
+    dicom_match: DicomMatch | None = None
+    stem_match: str | None = None
+    date: str | None = None
+    view: str | None = None
+    boxes: BoxColumns | None = None
+    outcomes: dict[str, SourceOutcome] = Field(default_factory=dict)
+
 
 class Rules(StrictModel):
     """Selection rules applied to every output, in this order (each is counted)."""
@@ -204,6 +290,7 @@ class TableSource(StrictModel):
     encoding: str | None = None  # CSV text encoding; None: detected (utf-8, cp1252, latin-1)
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)  # None: sniffed
     name: str | None = None  # the source's name (manifest `source` column); default: table stem
+    columns: SourceColumns | None = None  # this source's keys in place of the shared map's
 
     @field_validator("encoding")
     @classmethod
@@ -218,6 +305,11 @@ class TableSource(StrictModel):
                     f"{v!r} is not a text encoding (e.g. utf-8, utf-8-sig, cp1252, latin-1)"
                 ) from None
         return v
+
+    @field_serializer("columns")
+    def _given_keys(self, v: SourceColumns | None, info: SerializationInfo) -> Any:
+        """Only the keys given: an unset key and a key set to null mean different things."""
+        return None if v is None else v.model_dump(mode=info.mode, exclude_unset=True)
 
     @property
     def label(self) -> str:
@@ -253,7 +345,26 @@ class PrepareSpec(StrictModel):
             )
         if self.box_file is not None and self.columns.boxes is not None:
             raise ValueError("give box columns or a box file, not both")
+        maps = self.source_columns()  # each source's keys make a valid, compatible map
+        target = self.center_target()
+        for s, m in zip(self.sources, maps, strict=True):
+            copied_columns(self.columns, m, target, s.label)
         return self
+
+    def source_columns(self) -> list[ColumnMap]:
+        """Each source's effective column map: the shared one with the source's keys on top."""
+        return [effective_columns(self.columns, s.columns, s.label) for s in self.sources]
+
+    def center_target(self) -> str | None:
+        """The column the rows' centre is normalised into, when the sources give it differently.
+
+        None: nothing to normalise (the centre is the source, or every source gives it alike).
+        """
+        c = self.columns
+        own = [s.columns.model_fields_set for s in self.sources if s.columns is not None]
+        if c.center_from_source or not any({"center", "center_name"} & keys for keys in own):
+            return None
+        return c.center or CENTER_COLUMN
 
 
 class MapFile(StrictModel):
@@ -273,6 +384,93 @@ class MapFile(StrictModel):
     one_per_patient: OnePerPatient | None = None
     per_image_labels: bool = False
     absolute_paths: bool = False
+
+
+def effective_columns(shared: ColumnMap, own: SourceColumns | None, label: str) -> ColumnMap:
+    """The shared map with a source's keys on top (an image way given replaces the shared one),
+    checked to find images the same kind of way as the shared map."""
+    if own is None:
+        return shared
+    given = own.model_dump(exclude_unset=True)
+    data = shared.model_dump()
+    outcomes = given.pop("outcomes", {})
+    if any(way in given for way in IMAGE_WAYS):
+        for way in IMAGE_WAYS:
+            data[way] = None
+    data.update(given)
+    for name, o in outcomes.items():
+        if name not in data["outcomes"]:
+            raise ValueError(
+                f"source {label!r}: outcome {name!r} is not a shared outcome "
+                f"({', '.join(map(repr, data['outcomes']))}); declare it in `columns.outcomes`, "
+                "then give the source's own column or values under the source's `columns`"
+            )
+        data["outcomes"][name] = {**data["outcomes"][name], **o}
+    ways = [w for w in IMAGE_WAYS if data[w] is not None]
+    per_row = {"path", "path_template"}
+    if len(ways) == 1 and (ways[0] in per_row) != shared.one_image_per_row:
+        raise ValueError(
+            f"source {label!r} finds its images by {ways[0]} but the shared columns by "
+            f"{shared.image_way}: every source must find its images the same kind of way, "
+            "either a path per row (`path` or `path_template`, one image per row) or "
+            "matching files (`stem_match` or `dicom_match`, every file that matches a row)"
+        )
+    try:
+        m = ColumnMap.model_validate(data)
+    except ValidationError as err:
+        why = "; ".join(
+            ".".join(map(str, e["loc"]))
+            + (": " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in err.errors()
+        )
+        raise ValueError(f"source {label!r}: its column map is not valid: {why}") from None
+    if (m.boxes is None) != (shared.boxes is None):
+        raise ValueError(
+            f"source {label!r}: `boxes` are given in the shared columns (for every source) and "
+            "may be renamed per source, not added or removed"
+        )
+    return m
+
+
+def copied_columns(
+    shared: ColumnMap, own: ColumnMap, center_target: str | None, label: str
+) -> dict[str, tuple[str | None, str]]:
+    """What normalising a source's rows copies: shared column -> (source column, role).
+
+    The source column is None for a constant (the source's `center_name`). A copy may not
+    overwrite a column the source reads for something else, nor two of the source's columns
+    go under one shared name.
+    """
+    copies: dict[str, tuple[str | None, str]] = {}
+    pairs = [(shared.roles()[r], col, r) for r, col in own.roles().items()]
+    if center_target is not None:
+        pairs.append((center_target, own.center, "centre"))
+    for target, col, role in pairs:
+        if target == col:
+            continue
+        if target in copies and copies[target][0] != col:
+            other = copies[target][1]
+            raise ValueError(
+                f"source {label!r} gives {other} and {role} in different columns, but the "
+                f"shared columns give both in {target!r}: give them apart in the shared map too"
+            )
+        copies[target] = (col, role)
+    read = own.needed_columns()
+    for target, (_, role) in copies.items():
+        if target in read:
+            raise ValueError(
+                f"source {label!r} reads column {target!r} as its {read[target]}, but "
+                f"{target!r} is the shared {role} column, which its {role} would be copied "
+                "into: rename the column in the shared map or in the source"
+            )
+    return copies
+
+
+def _labels(v: Any) -> list[str] | None:
+    if v is None:
+        return None
+    return [label_text(x) for x in (v if isinstance(v, list) else [v])]
 
 
 def _check_name(name: str, what: str) -> None:

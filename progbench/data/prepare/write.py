@@ -155,8 +155,9 @@ def _record(
             "images": str(t.source.images.resolve()),
             "rows": len(t.frame),
             "blank_rows_skipped": t.blank_rows,
+            "columns": columns.model_dump(mode="json"),  # its effective column map
         }
-        for t in tables
+        for t, columns in zip(tables, spec.source_columns(), strict=True)
     ]
     files = {
         role: {"path": str(p.resolve()), "sha256": file_digest(p)}
