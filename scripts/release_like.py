@@ -6,8 +6,8 @@ The images are the synthetic cohort's (docs/SYNTHETIC_COHORT.md), re-shaped the 
 COVID-19 chest X-ray downloads are:
 
 - `OUT/release-a/`: `clinical_data.csv` in cp1252 (accented hospital names), one row per image,
-  an `ImageFile` column whose values sometimes carry the extension, blank outcomes, a duplicated
-  row, a patient whose images disagree on the label, rows whose image is not in the download;
+  an `ImageFile` column whose values sometimes carry the extension, blank outcomes, a row given
+  twice, a patient whose images disagree on the label, rows whose image is not in the download;
   `CXR/` holds RGB PNG files.
 - `OUT/release-b/`: `metadata.csv` in utf-8 with a BOM, one row per patient, no file-name column;
   `images/` holds `<patient>_<n>.jpg` and `.png` files, several per patient, and files that no
@@ -79,7 +79,7 @@ def _release_a(
     out: Path, synth: Path, rows: list[dict], rng: np.random.Generator, shortcut: str
 ) -> list[dict]:
     (out / "CXR").mkdir(parents=True)
-    table, truth = [], []
+    table, truth, missing = [], [], set()
     for row in rows:
         positive = row["severity"] == "1"
         stem = row["image_id"]
@@ -101,6 +101,8 @@ def _release_a(
                     "death": row["death"],
                 }
             )
+        else:
+            missing.add(row["patient_id"])
         blank = rng.random() < 0.05
         table.append(
             {
@@ -112,11 +114,16 @@ def _release_a(
                 "Data": row["study_date"],
             }
         )
-    table.append(dict(table[0]))  # a row given twice
+    table.append(dict(table[0]))  # a row given twice, cell for cell
+    ids = [r["Codice paziente"] for r in table]
     multi = [
-        r for r in table if sum(t["Codice paziente"] == r["Codice paziente"] for t in table) > 1
+        r
+        for r in table[1:-1]
+        if ids.count(r["Codice paziente"]) > 1
+        and r["Prognosi"]
+        and r["Codice paziente"] not in missing
     ]
-    if multi:  # one patient whose images disagree on the label
+    if multi:  # one patient whose images (all in the download) disagree on the label
         multi[-1]["Prognosi"] = "MILD" if multi[-1]["Prognosi"] == "SEVERE" else "SEVERE"
     with open(out / "clinical_data.csv", "w", newline="", encoding="cp1252") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]), delimiter=";")

@@ -215,7 +215,7 @@ def test_a_long_list_of_one_kind_hides_no_other_kind(tmp_path: Path) -> None:
 
 def test_kinds_are_counted_duplicate_ids_and_undeclared_values(tmp_path: Path) -> None:
     table = _release(tmp_path / "r")
-    text = table.read_text().replace("P1,P1_1.png", "P1,P1_0.png")
+    text = table.read_text().replace("P1,P1_1.png", "P1,P0_0.png")  # P0's file, P1's row
     text = text.replace("P2,P2_0.png,Genève,Alive", "P2,P2_0.png,Genève,?")
     table.write_text(text)
     with pytest.raises(PrepareError) as err:
@@ -223,6 +223,21 @@ def test_kinds_are_counted_duplicate_ids_and_undeclared_values(tmp_path: Path) -
     msg = str(err.value)
     assert "1 duplicate id" in msg and "1 undeclared outcome value" in msg
     assert "duplicate id (1): make the ids unique" in msg
+
+
+def test_a_row_repeated_cell_for_cell_is_kept_once_and_counted(tmp_path: Path) -> None:
+    """An export's doubled line says nothing new; a repeated id with another value still fails."""
+    table = _release(tmp_path / "r")
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text("".join([*lines, lines[3]]))  # P1_0 again, every cell equal
+    result = prepare(table_spec(table, tmp_path / "r" / "images", _opts()), tmp_path / "s")
+    rule = _rules(result.record)["drop repeated rows (every cell equal)"]
+    assert rule["before"]["rows"] - rule["after"]["rows"] == 1
+    assert rule["detail"]["rows"] == ["table.csv line 10"] and rule["dropped_ids"] == ["P1_0.png"]
+    assert len(load_task(result.tasks["death"]).labels) == 8
+    table.write_text("".join([*lines, lines[3].replace("Alive", "Dead")]))
+    with pytest.raises(PrepareError, match="1 duplicate id"):
+        prepare(table_spec(table, tmp_path / "r" / "images", _opts()), tmp_path / "s2")
 
 
 # -------------------------------------------------------------- conflicting labels

@@ -61,6 +61,7 @@ def prepare(
     log = R.RuleLog()
     pcol = spec.columns.patient_column
     log.add("read tables", [t.path.name for t in tables], {}, R.tally(rows, pcol))
+    rows = _drop_repeated_rows(rows, spec, log, table_names(tables))
     rows = _exclude(rows, spec, log)
     rows = _drop_missing_outcomes(rows, spec, log, table_names(tables))
     problems, bad = _undeclared_values(rows, spec, maps)
@@ -123,6 +124,26 @@ def _exclude(rows: pd.DataFrame, spec: PrepareSpec, log: R.RuleLog) -> pd.DataFr
         listed_but_absent=sorted(set(spec.rules.exclude_ids) - set(rows[idc])),
     )
     return kept
+
+
+def _drop_repeated_rows(
+    rows: pd.DataFrame, spec: PrepareSpec, log: R.RuleLog, tables: list[str]
+) -> pd.DataFrame:
+    """A row repeated cell for cell in its own table (an export's doubled line) says nothing new:
+    it is kept once and counted. Rows that differ in any cell stay, for the checks to report."""
+    cells = [c for c in rows.columns if c != "_name"]  # `_source` counts: one table at a time
+    repeated = rows.duplicated(subset=cells, keep="first").to_numpy()
+    if not repeated.any():
+        return rows
+    pcol, idc = spec.columns.patient_column, spec.columns.id_column
+    log.add(
+        "drop repeated rows (every cell equal)",
+        {"tables": tables, "rows": rows.loc[repeated, "_name"].tolist()[: R.MAX_RECORDED_IDS]},
+        R.tally(rows, pcol),
+        R.tally(rows[~repeated], pcol),
+        rows.loc[repeated, idc].tolist(),
+    )
+    return rows[~repeated].reset_index(drop=True)
 
 
 def _output_mask(rows: pd.DataFrame, spec: PrepareSpec, output: OutputSpec) -> np.ndarray:
