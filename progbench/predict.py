@@ -302,7 +302,7 @@ def prediction_notes(preds: pd.DataFrame, out: Path) -> list[tuple[str, str]]:
             (
                 "warning",
                 f"{counts['train']} image(s) were in the run's training part (part = train); "
-                "`evaluate` scores them as test: drop those rows for an honest score",
+                "`progbench evaluate` leaves them out of the score",
             )
         )
     unlabelled = int(preds["y_true"].isna().sum())

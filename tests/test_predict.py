@@ -156,12 +156,19 @@ def test_cli_predict_writes_the_csv(trained: Trained, tmp_path: Path) -> None:
     np.testing.assert_allclose(written["p_pos"], expected["p_pos"], atol=1e-9)
     text = " ".join(result.output.split())
     assert "in the run's training part" in text and f"progbench evaluate {out}" in text
-    # The table is one `evaluate` scores: its test rows as test, the run's val rows as val.
+    # The table is one `evaluate` scores: its test rows as test, the run's val rows as val, and
+    # the images the run trained on left out (counted).
     scored = CliRunner().invoke(app, ["evaluate", str(out), "--json"])
     assert scored.exit_code == 0, scored.output
     got = json.loads(scored.output)
-    assert got["test"]["n"] == int((expected["split"] == "test").sum())
+    trained_on = int((expected["part"] == "train").sum())
+    assert trained_on > 0 and got["left_out_train"] == trained_on
+    assert got["test"]["n"] == int(
+        ((expected["split"] == "test") & (expected["part"] != "train")).sum()
+    )
     assert got["val"]["n"] == int((expected["part"] == "val").sum())
+    plain = CliRunner().invoke(app, ["evaluate", str(out)])
+    assert f"{trained_on} row(s) with part = train left out" in " ".join(plain.output.split())
 
 
 def test_folder_ids_drop_the_image_extension_and_clashes_are_refused(tmp_path: Path) -> None:

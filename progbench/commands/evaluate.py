@@ -87,8 +87,19 @@ def evaluate(
     if result.single is not None:
         ordered = {s: result.single[s] for s in ("test", "val") if s in result.single}
         if json_out:
-            emit(ordered)
+            emit(
+                {**ordered, "left_out_train": result.left_out_train}
+                if result.left_out_train
+                else ordered
+            )
         else:
+            if result.left_out_train:
+                console.print(
+                    f"note: {result.left_out_train} row(s) with part = train left out: the run "
+                    "trained on those images",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             print_wide(metrics_table(str(path), result.single))
             for split in ("test", "val"):
                 if result.single.get(split, {}).get("degenerate"):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from progbench.errors import RunError
 from progbench.evaluate.aggregate import DEFAULT_N_BOOT, DEFAULT_SEED
 from progbench.evaluate.metrics import evaluate_predictions
@@ -36,14 +38,18 @@ class PathEvaluation:
     single: dict[str, dict[str, Any]] | None = None
     tree: TreeEvaluation | None = None
     written: tuple[Path, Path] | None = None  # results.parquet, results.csv
+    # Rows of a `progbench predict` table that the run trained on (`part` = train): left out of
+    # the score, since a model scored on its own training images says nothing.
+    left_out_train: int = 0
 
 
 def evaluate_path(cfg: EvaluateConfig, progress: ProgressFn | None = None) -> PathEvaluation:
     path = cfg.path
     if not cfg.tree_only:
         if path.is_file():
-            preds = read_predictions_file(path)
-            return PathEvaluation(path, single=evaluate_predictions(preds, cfg.threshold))
+            preds, left_out = _without_training_rows(read_predictions_file(path), path)
+            single = evaluate_predictions(preds, cfg.threshold)
+            return PathEvaluation(path, single=single, left_out_train=left_out)
         if is_run_dir(path):
             preds = read_run(path).predictions
             return PathEvaluation(path, single=evaluate_predictions(preds, cfg.threshold))
@@ -56,3 +62,16 @@ def evaluate_path(cfg: EvaluateConfig, progress: ProgressFn | None = None) -> Pa
     )
     written = write_results(tree.results, path) if cfg.write else None
     return PathEvaluation(path, tree=tree, written=written)
+
+
+def _without_training_rows(preds: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, int]:
+    """A predict table's rows whose `part` is train (the run fitted them) are dropped, counted."""
+    if "part" not in preds.columns:
+        return preds, 0
+    trained = (preds["part"].astype(str).str.strip() == "train").to_numpy()
+    if trained.all():
+        raise RunError(
+            f"every row of {path} is an image the run trained on (part = train): nothing to score",
+            "Predict on images the run did not train on (its test or validation fold, or new ones).",
+        )
+    return preds[~trained].reset_index(drop=True), int(trained.sum())
