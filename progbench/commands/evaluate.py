@@ -31,8 +31,20 @@ def evaluate_with_progress(cfg: Any, show: bool = True) -> Any:
 
     if not show:
         return evaluate_path(cfg)
-    with progress("evaluating") as update:
-        return evaluate_path(cfg, lambda _stage, done, total: update(done, total))
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:  # one display per stage (runs, then groups), each its own total
+        current: list[Any] = []  # [stage, its display's stack, its update]
+
+        def update(stage: str, done: int, total: int) -> None:
+            if not current or current[0] != stage:
+                if current:
+                    current[1].close()  # the stage before is over: its last line first
+                inner = stack.enter_context(ExitStack())
+                current[:] = [stage, inner, inner.enter_context(progress(f"evaluating {stage}"))]
+            current[2](done, total)
+
+        return evaluate_path(cfg, update)
 
 
 def warn_incomplete(incomplete: list[Path]) -> None:
