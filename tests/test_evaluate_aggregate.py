@@ -18,11 +18,11 @@ from progbench.evaluate.aggregate import (
 )
 from progbench.evaluate.bootstrap import patient_bootstrap
 from progbench.evaluate.results import (
-    RESULT_COLUMNS,
     evaluate_tree,
     summarise,
     write_results,
 )
+from progbench.evaluate.rows import RESULT_COLUMNS
 from progbench.runs import RunCost, append_train_log
 from tests.helpers.runs import BAD, GOOD, Y, build_run
 

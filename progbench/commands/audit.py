@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,12 +11,14 @@ from progbench.commands.app import command
 from progbench.commands.options import (
     BackboneOpt,
     CacheDirOpt,
+    FoldsOpt,
     ManifestOpt,
     NegativeOpt,
     OutcomeOpt,
     PositiveOpt,
     SchemeOpt,
     TaskArg,
+    ValFractionOpt,
     WeightsDirOpt,
     WeightsOpt,
     load_task_from_options,
@@ -26,62 +28,77 @@ from progbench.commands.options import (
 from progbench.commands.output import console, err_console, progress
 from progbench.commands.render import audit_table
 
+if TYPE_CHECKING:
+    from progbench.audit.runner import AuditRequest
+
 CHECK_HELP = "metadata_shortcut, centre_predicts_label, random_init_control, label_permutation"
+
+AuditOutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Folder for audit.json. Default: <runs>/<task>/audit/<backbone>/ (the report "
+        "finds it there).",
+    ),
+]
+AuditRunsOpt = Annotated[
+    Path, typer.Option("--runs", help="Root of the run tree (its splits are reused).")
+]
+AuditSeedOpt = Annotated[int, typer.Option(help="Seed for splits, CV, bootstrap, permutations.")]
+AuditSplitsOpt = Annotated[Path | None, typer.Option("--splits", help="Use this splits JSON.")]
+PermutationsOpt = Annotated[
+    int,
+    typer.Option(
+        "--permutations",
+        help="label_permutation repeats (the smallest p-value is 1/(n+1); 0 skips it).",
+    ),
+]
+NBootOpt = Annotated[
+    int, typer.Option("--n-boot", help="Patient-bootstrap replicates of every CI.")
+]
+AuditProbeOpt = Annotated[
+    str, typer.Option("--probe", help="LP probe preset; its first feature variant is probed.")
+]
+ChecksOpt = Annotated[
+    list[str] | None,
+    typer.Option("--check", help=f"Run only these checks (comma-separated): {CHECK_HELP}."),
+]
+FailOnFlagOpt = Annotated[
+    bool, typer.Option("--fail-on-flag", help="Exit with code 3 when any check flags.")
+]
+# Extraction flags: None (not given) leaves the `default` training preset's value.
+AuditDeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda (extraction).")]
+AuditDtypeOpt = Annotated[str | None, typer.Option(help="auto | fp32 | bf16 (extraction).")]
+AuditBatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", help="Images per extraction batch.")
+]
+AuditImageSizeOpt = Annotated[
+    int | None,
+    typer.Option("--image-size", help="Side of the image store (as given to train)."),
+]
+EXTRACTION_FLAGS = ("device", "dtype", "batch_size", "image_size", "cache_dir")
 
 
 def audit(
     task: TaskArg = None,
     backbone: BackboneOpt = "resnet18",
     weights: WeightsOpt = "pretrained",
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help="Folder for audit.json. Default: <runs>/<task>/audit/<backbone>/ (the report "
-            "finds it there).",
-        ),
-    ] = None,
-    runs: Annotated[
-        Path, typer.Option("--runs", help="Root of the run tree (its splits are reused).")
-    ] = Path("runs"),
+    out: AuditOutOpt = None,
+    runs: AuditRunsOpt = Path("runs"),
     scheme: SchemeOpt = "auto",
-    folds: Annotated[int, typer.Option(help="Folds for kfold.")] = 5,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of training patients for validation.")
-    ] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed for splits, CV, bootstrap, permutations.")] = 42,
-    splits_file: Annotated[
-        Path | None, typer.Option("--splits", help="Use this splits JSON.")
-    ] = None,
-    permutations: Annotated[
-        int,
-        typer.Option(
-            "--permutations",
-            help="label_permutation repeats (the smallest p-value is 1/(n+1); 0 skips it).",
-        ),
-    ] = 50,
-    n_boot: Annotated[
-        int, typer.Option("--n-boot", help="Patient-bootstrap replicates of every CI.")
-    ] = 1000,
-    probe: Annotated[
-        str, typer.Option("--probe", help="LP probe preset; its first feature variant is probed.")
-    ] = "default",
-    checks: Annotated[
-        list[str] | None,
-        typer.Option("--check", help=f"Run only these checks (comma-separated): {CHECK_HELP}."),
-    ] = None,
-    fail_on_flag: Annotated[
-        bool, typer.Option("--fail-on-flag", help="Exit with code 3 when any check flags.")
-    ] = False,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda (extraction).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 (extraction).")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Images per extraction batch.")
-    ] = None,
-    image_size: Annotated[
-        int | None,
-        typer.Option("--image-size", help="Side of the image store (as given to train)."),
-    ] = None,
+    folds: FoldsOpt = 5,
+    val_fraction: ValFractionOpt = 0.2,
+    seed: AuditSeedOpt = 42,
+    splits_file: AuditSplitsOpt = None,
+    permutations: PermutationsOpt = 50,
+    n_boot: NBootOpt = 1000,
+    probe: AuditProbeOpt = "default",
+    checks: ChecksOpt = None,
+    fail_on_flag: FailOnFlagOpt = False,
+    device: AuditDeviceOpt = None,
+    dtype: AuditDtypeOpt = None,
+    batch_size: AuditBatchSizeOpt = None,
+    image_size: AuditImageSizeOpt = None,
     cache_dir: CacheDirOpt = None,
     weights_dir: WeightsDirOpt = None,
     manifest: ManifestOpt = None,
@@ -103,41 +120,12 @@ def audit(
 
     Example: [bold]progbench audit cohort/tasks/severity.yaml --backbone resnet18 --weights pretrained[/]
     """
-    from progbench.audit.context import AuditConfig
-    from progbench.audit.runner import AuditRequest, run_audit
-    from progbench.train.plan import SplitRequest
-    from progbench.train.presets import resolve_training
+    given = dict(locals())  # every option by parameter name (nothing else is bound yet)
+    from progbench.audit.runner import run_audit
 
     use_weights_dir(weights_dir)
-    t = load_task_from_options(task, manifest, outcome, positive, negative)
-    flags = {
-        k: v
-        for k, v in {
-            "device": device,
-            "dtype": dtype,
-            "batch_size": batch_size,
-            "image_size": image_size,
-            "cache_dir": cache_dir,
-        }.items()
-        if v is not None
-    }
-    request = AuditRequest(
-        task=t,
-        backbone=backbone,
-        runs_root=runs,
-        weights=weights,
-        splits=SplitRequest(
-            scheme=scheme,
-            folds=folds,
-            val_fraction=val_fraction,
-            seed=seed,
-            splits_file=splits_file,
-        ),
-        options=resolve_training("default", t.name, flags, "the command line"),
-        config=AuditConfig(n_boot=n_boot, seed=seed, permutations=permutations, probe=probe),
-        out=out,
-        checks=tuple(split_list(checks)) or None,
-    )
+    request = _audit_request(given)
+    t = request.task
     with progress(f"auditing {t.name}, {backbone}") as update:
         report = run_audit(request, update)
     doc = report.document
@@ -153,6 +141,41 @@ def audit(
     console.print(f"wrote {report.path} in {report.seconds:.1f} s", soft_wrap=True)
     if flagged and fail_on_flag:
         raise typer.Exit(code=3)
+
+
+def _audit_request(given: dict[str, Any]) -> AuditRequest:
+    """The AuditRequest that `audit`'s options describe (task, splits, extraction, checks)."""
+    from progbench.audit.context import AuditConfig
+    from progbench.audit.runner import AuditRequest
+    from progbench.train.plan import SplitRequest
+    from progbench.train.presets import resolve_training
+
+    t = load_task_from_options(
+        given["task"], given["manifest"], given["outcome"], given["positive"], given["negative"]
+    )
+    flags = {k: given[k] for k in EXTRACTION_FLAGS if given[k] is not None}
+    return AuditRequest(
+        task=t,
+        backbone=given["backbone"],
+        runs_root=given["runs"],
+        weights=given["weights"],
+        splits=SplitRequest(
+            scheme=given["scheme"],
+            folds=given["folds"],
+            val_fraction=given["val_fraction"],
+            seed=given["seed"],
+            splits_file=given["splits_file"],
+        ),
+        options=resolve_training("default", t.name, flags, "the command line"),
+        config=AuditConfig(
+            n_boot=given["n_boot"],
+            seed=given["seed"],
+            permutations=given["permutations"],
+            probe=given["probe"],
+        ),
+        out=given["out"],
+        checks=tuple(split_list(given["checks"])) or None,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -82,6 +82,8 @@ SchemeOpt = Annotated[
         "classes, else kfold."
     ),
 ]
+FoldsOpt = Annotated[int, typer.Option(help="Folds for kfold.")]
+ValFractionOpt = Annotated[float, typer.Option(help="Share of training patients for validation.")]
 ShotsOpt = Annotated[list[str] | None, typer.Option(help="Few-shot k values, e.g. 2,4,8,16,32.")]
 RepeatsOpt = Annotated[int, typer.Option(help="Few-shot draws per k.")]
 PerCenterOpt = Annotated[

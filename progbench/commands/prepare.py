@@ -14,6 +14,40 @@ import typer
 from progbench.commands.app import command, group
 from progbench.commands.options import split_list
 from progbench.commands.output import console, print_wide
+from progbench.commands.prepare_options import (
+    AbsoluteOpt,
+    BoxColumnsOpt,
+    CenterColumnOpt,
+    CenterFromSourceOpt,
+    CenterNameOpt,
+    ClinicalOpt,
+    ConflictingLabelsOpt,
+    DateOpt,
+    DelimiterOpt,
+    DicomMatchOpt,
+    DropUnmatchedOpt,
+    EncodingOpt,
+    ExcludeOpt,
+    ForceOpt,
+    HeaderRowOpt,
+    IdOpt,
+    MapOpt,
+    MatchStemOpt,
+    ModalitiesOpt,
+    OnePerPatientOpt,
+    OutDirOpt,
+    PathOpt,
+    PathTemplateOpt,
+    PerImageLabelsOpt,
+    RawArg,
+    SheetOpt,
+    SourceNameOpt,
+    SourcesArg,
+    TableOutcomeOpt,
+    TablePatientOpt,
+    ViewOpt,
+    ViewsOpt,
+)
 from progbench.commands.render import prepare_rules_table, prepare_tasks_table
 
 if TYPE_CHECKING:
@@ -21,152 +55,6 @@ if TYPE_CHECKING:
 
 app = group("Turn raw downloads (a clinical table and image folders) into a runnable study.")
 
-OutDirOpt = Annotated[
-    Path, typer.Option("--out", help="Folder for manifest.csv, tasks/ and prepare.json.")
-]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing manifest in --out.")]
-AbsoluteOpt = Annotated[
-    bool,
-    typer.Option(
-        "--absolute-paths", help="Write absolute image paths (default: relative to --out)."
-    ),
-]
-DropUnmatchedOpt = Annotated[
-    bool,
-    typer.Option(
-        "--drop-unmatched",
-        help="Drop table rows whose image file is missing or that no file matches, in every "
-        "matching mode; counted in prepare.json (default: an error listing them).",
-    ),
-]
-OnePerPatientOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--one-per-patient",
-        help="earliest | latest (by study date, then file order) | first (file order).",
-    ),
-]
-ViewsOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--views",
-        help="Views kept, e.g. PA,AP (DICOM ViewPosition or the --view column); add 'unknown' "
-        "to keep images without a view; '' keeps every view.",
-    ),
-]
-ModalitiesOpt = Annotated[
-    list[str] | None,
-    typer.Option("--modalities", help="DICOM Modality values kept, e.g. CR,DX; '' keeps all."),
-]
-ClinicalOpt = Annotated[
-    Path | None,
-    typer.Option("--clinical", help="The clinical table, if not found under RAW_DIR by name."),
-]
-RawArg = Annotated[Path, typer.Argument(help="The folder the release was downloaded into.")]
-CenterColumnOpt = Annotated[str | None, typer.Option(help="Centre column (default: one centre).")]
-
-# ---- `prepare table` only
-SourcesArg = Annotated[
-    list[Path] | None,
-    typer.Argument(
-        metavar="TABLE IMAGES",
-        help="Clinical table (.csv, .xlsx or .parquet) and its image root (paths and templates "
-        "are relative to it; matching walks it); one pair per source (release), merged into one "
-        "manifest. Without them: the --map file's `sources`.",
-        show_default=False,
-    ),
-]
-MapOpt = Annotated[
-    Path | None,
-    typer.Option("--map", help="Column map YAML; options given here override its keys."),
-]
-SheetOpt = Annotated[str | None, typer.Option(help="Spreadsheet sheet (name or index).")]
-HeaderRowOpt = Annotated[
-    int | None, typer.Option("--header-row", help="0-based row of the header.")
-]
-EncodingOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--encoding",
-        help="CSV text encoding, e.g. utf-8, cp1252, latin-1 (default: detected, the first of "
-        "utf-8 (with or without BOM), cp1252, latin-1 that decodes; recorded in prepare.json).",
-    ),
-]
-DelimiterOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--delimiter",
-        help="CSV field delimiter, e.g. ';' or '\\t' (default: the one of , ; tab | that the "
-        "header line holds most; recorded in prepare.json).",
-    ),
-]
-SourceNameOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--source-name",
-        help="A name per table, in order (default: the table's file name without suffix); "
-        "written in the manifest's `source` column when there are several tables.",
-    ),
-]
-CenterFromSourceOpt = Annotated[
-    bool,
-    typer.Option("--center-from-source", help="Each table's source name is its images' centre."),
-]
-ConflictingLabelsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--conflicting-labels",
-        help="A patient whose images carry different labels: error (list them; default) | drop "
-        "(drop those patients, counted in prepare.json).",
-    ),
-]
-PerImageLabelsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--per-image-labels",
-        help="The outcome belongs to each image, not the patient: a patient's images may differ.",
-    ),
-]
-IdOpt = Annotated[str | None, typer.Option("--id", help="Column of image ids (one image per row).")]
-TablePatientOpt = Annotated[str | None, typer.Option(help="Patient column (default: --id).")]
-CenterNameOpt = Annotated[
-    str | None, typer.Option("--center-name", help="The one centre's name, without --center.")
-]
-PathOpt = Annotated[str | None, typer.Option("--path", help="Column of image paths.")]
-PathTemplateOpt = Annotated[
-    str | None,
-    typer.Option("--path-template", help="Image path from columns, e.g. '{ImageFile}.dcm'."),
-]
-DicomMatchOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--dicom-match", help="TAG=COLUMN: DICOM files whose header tag equals the column."
-    ),
-]
-MatchStemOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--match-stem",
-        help="COLUMN: files named <value> (with or without its extension) or "
-        "<value>_<anything> (or - . space).",
-    ),
-]
-TableOutcomeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--outcome",
-        help="NAME=COLUMN:POSITIVE[,NEGATIVE...], repeated; e.g. death=Outcome:Dead,Alive.",
-    ),
-]
-DateOpt = Annotated[str | None, typer.Option(help="Study date column.")]
-ViewOpt = Annotated[str | None, typer.Option(help="View column (PA, AP, LATERAL...).")]
-BoxColumnsOpt = Annotated[
-    str | None,
-    typer.Option("--box-columns", help="X0,Y0,X1,Y1: box columns in pixels (x = column)."),
-]
-ExcludeOpt = Annotated[
-    list[str] | None, typer.Option("--exclude", help="Ids (of --id) to drop, recorded.")
-]
 # TableOptions.columns keys, from prepare_table's parameter names
 TABLE_COLUMNS = {
     "id": "id_col",

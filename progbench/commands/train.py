@@ -13,6 +13,7 @@ from progbench.commands.options import (
     CacheDirOpt,
     DeviceOpt,
     DtypeOpt,
+    FoldsOpt,
     ForceOutOpt,
     ManifestOpt,
     NegativeOpt,
@@ -23,6 +24,7 @@ from progbench.commands.options import (
     SchemeOpt,
     ShotsOpt,
     TaskArg,
+    ValFractionOpt,
     WeightsDirOpt,
     WeightsOpt,
     load_task_from_options,
@@ -53,8 +55,6 @@ StrategyOpt = Annotated[
         "baseline on the features: knn | svm-rbf | random-forest | logreg.",
     ),
 ]
-FoldsOpt = Annotated[int, typer.Option(help="Folds for kfold.")]
-ValFractionOpt = Annotated[float, typer.Option(help="Share of training patients for validation.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for splits, draws and training.")]
 SplitsFileOpt = Annotated[
     Path | None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -210,81 +211,16 @@ def make_splits(
 ) -> Splits:
     """Outer test folds by `scheme`, each with an inner patient-level validation part holding
     `val_fraction` of the training part's patients of each class (at least one of each)."""
-    if scheme not in SCHEMES:
-        raise SplitError(f"unknown scheme {scheme!r}", f"Use one of {', '.join(SCHEMES)}.")
-    if not 0 < val_fraction < 0.5:
-        raise SplitError(
-            f"--val-fraction must be in (0, 0.5), got {val_fraction}",
-            "It is the share of each fold's training patients held out for validation, e.g. 0.2.",
-        )
-    if scheme == "holdout" and not 0 < test_fraction < 0.5:
-        raise SplitError(f"the test fraction must be in (0, 0.5), got {test_fraction}")
-    df = task.manifest.frame
+    _check_fractions(scheme, val_fraction, test_fraction)
     y = task.labels
-    groups = df["patient_id"].to_numpy()
-    ids = df["image_id"].to_numpy()
-    all_idx = np.arange(len(df))
-    cohort = class_patients(all_idx, y, groups)
-
-    outer: list[tuple[np.ndarray, np.ndarray, str | None]] = []
-    if scheme == "loco":
-        centres = sorted(df["center"].unique())
-        if len(centres) < 2:
-            raise SplitError(
-                f"LOCO needs at least two centres; {task.manifest.source.name} has {centres}",
-                "Use --scheme kfold for a single-centre cohort.",
-            )
-        for c in centres:
-            test_mask = df["center"].to_numpy() == c
-            outer.append((all_idx[~test_mask], all_idx[test_mask], c))
-    elif scheme == "kfold":
-        n_patients = len(np.unique(groups))
-        if folds < 2 or folds > n_patients:
-            raise SplitError(f"--folds must be between 2 and {n_patients} patients, got {folds}")
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-        outer = [(tr, te, None) for tr, te in sgkf.split(all_idx, y, groups)]
-    else:
-        if min(cohort) < 3:
-            raise SplitError(
-                f"the cohort holds {cohort[0]} negative and {cohort[1]} positive patients",
-                _hint(scheme, "test", cohort, folds),
-            )
-        # Test patients drawn like validation ones; 2 per class stay for training + validation.
-        train, test = _hold_out(all_idx, y, groups, test_fraction, seed, keep=2)
-        outer = [(train, test, None)]
-
-    out: list[Fold] = []
-    for i, (train_idx, test_idx, centre) in enumerate(outer):
-        where = _fold_name(i, centre)
-        test = np.bincount(y[test_idx], minlength=2)
-        if min(test) == 0:  # by image: metrics are
-            raise SplitError(
-                f"{where}: the test part holds a single class ({test[0]} negative, {test[1]} "
-                "positive images)",
-                _hint(scheme, "test", cohort, folds),
-            )
-        training = class_patients(train_idx, y, groups)
-        if min(training) < 2:
-            small = CLASS_NAMES[int(training[1] < training[0])]
-            raise SplitError(
-                f"{where}: the training part holds {training[0]} negative and {training[1]} "
-                f"positive patients; a class needs at least 2 (one to train on, one to "
-                f"validate on), and {small} has fewer",
-                _hint(scheme, "training", cohort, folds),
-            )
-        # Seed per fold so adding a fold does not reshuffle the others' validation parts.
-        tr, va = _hold_out(train_idx, y, groups, val_fraction, seed + 1000 + i, keep=1)
-        out.append(
-            Fold(
-                fold=i,
-                test_center=centre,
-                train=sorted(ids[tr].tolist()),
-                val=sorted(ids[va].tolist()),
-                test=sorted(ids[test_idx].tolist()),
-            )
-        )
+    groups = task.manifest.frame["patient_id"].to_numpy()
+    cohort = class_patients(np.arange(len(task.manifest.frame)), y, groups)
+    outer = _outer_folds(task, scheme, folds, seed, test_fraction, cohort)
+    ids = task.manifest.frame["image_id"].to_numpy()
+    out = [
+        _fold(i, part, ids, y, groups, (val_fraction, seed), _hint_for(scheme, cohort, folds))
+        for i, part in enumerate(outer)
+    ]
     return Splits(
         version=SPLITS_VERSION,
         scheme=scheme,
@@ -295,6 +231,107 @@ def make_splits(
         n_folds=folds if scheme == "kfold" else None,
         test_fraction=test_fraction if scheme == "holdout" else None,
         folds=out,
+    )
+
+
+OuterFold = tuple[np.ndarray, np.ndarray, str | None]  # train rows, test rows, held-out centre
+
+
+def _check_fractions(scheme: str, val_fraction: float, test_fraction: float) -> None:
+    if scheme not in SCHEMES:
+        raise SplitError(f"unknown scheme {scheme!r}", f"Use one of {', '.join(SCHEMES)}.")
+    if not 0 < val_fraction < 0.5:
+        raise SplitError(
+            f"--val-fraction must be in (0, 0.5), got {val_fraction}",
+            "It is the share of each fold's training patients held out for validation, e.g. 0.2.",
+        )
+    if scheme == "holdout" and not 0 < test_fraction < 0.5:
+        raise SplitError(f"the test fraction must be in (0, 0.5), got {test_fraction}")
+
+
+def _hint_for(scheme: str, cohort: tuple[int, int], folds: int) -> Callable[[str], str]:
+    """`_hint` for one scheme and cohort, given the part ("test" or "training")."""
+    return lambda part: _hint(scheme, part, cohort, folds)
+
+
+def _outer_folds(
+    task: Task,
+    scheme: Scheme,
+    folds: int,
+    seed: int,
+    test_fraction: float,
+    cohort: tuple[int, int],
+) -> list[OuterFold]:
+    """The outer (train, test) parts of `scheme`, each with its held-out centre (LOCO)."""
+    df = task.manifest.frame
+    y = task.labels
+    groups = df["patient_id"].to_numpy()
+    all_idx = np.arange(len(df))
+    if scheme == "loco":
+        centres = sorted(df["center"].unique())
+        if len(centres) < 2:
+            raise SplitError(
+                f"LOCO needs at least two centres; {task.manifest.source.name} has {centres}",
+                "Use --scheme kfold for a single-centre cohort.",
+            )
+        masks = [(df["center"].to_numpy() == c, c) for c in centres]
+        return [(all_idx[~mask], all_idx[mask], c) for mask, c in masks]
+    if scheme == "kfold":
+        n_patients = len(np.unique(groups))
+        if folds < 2 or folds > n_patients:
+            raise SplitError(f"--folds must be between 2 and {n_patients} patients, got {folds}")
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return [(tr, te, None) for tr, te in sgkf.split(all_idx, y, groups)]
+    if min(cohort) < 3:
+        raise SplitError(
+            f"the cohort holds {cohort[0]} negative and {cohort[1]} positive patients",
+            _hint(scheme, "test", cohort, folds),
+        )
+    # Test patients drawn like validation ones; 2 per class stay for training + validation.
+    train, test = _hold_out(all_idx, y, groups, test_fraction, seed, keep=2)
+    return [(train, test, None)]
+
+
+def _fold(
+    i: int,
+    part: OuterFold,
+    ids: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    val: tuple[float, int],
+    hint: Callable[[str], str],
+) -> Fold:
+    """Fold `i`: its outer parts checked, its training part split into training and validation
+    (`val`: the fraction and the base seed)."""
+    train_idx, test_idx, centre = part
+    where = _fold_name(i, centre)
+    test = np.bincount(y[test_idx], minlength=2)
+    if min(test) == 0:  # by image: metrics are
+        raise SplitError(
+            f"{where}: the test part holds a single class ({test[0]} negative, {test[1]} "
+            "positive images)",
+            hint("test"),
+        )
+    training = class_patients(train_idx, y, groups)
+    if min(training) < 2:
+        small = CLASS_NAMES[int(training[1] < training[0])]
+        raise SplitError(
+            f"{where}: the training part holds {training[0]} negative and {training[1]} "
+            f"positive patients; a class needs at least 2 (one to train on, one to "
+            f"validate on), and {small} has fewer",
+            hint("training"),
+        )
+    # Seed per fold so adding a fold does not reshuffle the others' validation parts.
+    val_fraction, seed = val
+    tr, va = _hold_out(train_idx, y, groups, val_fraction, seed + 1000 + i, keep=1)
+    return Fold(
+        fold=i,
+        test_center=centre,
+        train=sorted(ids[tr].tolist()),
+        val=sorted(ids[va].tolist()),
+        test=sorted(ids[test_idx].tolist()),
     )
 
 

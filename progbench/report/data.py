@@ -32,7 +32,7 @@ import pandas as pd
 
 from progbench.errors import ConfigError, RegistryError, RunError
 from progbench.evaluate.registry import METRICS, PRIMARY_METRICS, get_metric
-from progbench.evaluate.results import COST_COLUMNS, SPEC_COLUMNS
+from progbench.evaluate.rows import COST_COLUMNS, SPEC_COLUMNS
 from progbench.models.registry import get_backbone_spec, list_backbones, list_strategies
 
 REQUIRED_COLUMNS = (

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from progbench.data.datasets.common import DatasetPreset, load_preset, missing_file, run_preset
 from progbench.data.images import is_dicom
+from progbench.data.prepare.columnmap import DicomMatch
 from progbench.data.prepare.dicomscan import walk_files
 from progbench.data.prepare.pipeline import PrepareContext
-from progbench.data.prepare.schema import DicomMatch, TableSource
+from progbench.data.prepare.schema import TableSource
 from progbench.data.prepare.write import PrepareResult
 from progbench.errors import PrepareError
 

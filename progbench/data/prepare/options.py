@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from progbench.config import parse_model, read_yaml
+from progbench.data.prepare.columnmap import IMAGE_WAYS
 from progbench.data.prepare.schema import (
-    IMAGE_WAYS,
     MapFile,
     PrepareSpec,
     parse_column_value,

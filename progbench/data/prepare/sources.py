@@ -1,6 +1,6 @@
 """Several sources, each with its own column map: their rows put under the shared column names.
 
-A source's `columns:` (schema.SourceColumns) override the shared map for that source only.
+A source's `columns:` (columnmap.SourceColumns) override the shared map for that source only.
 Before the rules run, each source's rows are normalised: a column the source names differently
 is copied under the shared name (its own column stays, so messages and image finding read the
 source's own names), the centre is filled where sources give it differently, and an outcome's
@@ -19,7 +19,8 @@ import pandas as pd
 
 from progbench.data.manifest import normalise_value
 from progbench.data.prepare import rules as R
-from progbench.data.prepare.schema import ColumnMap, OutcomeSpec, PrepareSpec, copied_columns
+from progbench.data.prepare.columnmap import ColumnMap, OutcomeSpec, copied_columns
+from progbench.data.prepare.schema import PrepareSpec
 
 
 def undeclared_column(outcome: str) -> str:
