@@ -58,6 +58,32 @@ def warn_incomplete(incomplete: list[Path]) -> None:
         err_console.print(f"  {p}", highlight=False, soft_wrap=True)
 
 
+def _print_single(result: Any, path: Path, emit: Any | None) -> None:
+    """One file's or run's metrics: as JSON through `emit`, else as a table with its notes."""
+    single = result.single
+    ordered = {s: single[s] for s in ("test", "val") if s in single}
+    if emit is not None:
+        left_out = result.left_out_train
+        emit({**ordered, "left_out_train": left_out} if left_out else ordered)
+        return
+    if result.left_out_train:
+        console.print(
+            f"note: {result.left_out_train} row(s) with part = train left out: the run "
+            "trained on those images",
+            highlight=False,
+            soft_wrap=True,
+        )
+    print_wide(metrics_table(str(path), single))
+    for split in ("test", "val"):
+        if single.get(split, {}).get("degenerate"):
+            console.print(
+                f"[yellow]warning:[/] degenerate classifier: every {split} row is "
+                "predicted one class at this threshold; MCC is 0 by convention",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
 def evaluate(
     path: Annotated[
         Path,
@@ -97,30 +123,7 @@ def evaluate(
     cfg = EvaluateConfig(path, threshold, n_boot, seed, jobs)
     result = evaluate_with_progress(cfg, show=not json_out)
     if result.single is not None:
-        ordered = {s: result.single[s] for s in ("test", "val") if s in result.single}
-        if json_out:
-            emit(
-                {**ordered, "left_out_train": result.left_out_train}
-                if result.left_out_train
-                else ordered
-            )
-        else:
-            if result.left_out_train:
-                console.print(
-                    f"note: {result.left_out_train} row(s) with part = train left out: the run "
-                    "trained on those images",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            print_wide(metrics_table(str(path), result.single))
-            for split in ("test", "val"):
-                if result.single.get(split, {}).get("degenerate"):
-                    console.print(
-                        f"[yellow]warning:[/] degenerate classifier: every {split} row is "
-                        "predicted one class at this threshold; MCC is 0 by convention",
-                        highlight=False,
-                        soft_wrap=True,
-                    )
+        _print_single(result, path, emit if json_out else None)
         return
     tree = result.tree
     warn_incomplete(tree.incomplete)
