@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from progbench.data.fewshot import add_fewshot, parse_shots
 from progbench.data.manifest import Task, load_task
@@ -276,6 +277,24 @@ def test_auto_loco_warns_about_a_training_part_with_few_patients_of_a_class(
     # `train` prints it under the scheme line (its note).
     _, _, note = resolve_splits(small, SplitRequest(), tmp_path / "runs")
     assert note.splitlines() == ["scheme auto: loco (3 centres)", warning]
+
+
+def test_sweep_plan_and_run_say_when_auto_chose_a_thin_loco(tmp_path: Path) -> None:
+    """A sweep's `scheme: auto` resolves per task as `train` does, with the same warning."""
+    pos = {0, 3, 6, 9, 12, 15, 18, 21, 1, 4, 2, 5}
+    small = _relabelled(tmp_path / "c", lambda n, c: n in pos)
+    sweep = tmp_path / "s" / "study.yaml"
+    sweep.parent.mkdir()
+    task_yaml = small.manifest.source.parent / "tasks" / "severity.yaml"
+    spec = {"name": "thin", "runs": "runs", "cache": "cache", "tasks": [str(task_yaml)]}
+    spec |= {"backbones": ["tiny-resnet"], "strategies": ["lp"], "weights": "random"}
+    sweep.write_text(yaml.safe_dump(spec | {"scheme": "auto"}))
+    r = cli("sweep", "plan", sweep)
+    assert r.code == 0, r.text
+    text = " ".join(r.out.split())
+    assert "note: task tiny-severity: scheme auto chose loco, but fold 0 (test centre 'C0')" in text
+    sweep.write_text(yaml.safe_dump(spec | {"scheme": "kfold"}))
+    assert "chose loco" not in cli("sweep", "plan", sweep).out
 
 
 def test_splits_command_table_and_warning(tmp_path: Path) -> None:

@@ -185,6 +185,8 @@ def run(
             return
         _wait_and_finish(sweep)
         return
+    for note in result.plan.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     _summary(result)
     _finish(sweep)
     _exit_if_failed(sweep)

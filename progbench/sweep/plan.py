@@ -128,6 +128,22 @@ def _stages(sweep: Sweep, rows: list[CellRow]) -> list[Stage]:
     ]
 
 
+def _scheme_warnings(sweep: Sweep) -> list[str]:
+    """`schemes: [auto]` that chose LOCO where a fold trains on few patients of a class."""
+    from progbench.data.splits import resolve_scheme, scheme_warnings
+
+    out = []
+    for t in sweep.tasks:
+        if t.task is None or "auto" not in sweep.config.schemes:
+            continue
+        resolved = resolve_scheme(t.task, "auto")[0]
+        out += [
+            f"task {t.name}: {w.removeprefix('warning: ')}"
+            for w in scheme_warnings(t.task, "auto", resolved)
+        ]
+    return out
+
+
 def make_plan(sweep: Sweep, opts: CostOptions | None = None) -> SweepPlan:
     opts = opts or CostOptions()
     plans = expand(sweep)
@@ -153,6 +169,7 @@ def make_plan(sweep: Sweep, opts: CostOptions | None = None) -> SweepPlan:
         for t in sweep.tasks
         if not t.prepared
     ]
+    notes += _scheme_warnings(sweep)
     return SweepPlan(
         sweep, rows, _stages(sweep, rows), projection, describe_basis(projection, opts), notes
     )
