@@ -1,0 +1,286 @@
+"""Keys derived from declarations (progbench.config.keys), golden keys, and what the previous
+version (commit babab05) made still found.
+
+Regenerate tests/data/keys/golden.json after an intended key change with
+`PROGBENCH_WRITE_GOLDEN_KEYS=1 pytest tests/test_keys.py -k golden -n 0`, and say why in
+docs/DESIGN_NOTES.md: every finished run and feature store of users moves with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+import yaml
+import zarr
+
+from progbench.cache.imagestore import ImageStoreParams
+from progbench.config import (
+    AdapterTargets,
+    BackboneSpec,
+    FeatureSpec,
+    ProjectionSpec,
+    StrategySpec,
+    TargetSpec,
+    VariantGrid,
+    parse_model,
+)
+from progbench.config.keys import (
+    IDENTITY,
+    Identity,
+    Recorded,
+    declarations,
+    identity_fields,
+    identity_of,
+    undeclared,
+)
+from progbench.config.probes import ProbePreset
+from progbench.extract.features import extract_features
+from progbench.models.registry import get_backbone_spec
+from progbench.models.strategies import get_strategy
+from progbench.runs import RunSpec, identity_diff
+from progbench.train.options import FinetuneOptions
+from progbench.train.probe import ProbeConfig
+from tests.helpers import keys as K
+
+KEYED = [
+    BackboneSpec,
+    FeatureSpec,
+    ProjectionSpec,
+    AdapterTargets,
+    TargetSpec,
+    VariantGrid,
+    StrategySpec,
+    ProbePreset,
+    ProbeConfig,
+    FinetuneOptions,
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> K.Inputs:
+    return K.make_inputs(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def keys(inputs: K.Inputs) -> dict[str, Any]:
+    return K.all_keys(inputs)
+
+
+# ------------------------------------------------------------------ declarations
+
+
+@pytest.mark.parametrize("cls", KEYED, ids=lambda c: c.__name__)
+def test_every_field_of_a_keyed_schema_is_declared(cls: type) -> None:
+    assert undeclared(cls) == [], (
+        f"{cls.__name__}: declare each field Annotated[..., Identity(...)] or "
+        "Annotated[..., Recorded('why')] (progbench.config.keys)"
+    )
+
+
+@pytest.mark.parametrize("cls", KEYED, ids=lambda c: c.__name__)
+def test_descriptive_fields_are_never_identity(cls: type) -> None:
+    for name in ("description", "note", "order", "study", "not_applicable"):
+        if name in declarations(cls):
+            assert isinstance(declarations(cls)[name], Recorded), f"{cls.__name__}.{name}"
+
+
+def test_a_new_field_without_a_declaration_is_found_and_builds_no_key() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class MoreOptions(FinetuneOptions):
+        label_smoothing: float = 0.0
+
+    class MoreSpec(StrategySpec):
+        temperature: float = 1.0
+
+    assert undeclared(MoreOptions) == ["label_smoothing"]
+    assert undeclared(MoreSpec) == ["temperature"]
+    with pytest.raises(TypeError, match="label_smoothing"):
+        identity_of(MoreOptions())
+
+
+def test_a_declared_new_option_enters_the_identity_and_a_recorded_one_does_not() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class MoreOptions(FinetuneOptions):
+        label_smoothing: Annotated[float, IDENTITY] = 0.0
+        log_every: Annotated[int, Recorded("logging only")] = 10
+
+    base = identity_of(MoreOptions())
+    assert base["label_smoothing"] == 0.0 and "log_every" not in base
+    assert identity_of(MoreOptions(log_every=3)) == base
+    assert identity_of(MoreOptions(label_smoothing=0.1)) != base
+
+
+def test_via_and_resolved_names_are_identity_fields() -> None:
+    for cls in KEYED:
+        for name, m in declarations(cls).items():
+            if isinstance(m, Identity) and m.via:
+                assert isinstance(declarations(cls)[m.via], Identity), f"{cls.__name__}.{name}"
+    with pytest.raises(KeyError, match="device"):
+        identity_of(FinetuneOptions(), resolved={"device": "cpu"})
+
+
+def test_a_probe_preset_and_its_config_declare_the_same_identity() -> None:
+    assert identity_fields(ProbePreset) == identity_fields(ProbeConfig)
+    adam = ProbeConfig(solver="adam").describe()
+    assert {"lrs", "eval_every", "patience"} <= set(adam)
+    assert {"lrs", "eval_every", "patience"}.isdisjoint(ProbeConfig().describe())
+
+
+def test_one_feature_definition() -> None:
+    import progbench.extract.features as features
+
+    assert not hasattr(features, "FEATURE_FIELDS") and not hasattr(features, "feature_definition")
+    spec = get_backbone_spec("tiny-dinov2")
+    assert list(spec.feature_definition()) == identity_fields(BackboneSpec, "feature")
+    assert spec.feature_definition()["feature"] == {"pooling": "cls", "projection": "none"}
+
+
+# ------------------------------------------------------------------ invariance
+
+
+def _edited_backbone(name: str, **edits: Any) -> BackboneSpec:
+    """The registry's entry of `name` (a twin's merged with its full-size backbone's YAML) with
+    its descriptive text rewritten, parsed as a YAML file is."""
+    data = yaml.safe_load(yaml.safe_dump(get_backbone_spec(name).model_dump(mode="json")))
+    data["description"] = "reworded " + str(data.get("description", ""))
+    data["feature"]["note"] = "reworded note"
+    data.setdefault("variants", {})["note"] = "reworded variants note"
+    data["targets"]["study"] = "reworded study targets"
+    data["order"] = 7
+    data |= edits
+    return parse_model(BackboneSpec, data, name)
+
+
+@dataclasses.dataclass
+class _Ref:
+    spec: BackboneSpec
+    weights_fingerprint: str = "w"
+
+
+@pytest.mark.parametrize("name", ["tiny-resnet", "tiny-dinov2", "tiny-clip"])
+def test_rewording_a_backbone_yaml_moves_no_key(name: str, inputs: K.Inputs) -> None:
+    from progbench.accel import resolve_accel
+    from progbench.cache.imagestore import ImageStore, build_image_store
+    from progbench.extract.features import feature_key
+
+    store = ImageStore(
+        build_image_store(inputs.task.manifest, ImageStoreParams(32), inputs.cache).path
+    )
+    accel = resolve_accel("cpu", "fp32")
+    spec, edited = get_backbone_spec(name), _edited_backbone(name)
+    assert edited.feature.note != spec.feature.note
+    assert feature_key(store, _Ref(edited), accel).key == feature_key(store, _Ref(spec), accel).key
+    assert edited.feature_definition() == spec.feature_definition()
+    assert edited.transform() == spec.transform()
+    # A change of what the encoder computes does move it.
+    other = _edited_backbone(name, feature_dim=spec.feature_dim * 2)
+    assert feature_key(store, _Ref(other), accel).key != feature_key(store, _Ref(spec), accel).key
+
+
+def test_rewording_a_streamed_runs_yamls_moves_no_run(inputs: K.Inputs) -> None:
+    from progbench.train.finetune import prepare_finetune
+
+    opts = dataclasses.replace(K.STREAMED, cache_dir=inputs.cache)
+    ctx = prepare_finetune(inputs.task, K.BACKBONE, K.WEIGHTS, "bitfit", inputs.runs, opts)
+    strat = ctx.strategy
+    with_grid = type(strat)(strat.spec.model_copy(update={"variants": VariantGrid()}))
+    ctx.fit = dataclasses.replace(ctx.fit, strategy=with_grid)
+    before = ctx.settings()
+    grid = VariantGrid(note="reworded")
+    reworded = type(strat)(
+        strat.spec.model_copy(update={"description": "reworded", "order": 1, "variants": grid})
+    )
+    edited = _edited_backbone(K.BACKBONE)
+    edited = edited.model_copy(update={"input_size": ctx.fit.model_spec.input_size})
+    ctx.fit = dataclasses.replace(ctx.fit, strategy=reworded, model_spec=edited)
+    assert ctx.settings() == before
+    # Recorded-only options move nothing either; an identity option does.
+    ctx.fit = dataclasses.replace(
+        ctx.fit, opts=dataclasses.replace(opts, workers=3, compile=True, preset="x")
+    )
+    assert ctx.settings() == before
+    ctx.fit = dataclasses.replace(ctx.fit, opts=dataclasses.replace(opts, epochs=2))
+    assert ctx.settings()["train"]["epochs"] == 2
+
+
+def test_rewording_a_strategy_or_probe_description_moves_no_identity() -> None:
+    lp = get_strategy("lora-r8")
+    again = type(lp)(lp.spec.model_copy(update={"description": "reworded", "order": 3}))
+    assert again.settings() == lp.settings()
+    from progbench.config.probes import load_probe_preset
+
+    preset = load_probe_preset("reference")
+    grid = preset.variants.model_copy(update={"note": "reworded"})
+    edited = preset.model_copy(update={"description": "reworded", "variants": grid})
+    assert identity_of(edited) == identity_of(preset)
+    assert identity_of(preset)["solver"] == "adam" and "lrs" in identity_of(preset)
+
+
+# ------------------------------------------------------------------ golden keys
+
+
+def test_golden_keys(keys: dict[str, Any]) -> None:
+    if os.environ.get("PROGBENCH_WRITE_GOLDEN_KEYS"):
+        K.GOLDEN.write_text(json.dumps(keys, indent=1, sort_keys=True) + "\n")
+    golden = K.read_json(K.GOLDEN)
+    moved = sorted(k for k in golden.keys() | keys.keys() if golden.get(k) != keys.get(k))
+    assert not moved, (
+        f"keys moved: {moved}; every user's stores or finished runs of that kind would be "
+        "recomputed or refused. If intended, regenerate with `PROGBENCH_WRITE_GOLDEN_KEYS=1 "
+        "pytest tests/test_keys.py -k golden -n 0` and record why in docs/DESIGN_NOTES.md "
+        "(and METHODOLOGY's Resume keys)."
+    )
+
+
+# ------------------------------------------------------------------ made by babab05
+
+
+def test_stores_made_by_babab05_keep_their_keys(keys: dict[str, Any]) -> None:
+    prev = K.read_json(K.PREV)
+    assert keys["image_store"] == prev["image_store"]
+    # The feature-store key lost the descriptive note; the old key is still found (legacy).
+    assert keys["feature_store_legacy"] == prev["feature_store"]["key"]
+    assert keys["feature_store"] != prev["feature_store"]["key"]
+
+
+def test_runs_made_by_babab05_keep_their_identity(inputs: K.Inputs, keys: dict[str, Any]) -> None:
+    prev = K.read_json(K.PREV)
+    old_lp, old_streamed = RunSpec(**prev["lp_run"]), RunSpec(**prev["bitfit_run"])
+    # LP on the reused babab05 store: the same identity.
+    assert identity_diff(old_lp, K.lp_spec(inputs, keys["feature_store_legacy"])) == []
+    assert identity_diff(old_streamed, K.streamed_spec(inputs)) == []
+    # A setting that really differs is still refused by name.
+    other = K.streamed_spec(inputs, "fft")
+    assert any(
+        d.startswith("strategy.kind: 'bitfit' there, 'fft' now")
+        for d in identity_diff(old_streamed, other)
+    )
+    new = K.streamed_spec(inputs)
+    changed = new.model_copy(
+        update={"settings": new.settings | {"backbone": new.settings["backbone"] | {"family": "x"}}}
+    )
+    assert identity_diff(K.streamed_spec(inputs), changed) == [
+        "backbone.family: 'torchvision-cnn' there, 'x' now"
+    ]
+
+
+def test_a_feature_store_made_by_babab05_is_reused(inputs: K.Inputs, tmp_path: Path) -> None:
+    """A store under its babab05 key (and none under the new one) is used as it is."""
+    prev = K.read_json(K.PREV)["feature_store"]
+    cache = tmp_path / "cache"
+    kw = dict(weights=K.WEIGHTS, device="cpu", cache_dir=cache, image_params=ImageStoreParams(32))
+    made = extract_features(inputs.task.manifest, K.BACKBONE, **kw)  # type: ignore[arg-type]
+    # What babab05 left: the same store under its key, with its key attributes.
+    old = made.path.with_name(f"{prev['key']}.zarr")
+    shutil.move(made.path, old)
+    group = zarr.open_group(old, mode="r+")
+    group.attrs.update({k: v for k, v in prev.items()})
+    again = extract_features(inputs.task.manifest, K.BACKBONE, **kw)  # type: ignore[arg-type]
+    assert (again.path, again.key, again.computed) == (old, prev["key"], 0)
+    assert not made.path.exists()
