@@ -284,3 +284,43 @@ def test_a_feature_store_made_by_babab05_is_reused(inputs: K.Inputs, tmp_path: P
     again = extract_features(inputs.task.manifest, K.BACKBONE, **kw)  # type: ignore[arg-type]
     assert (again.path, again.key, again.computed) == (old, prev["key"], 0)
     assert not made.path.exists()
+
+
+def test_lp_runs_made_by_babab05_match_features_extracted_again(
+    inputs: K.Inputs, keys: dict[str, Any]
+) -> None:
+    """The babab05 store deleted and extracted again under its new key: the runs recorded on
+    its old key are accepted (the same inputs make both keys), and no other old key is."""
+    old = RunSpec(**K.read_json(K.PREV)["lp_run"])
+    legacy = keys["feature_store_legacy"]
+    accepted = K.lp_spec(inputs, keys["feature_store"], {"aliases": {"features": [legacy]}})
+    assert identity_diff(old, accepted) == []
+    plain = K.lp_spec(inputs, keys["feature_store"])
+    assert identity_diff(old, plain) == [
+        f"features: {legacy!r} there, {keys['feature_store']!r} now"
+    ]
+    other = K.lp_spec(inputs, keys["feature_store"], {"aliases": {"features": ["0" * 16]}})
+    assert identity_diff(old, other) == identity_diff(old, plain)
+
+
+def test_extract_reports_the_legacy_key_of_a_new_store(inputs: K.Inputs, tmp_path: Path) -> None:
+    kw = dict(
+        weights=K.WEIGHTS, device="cpu", cache_dir=tmp_path, image_params=ImageStoreParams(32)
+    )
+    res = extract_features(inputs.task.manifest, K.BACKBONE, **kw)  # type: ignore[arg-type]
+    assert res.key == K.read_json(K.GOLDEN)["feature_store"]
+    assert res.legacy_key == K.read_json(K.PREV)["feature_store"]["key"]
+
+
+def test_a_run_on_other_features_is_refused_naming_the_fix(
+    inputs: K.Inputs, tmp_path: Path
+) -> None:
+    from tests.helpers.cli import cli
+
+    args = ("train", inputs.task_file, "--backbone", K.BACKBONE, "--weights", K.WEIGHTS,
+            "--strategy", "lp", "--scheme", "kfold", "--folds", "2", "--splits", K.SPLITS,
+            "--runs", tmp_path / "runs", "--cache-dir", tmp_path / "cache")  # fmt: skip
+    assert cli(*args, "--image-size", "32").code == 0
+    r = cli(*args, "--image-size", "40")  # other pixels: another feature store
+    assert r.code != 0
+    assert "what differs: features: " in r.err and "--force" in r.err and "note" in r.err, r.err

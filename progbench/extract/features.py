@@ -45,6 +45,9 @@ class ExtractResult:
     seconds: float
     images_per_s: float | None
     repaired: int = 0  # rows found done whose chunks were missing or damaged (recomputed)
+    # The key progbench up to babab05 gave these features (legacy_feature_key), when not `key`:
+    # runs recorded on it are runs on these features (LP runs accept it, runs.spec.ALIASES).
+    legacy_key: str | None = None
 
 
 def feature_key(
@@ -134,12 +137,15 @@ def extract_features(
     loaded = loaded or backbone_ref(backbone, weights)
     spec = loaded.spec
     accel = resolve_accel(device, dtype, spec.is_cnn, spec.bf16_cast_weights)
-    path, key = store_for(cache_dir, feature_key(store, loaded, accel), spec)
+    new = feature_key(store, loaded, accel)
+    path, key = store_for(cache_dir, new, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     with lock_for(path):
-        return _extract_locked(
+        res = _extract_locked(
             path, key, store, loaded, accel, batch_size, built.path, manifest, progress
         )
+    legacy = legacy_feature_key(new, spec).key
+    return dataclasses.replace(res, legacy_key=legacy if legacy != res.key else None)
 
 
 def _extract_locked(

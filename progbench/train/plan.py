@@ -156,9 +156,11 @@ def plan_runs(
     source: Path,
     identity: dict[str, Any],
     settings: dict[str, Any],
+    records: dict[str, Any] | None = None,
 ) -> list[Problem]:
     """Every run of the request: `identity` holds backbone, weights, weights_fingerprint and
-    strategy; `settings` the strategy's own identity settings (hyper-parameters, features)."""
+    strategy; `settings` the strategy's own identity settings (hyper-parameters, features);
+    `records` goes into every run's `extra`."""
     draws = select_draws(splits, req, source)
     regime = "fewshot-center" if (splits.fewshot_config or {}).get("per_center") else "fewshot"
     common = {**identity, "task": task.name, "seed": splits.seed, "scheme": splits.scheme}
@@ -167,6 +169,7 @@ def plan_runs(
     folds = splits.folds[: req.max_folds] if req.max_folds is not None else splits.folds
     for fold in folds:
         extra = {"test_center": fold.test_center, "splits_file": str(Path(source).resolve())}
+        extra |= records or {}
         parts = [(None, fold.train)] if "full" in req.regimes else []
         if "fewshot" in req.regimes:
             parts += [(d, d.train) for d in draws[fold.fold]]

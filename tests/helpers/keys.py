@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
-from progbench.config import BackboneSpec
 from progbench.data.manifest import Task, load_task
 from progbench.data.splits import Splits, read_splits
 from progbench.extract.features import feature_key, legacy_feature_key
@@ -39,6 +38,7 @@ STREAMED = FinetuneOptions(epochs=1, lr_head=1e-3, image_size=SIZE, device="cpu"
 @dataclass
 class Inputs:
     task: Task
+    task_file: Path
     splits: Splits
     cache: Path
     runs: Path
@@ -47,8 +47,10 @@ class Inputs:
 def make_inputs(root: Path) -> Inputs:
     """The fixed cohort (24 patients, 2 centres, 32 px) and the splits babab05 made for it."""
     manifest = write_cohort(root / "cohort", patients=24, centers=2, size=SIZE)
-    task = load_task(manifest.parent / "tasks" / "severity.yaml")
-    return Inputs(task, read_splits(SPLITS), root / "cache", root / "runs")
+    task_file = manifest.parent / "tasks" / "severity.yaml"
+    return Inputs(
+        load_task(task_file), task_file, read_splits(SPLITS), root / "cache", root / "runs"
+    )
 
 
 def identity(spec: RunSpec) -> dict[str, Any]:
@@ -56,13 +58,14 @@ def identity(spec: RunSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", exclude={"extra"})
 
 
-def lp_spec(inp: Inputs, features: str, spec: BackboneSpec | None = None) -> RunSpec:
+def lp_spec(inp: Inputs, features: str, records: dict[str, Any] | None = None) -> RunSpec:
     """Fold 0's full-data LP run (default probe) on the feature store `features`."""
     ref = backbone_ref(BACKBONE, WEIGHTS)
     ctx = LPContext(BACKBONE, ref.weights, ref.weights_fingerprint, features)
     settings = lp_settings(ctx, ProbeConfig.preset("default"))
     path = splits_path(inp.task, REQUEST, "kfold", inp.runs)
-    return plan_runs(inp.task, inp.splits, REQUEST, path, ctx.identity(), settings)[0].spec
+    problems = plan_runs(inp.task, inp.splits, REQUEST, path, ctx.identity(), settings, records)
+    return problems[0].spec
 
 
 def streamed_spec(inp: Inputs, strategy: str = "bitfit") -> RunSpec:
