@@ -27,6 +27,7 @@ from progbench.config import (
     ProjectionSpec,
     StrategySpec,
     TargetSpec,
+    TaskConfig,
     VariantGrid,
     parse_model,
 )
@@ -59,6 +60,7 @@ KEYED = [
     ProbePreset,
     ProbeConfig,
     FinetuneOptions,
+    TaskConfig,
 ]
 
 
@@ -139,6 +141,32 @@ def test_one_feature_definition() -> None:
     spec = get_backbone_spec("tiny-dinov2")
     assert list(spec.feature_definition()) == identity_fields(BackboneSpec, "feature")
     assert spec.feature_definition()["feature"] == {"pooling": "cls", "projection": "none"}
+
+
+@pytest.mark.parametrize("name", ["knn", "svm-rbf", "logreg", "random-forest"])
+def test_a_sklearn_runs_identity_is_what_babab05_listed(name: str) -> None:
+    from progbench.train.solvers import solver_for
+
+    s = get_strategy(name).spec
+    listed = {  # train.estimators' hand-written identity at babab05
+        "estimator": s.estimator,
+        "params": s.params,
+        "grid": s.grid,
+        "class_weight": s.class_weight,
+        "calibration": s.calibration,
+        "variants": s.variant_grid.identity(),
+    }
+    assert solver_for(get_strategy(name), "default").identity() == {"sklearn": listed}
+
+
+def test_a_tasks_description_is_no_part_of_a_run(inputs: K.Inputs) -> None:
+    from progbench.train.plan import task_definition
+
+    before = task_definition(inputs.task)
+    assert before == {"outcome": "severity", "positive": "1", "negative": None,
+                      "per_image_labels": False}  # fmt: skip
+    config = inputs.task.config.model_copy(update={"description": "reworded"})
+    assert task_definition(dataclasses.replace(inputs.task, config=config)) == before
 
 
 # ------------------------------------------------------------------ invariance

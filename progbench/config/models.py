@@ -72,6 +72,7 @@ TRANSFORM = Identity(part="transform")
 WEIGHTS = Identity(part="weights")
 DTYPE = Identity(part="dtype")
 LATER = Identity(later=True)
+SKLEARN = Identity(part="sklearn")
 COUNT = Recorded("counted from the built encoder; checked by tests, never in a key")
 
 
@@ -207,13 +208,14 @@ class StrategySpec(StrictModel):
     variants: Annotated[VariantGrid | None, LATER] = None
     # sklearn only: an importable estimator class, fixed keyword arguments, a grid searched on
     # validation, and class weighting (`balanced`) where the estimator takes `class_weight`.
-    estimator: Annotated[str | None, LATER] = None
-    params: Annotated[dict[str, Any], LATER] = Field(default_factory=dict)
-    grid: Annotated[dict[str, list[Any]], LATER] = Field(default_factory=dict)
-    class_weight: Annotated[Literal["balanced"] | None, LATER] = None
+    # (`sklearn` fields: the identity of a sklearn run, train.estimators; never set otherwise)
+    estimator: Annotated[str | None, SKLEARN] = None
+    params: Annotated[dict[str, Any], SKLEARN] = Field(default_factory=dict)
+    grid: Annotated[dict[str, list[Any]], SKLEARN] = Field(default_factory=dict)
+    class_weight: Annotated[Literal["balanced"] | None, SKLEARN] = None
     # sklearn only: p_pos from CalibratedClassifierCV(estimator, method, ensemble=False) on up
     # to 3 stratified folds of the training images (for estimators without predict_proba).
-    calibration: Annotated[Literal["sigmoid", "isotonic"] | None, LATER] = None
+    calibration: Annotated[Literal["sigmoid", "isotonic"] | None, SKLEARN] = None
     order: Annotated[int, DESCRIPTIVE] = 1000
 
     @model_validator(mode="after")

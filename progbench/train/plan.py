@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from progbench.atomic import atomic_write_json
+from progbench.config.keys import identity_of
 from progbench.data.fewshot import add_fewshot
 from progbench.data.manifest import Task
 from progbench.data.splitcheck import check_splits
@@ -140,13 +141,8 @@ def data_fingerprint(task: Task, train: list[str], val: list[str], test: list[st
 
 
 def task_definition(task: Task) -> dict[str, Any]:
-    c = task.config
-    return {
-        "outcome": c.outcome,
-        "positive": str(c.positive),
-        "negative": c.negative,
-        "per_image_labels": c.per_image_labels,
-    }
+    """The task's identity fields (progbench.config.keys): never its description."""
+    return identity_of(task.config)
 
 
 def plan_runs(
