@@ -45,6 +45,7 @@ from progbench.extract.features import extract_features
 from progbench.models.registry import get_backbone_spec
 from progbench.models.strategies import get_strategy
 from progbench.runs import RunSpec, identity_diff
+from progbench.train.augment import AugmentConfig
 from progbench.train.options import FinetuneOptions
 from progbench.train.probe import ProbeConfig
 from tests.helpers import keys as K
@@ -61,6 +62,8 @@ KEYED = [
     ProbeConfig,
     FinetuneOptions,
     TaskConfig,
+    ImageStoreParams,
+    AugmentConfig,
 ]
 
 
@@ -235,6 +238,32 @@ def test_rewording_a_streamed_runs_yamls_moves_no_run(inputs: K.Inputs) -> None:
     assert ctx.settings() == before
     ctx.fit = dataclasses.replace(ctx.fit, opts=dataclasses.replace(opts, epochs=2))
     assert ctx.settings()["train"]["epochs"] == 2
+
+
+def test_a_peft_runs_identity_holds_where_its_adapters_go(inputs: K.Inputs) -> None:
+    from progbench.train.finetune import prepare_finetune
+
+    opts = dataclasses.replace(K.STREAMED, cache_dir=inputs.cache)
+    ctx = prepare_finetune(inputs.task, K.BACKBONE, K.WEIGHTS, "lora-r4", inputs.runs, opts)
+    spec = ctx.fit.model_spec
+    before = ctx.settings()
+    assert before["adapters"] == identity_of(spec.targets.lora)
+    reworded = spec.targets.model_copy(update={"study": "reworded"})
+    ctx.fit = dataclasses.replace(ctx.fit, model_spec=spec.model_copy(update={"targets": reworded}))
+    assert ctx.settings() == before
+    lora = spec.targets.lora.model_copy(update={"modules": [*spec.targets.lora.modules, "fc"]})
+    moved = spec.targets.model_copy(update={"lora": lora})
+    ctx.fit = dataclasses.replace(ctx.fit, model_spec=spec.model_copy(update={"targets": moved}))
+    assert ctx.settings()["adapters"]["modules"][-1] == "fc"
+    # A LoRA run made before the adapters were recorded (babab05) is compared without them.
+    new = K.streamed_spec(inputs, "lora-r4")
+    old = new.model_copy(
+        update={"settings": {k: v for k, v in new.settings.items() if k != "adapters"}}
+    )
+    assert identity_diff(old, new) == []
+    assert identity_diff(new, old) == [
+        f"adapters.{k}: {v!r} there, unset now" for k, v in sorted(new.settings["adapters"].items())
+    ]
 
 
 def test_rewording_a_strategy_or_probe_description_moves_no_identity() -> None:

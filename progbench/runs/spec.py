@@ -26,10 +26,16 @@ _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 # Spec fields outside `settings` that identify a run beyond its place in the tree.
 IDENTITY_FIELDS = ("weights_fingerprint", "seed", "scheme")
 # Runs made by progbench up to commit babab05, before identities were derived from declarations
-# (progbench.config.keys), lack these settings of the one feature definition and the input
-# transform (their values then were the backbone's, as now) and record descriptive `note`s that
-# are no key: such a run is compared without them. docs/DESIGN_NOTES.md, 14.
-NOT_RECORDED_BEFORE = ("backbone.family", "backbone.weights_format", "backbone.input_size")
+# (progbench.config.keys), lack these settings (of the one feature definition, the input
+# transform, and the adapters' targets; their values then were the backbone's YAML's, as now)
+# and record descriptive `note`s that are no key: such a run is compared without them (a name
+# or any setting under it). docs/DESIGN_NOTES.md, 14.
+NOT_RECORDED_BEFORE = (
+    "backbone.family",
+    "backbone.weights_format",
+    "backbone.input_size",
+    "adapters",
+)
 DESCRIPTIVE_SETTINGS = ("note", "description")
 # `extra` entry of a new run: per setting, older values that name the same input (the key
 # babab05 gave the same feature store); a finished run recording one of them is of this identity.
@@ -128,7 +134,9 @@ def identity_diff(old: RunSpec, new: RunSpec) -> list[str]:
     diffs = []
     for name in sorted(set(a) | set(b), key=lambda n: (n not in IDENTITY_FIELDS, n)):
         va, vb = a.get(name, missing), b.get(name, missing)
-        if va is missing and name in NOT_RECORDED_BEFORE:
+        if va is missing and any(
+            name == p or name.startswith(f"{p}.") for p in NOT_RECORDED_BEFORE
+        ):
             continue
         if vb is missing and name.rpartition(".")[2] in DESCRIPTIVE_SETTINGS:
             continue

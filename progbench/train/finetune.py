@@ -93,12 +93,15 @@ class FinetuneContext:
             "input_size": spec.input_size,
             "dtype": fit.accel.dtype,
         }
-        return {
+        out = {
             "strategy": self.strategy.settings(),
             "backbone": spec.feature_definition() | spec.transform(),
             "image_store": fit.store.content_fingerprint,
             "train": identity_of(o, resolved=in_effect),
         }
+        if self.strategy.uses_peft:  # where the adapters go: the backbone's targets for the kind
+            out["adapters"] = identity_of(spec.targets.for_kind(self.strategy.kind))
+        return out
 
     def records(self) -> dict[str, Any]:
         """Recorded, not compared: they cannot change the predictions."""
