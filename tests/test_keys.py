@@ -47,6 +47,7 @@ from progbench.models.strategies import get_strategy
 from progbench.runs import RunSpec, identity_diff
 from progbench.train.augment import AugmentConfig
 from progbench.train.options import FinetuneOptions
+from progbench.train.plan import SplitRequest, splits_path
 from progbench.train.probe import ProbeConfig
 from tests.helpers import keys as K
 
@@ -64,6 +65,7 @@ KEYED = [
     TaskConfig,
     ImageStoreParams,
     AugmentConfig,
+    SplitRequest,
 ]
 
 
@@ -170,6 +172,26 @@ def test_a_tasks_description_is_no_part_of_a_run(inputs: K.Inputs) -> None:
                       "per_image_labels": False}  # fmt: skip
     config = inputs.task.config.model_copy(update={"description": "reworded"})
     assert task_definition(dataclasses.replace(inputs.task, config=config)) == before
+
+
+SPLIT_CHANGES = {"scheme": "loco", "folds": 3, "val_fraction": 0.3, "seed": 7, "shots": (2, 4),
+                 "repeats": 2, "per_center": True, "test_fraction": 0.3}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", identity_fields(SplitRequest))
+def test_every_split_setting_names_another_splits_file(name: str, inputs: K.Inputs) -> None:
+    """The splits file is the split's key: each identity field of SplitRequest is in its name."""
+    m = declarations(SplitRequest)[name]
+    assert isinstance(m, Identity)
+    scheme = dict(m.only_if).get("scheme", "kfold")
+    base = SplitRequest(scheme=scheme, shots=(2,))
+    changed = dataclasses.replace(base, **{name: SPLIT_CHANGES[name]})
+    path = splits_path(inputs.task, base, scheme, inputs.runs)
+    assert splits_path(inputs.task, changed, changed.scheme, inputs.runs) != path
+    recorded = {"splits_file": Path("x.json"), "regimes": ("full",), "max_folds": 1}
+    assert set(recorded) == set(declarations(SplitRequest)) - set(identity_fields(SplitRequest))
+    again = dataclasses.replace(base, **recorded)  # recorded-only fields name no other file
+    assert splits_path(inputs.task, again, scheme, inputs.runs) == path
 
 
 # ------------------------------------------------------------------ invariance

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from progbench.atomic import atomic_write_json
-from progbench.config.keys import identity_of
+from progbench.config.keys import IDENTITY, Identity, Recorded, identity_of
 from progbench.data.fewshot import add_fewshot
 from progbench.data.manifest import Task
 from progbench.data.splitcheck import check_splits
@@ -36,22 +36,30 @@ from progbench.errors import SplitError
 from progbench.provenance import fingerprint
 from progbench.runs import RunSpec
 
+# Which of the planned runs to make: no part of a split or of a run.
+_WHICH_RUNS = Recorded("which of the planned runs to make")
+
 
 @dataclass(frozen=True)
 class SplitRequest:
-    scheme: str = "auto"  # auto | loco | kfold | holdout (data.splits.resolve_scheme)
-    folds: int = 5
-    val_fraction: float = 0.2
-    seed: int = 42
-    shots: tuple[int, ...] = ()
-    repeats: int = 5
-    per_center: bool = False
-    test_fraction: float = 0.2  # holdout only
-    splits_file: Path | None = None
+    """The split's parameters: each identity field names another splits file (`splits_path`,
+    checked by tests/test_keys.py) and so other splits; the runs record the file's parameters
+    and images (`settings.split`, `settings.data`)."""
+
+    # auto | loco | kfold | holdout (data.splits.resolve_scheme), resolved before it is keyed
+    scheme: Annotated[str, IDENTITY] = "auto"
+    folds: Annotated[int, Identity(only_if=(("scheme", "kfold"),))] = 5
+    val_fraction: Annotated[float, IDENTITY] = 0.2
+    seed: Annotated[int, IDENTITY] = 42
+    shots: Annotated[tuple[int, ...], IDENTITY] = ()
+    repeats: Annotated[int, IDENTITY] = 5  # with shots
+    per_center: Annotated[bool, IDENTITY] = False  # with shots
+    test_fraction: Annotated[float, Identity(only_if=(("scheme", "holdout"),))] = 0.2
+    splits_file: Annotated[Path | None, Recorded("its splits are the runs' data")] = None
     # Which of the planned runs to make (a sweep's cells split them): the full-data runs, the
     # few-shot draws, and only the first `max_folds` folds (quick studies).
-    regimes: tuple[str, ...] = ("full", "fewshot")
-    max_folds: int | None = None
+    regimes: Annotated[tuple[str, ...], _WHICH_RUNS] = ("full", "fewshot")
+    max_folds: Annotated[int | None, _WHICH_RUNS] = None
 
 
 @dataclass(frozen=True)
