@@ -5,21 +5,22 @@
 # Nothing here needs rerunning: it records what that version made.
 set -e
 CODE=$1; OUT=$2
+VENV=${VENV:-/work/main/.venv}  # the environment to run it with
 rm -rf $OUT; mkdir -p $OUT
 HERE=$PWD; cd $CODE
-PYTHONPATH=$CODE /work/main/.venv/bin/python -c "
+PYTHONPATH=$CODE $VENV/bin/python -c "
 from pathlib import Path
 from tests.helpers.cohorts import write_cohort
 write_cohort(Path('$OUT/cohort'), patients=24, centers=2, size=32)
 "
-PB="env PYTHONPATH=$CODE OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= HF_HUB_OFFLINE=1 /work/main/.venv/bin/progbench"
+PB="env PYTHONPATH=$CODE OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES= HF_HUB_OFFLINE=1 $VENV/bin/progbench"
 T=$OUT/cohort/tasks/severity.yaml
 $PB train $T --backbone tiny-resnet --weights random --image-size 32 --strategy lp --scheme kfold --folds 2 --runs $OUT/runs --cache-dir $OUT/cache
 $PB train $T --backbone tiny-resnet --weights random --image-size 32 --strategy bitfit --scheme kfold --folds 2 --epochs 1 --lr-head 0.001 --runs $OUT/runs --cache-dir $OUT/cache
 # The few KB the tests keep (tests/test_keys.py): both runs' spec.json, the stores' keys and the
 # key attributes of the feature store, and the splits file the runs were made from.
 cd "$HERE"
-PYTHONPATH=$CODE /work/main/.venv/bin/python - "$OUT" <<'PY'
+PYTHONPATH=$CODE $VENV/bin/python - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
