@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import zarr
@@ -34,6 +34,7 @@ from progbench.cache.store import (
     repair_missing,
     write_strings,
 )
+from progbench.config.keys import IDENTITY, identity_of
 from progbench.data.images import load_image
 from progbench.data.manifest import BOX_COLUMNS, Manifest
 from progbench.errors import CacheError, ImageDecodeError, ProgbenchError
@@ -48,17 +49,16 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class ImageStoreParams:
-    size: int = 224
-    crop: bool = True  # crop to the lung box when the manifest has box columns
-    equalize: bool = False  # global histogram equalisation (the reference study's AIforCOVID)
+    """How images are preprocessed: every field is part of the store's key (config.keys)."""
+
+    size: Annotated[int, IDENTITY] = 224
+    # crop to the lung box when the manifest has box columns
+    crop: Annotated[bool, IDENTITY] = True
+    # global histogram equalisation (the reference study's AIforCOVID)
+    equalize: Annotated[bool, IDENTITY] = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "crop": self.crop,
-            "equalize": self.equalize,
-            "format_version": IMAGE_FORMAT_VERSION,
-        }
+        return identity_of(self) | {"format_version": IMAGE_FORMAT_VERSION}
 
 
 @dataclass(frozen=True)

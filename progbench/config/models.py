@@ -4,11 +4,12 @@ parses the files."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from progbench.config.base import StrictModel
+from progbench.config.keys import DESCRIPTIVE, IDENTITY, Identity, Recorded, identity_of
 from progbench.config.variants import VariantGrid
 
 REGISTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -23,9 +24,10 @@ class TargetSpec(StrictModel):
     entry or ends with `.` + entry. `feedforward` (IA3 only) is the subset scaled on its input.
     """
 
-    modules: list[str] = Field(default_factory=list)
-    feedforward: list[str] = Field(default_factory=list)
-    not_applicable: str | None = None
+    modules: Annotated[list[str], IDENTITY] = Field(default_factory=list)
+    feedforward: Annotated[list[str], IDENTITY] = Field(default_factory=list)
+    # Why it cannot go there: the strategy is then refused, nothing is made.
+    not_applicable: Annotated[str | None, DESCRIPTIVE] = None
 
     @model_validator(mode="after")
     def _modules_or_reason(self) -> TargetSpec:
@@ -50,10 +52,10 @@ class TargetSpec(StrictModel):
 class AdapterTargets(StrictModel):
     """Targets per adapter method, translated to the module names of the installed libraries."""
 
-    lora: TargetSpec
-    vera: TargetSpec
-    ia3: TargetSpec
-    study: str = ""  # the reference study's own target names, kept for the record
+    lora: Annotated[TargetSpec, IDENTITY]
+    vera: Annotated[TargetSpec, IDENTITY]
+    ia3: Annotated[TargetSpec, IDENTITY]
+    study: Annotated[str, DESCRIPTIVE] = ""  # the reference study's own target names
 
     def for_kind(self, kind: AdapterKind) -> TargetSpec:
         return {"lora": self.lora, "vera": self.vera, "ia3": self.ia3}[kind]
@@ -65,63 +67,77 @@ class AdapterTargets(StrictModel):
         return self
 
 
+FEATURE = Identity(part="feature")
+TRANSFORM = Identity(part="transform")
+WEIGHTS = Identity(part="weights")
+DTYPE = Identity(part="dtype")
+LATER = Identity(later=True)
+SKLEARN = Identity(part="sklearn")
+COUNT = Recorded("counted from the built encoder; checked by tests, never in a key")
+
+
 class FeatureSpec(StrictModel):
     """How the feature is taken: which token or pool, and before or after a projection."""
 
-    pooling: Literal["cls", "avg"]
-    projection: Literal["none", "after"]
-    note: str = ""
+    pooling: Annotated[Literal["cls", "avg"], IDENTITY]
+    projection: Annotated[Literal["none", "after"], IDENTITY]
+    note: Annotated[str, DESCRIPTIVE] = ""
 
 
 class ProjectionSpec(StrictModel):
     """A linear projection applied after pooling (MedCLIP's image projection)."""
 
-    in_features: int = Field(gt=0)
-    out_features: int = Field(gt=0)
-    bias: bool = False
+    in_features: Annotated[int, IDENTITY] = Field(gt=0)
+    out_features: Annotated[int, IDENTITY] = Field(gt=0)
+    bias: Annotated[bool, IDENTITY] = False
 
 
 class BackboneSpec(StrictModel):
     """One backbone of the registry: how to build it, load it, feed it and adapt it."""
 
-    name: str = Field(pattern=REGISTRY_NAME_PATTERN)
-    description: str = ""
-    family: str  # twins share a family with their full-size backbone: hf-dinov2, torchvision-cnn...
-    library: Literal["torchvision", "transformers", "open_clip"]
+    # Each field's role in keys (progbench.config.keys): `feature` fields are the feature
+    # definition (feature-store keys, streamed runs), `transform` the input transform, `layout`
+    # the token layout of a store row, `dtype` fields enter keys as the resolved dtype, `weights`
+    # fields as the weights fingerprint, `adapters` where adapters go.
+    name: Annotated[str, Identity(part="name")] = Field(pattern=REGISTRY_NAME_PATTERN)
+    description: Annotated[str, DESCRIPTIVE] = ""
+    # twins share a family with their full-size backbone: hf-dinov2, torchvision-cnn...
+    family: Annotated[str, FEATURE]
+    library: Annotated[Literal["torchvision", "transformers", "open_clip"], FEATURE]
     # torchvision: a builder or class in torchvision.models; transformers: a model class;
     # open_clip: "vision_tower" (built from `config_overrides` = open_clip's model_cfg).
-    arch: str
-    hub_id: str | None = None  # torchvision weights enum, HF repo id, or a release URL (MedCLIP)
-    weights_format: Literal["native", "medclip"] = "native"
-    arch_overrides: dict[str, Any] = Field(
-        default_factory=dict
-    )  # torchvision builder keyword arguments
-    config_overrides: dict[str, Any] = Field(
-        default_factory=dict
-    )  # transformers config kwargs / open_clip model_cfg
-    ignore_checkpoint_keys: list[str] = Field(
-        default_factory=list
-    )  # key prefixes of other towers in a checkpoint
-    feature: FeatureSpec
-    feature_dim: int = Field(gt=0)
+    arch: Annotated[str, FEATURE]
+    # torchvision weights enum, HF repo id, or a release URL (MedCLIP)
+    hub_id: Annotated[str | None, WEIGHTS] = None
+    weights_format: Annotated[Literal["native", "medclip"], FEATURE] = "native"
+    # torchvision builder keyword arguments
+    arch_overrides: Annotated[dict[str, Any], FEATURE] = Field(default_factory=dict)
+    # transformers config kwargs / open_clip model_cfg
+    config_overrides: Annotated[dict[str, Any], FEATURE] = Field(default_factory=dict)
+    # key prefixes of other towers in a checkpoint
+    ignore_checkpoint_keys: Annotated[list[str], WEIGHTS] = Field(default_factory=list)
+    feature: Annotated[FeatureSpec, FEATURE]
+    feature_dim: Annotated[int, FEATURE] = Field(gt=0)
     # The head inputs it offers (docs/MODELS.md); default: the single feature (`cls1`).
-    variants: VariantGrid = Field(default_factory=VariantGrid)
-    projection: ProjectionSpec | None = None
-    input_size: int = Field(gt=0)
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    is_cnn: bool
-    bf16_cast_weights: bool = False  # bf16 by casting weights, not autocast (open_clip on CPU)
-    encoder_params: int = Field(gt=0)
+    variants: Annotated[VariantGrid, Identity(part="layout")] = Field(default_factory=VariantGrid)
+    projection: Annotated[ProjectionSpec | None, FEATURE] = None
+    input_size: Annotated[int, TRANSFORM] = Field(gt=0)
+    mean: Annotated[tuple[float, float, float], TRANSFORM]
+    std: Annotated[tuple[float, float, float], TRANSFORM]
+    is_cnn: Annotated[bool, DTYPE]  # autocast only, never bf16 weights; any input side
+    # bf16 by casting weights, not autocast (open_clip on CPU)
+    bf16_cast_weights: Annotated[bool, DTYPE] = False
+    encoder_params: Annotated[int, COUNT] = Field(gt=0)
     # FLOPs of one forward at input_size (batch 1), for cost projections; checked by a test.
-    forward_gflops: float | None = Field(default=None, gt=0)
-    unused_parameters: list[str] = Field(
+    forward_gflops: Annotated[float | None, COUNT] = Field(default=None, gt=0)
+    # never reached by the feature path: frozen always
+    unused_parameters: Annotated[list[str], Recorded("never reached by the feature path")] = Field(
         default_factory=list
-    )  # never reached by the feature path: frozen always
-    targets: AdapterTargets
-    tiny: bool = False
-    twin_of: str | None = None
-    order: int = 1000  # display order in `progbench models`
+    )
+    targets: Annotated[AdapterTargets, Identity(part="adapters")]
+    tiny: Annotated[bool, DESCRIPTIVE] = False
+    twin_of: Annotated[str | None, DESCRIPTIVE] = None
+    order: Annotated[int, DESCRIPTIVE] = 1000  # display order in `progbench models`
 
     @field_validator("std")
     @classmethod
@@ -160,45 +176,47 @@ class BackboneSpec(StrictModel):
         return self
 
     def feature_definition(self) -> dict[str, Any]:
-        """What, besides the weights, decides the feature vector (part of feature-store keys)."""
-        return {
-            "library": self.library,
-            "arch": self.arch,
-            "arch_overrides": self.arch_overrides,
-            "config_overrides": self.config_overrides,
-            "feature": self.feature.model_dump(exclude={"note"}),
-            "feature_dim": self.feature_dim,
-            "projection": None if self.projection is None else self.projection.model_dump(),
-        }
+        """What, besides the weights and the input transform, decides the feature vector: the
+        `feature` fields (feature-store keys and streamed runs' identity; never the notes)."""
+        return identity_of(self, "feature")
+
+    def transform(self) -> dict[str, Any]:
+        """The input transform's identity: input side, mean and std."""
+        return identity_of(self, "transform")
 
 
 class StrategySpec(StrictModel):
     """An adaptation strategy preset: LP, FFT, LoRA/VeRA at a rank, BitFit, IA3, or a
     scikit-learn estimator on the frozen features (`sklearn`)."""
 
-    name: str = Field(pattern=REGISTRY_NAME_PATTERN)
-    kind: StrategyKind
-    description: str = ""
-    rank: int | None = Field(default=None, gt=0)  # LoRA / VeRA rank r
-    alpha: float | None = Field(default=None, gt=0)  # LoRA alpha (scaling = alpha / r)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # LoRA / VeRA dropout
-    peft_options: dict[str, Any] = Field(
-        default_factory=dict
-    )  # further keyword arguments of the peft config class
-    backbone_lr: float | None = Field(default=None, gt=0)  # study default; None: backbone frozen
+    # Every field but the descriptive ones is part of each run's identity (another YAML, another
+    # run); `later` fields were added after runs were first recorded: left out of a run's
+    # identity while at their default, so runs made before them keep matching.
+    name: Annotated[str, IDENTITY] = Field(pattern=REGISTRY_NAME_PATTERN)
+    kind: Annotated[StrategyKind, IDENTITY]
+    description: Annotated[str, DESCRIPTIVE] = ""
+    rank: Annotated[int | None, IDENTITY] = Field(default=None, gt=0)  # LoRA / VeRA rank r
+    # LoRA alpha (scaling = alpha / r)
+    alpha: Annotated[float | None, IDENTITY] = Field(default=None, gt=0)
+    dropout: Annotated[float, IDENTITY] = Field(default=0.0, ge=0.0, lt=1.0)  # LoRA / VeRA
+    # further keyword arguments of the peft config class
+    peft_options: Annotated[dict[str, Any], IDENTITY] = Field(default_factory=dict)
+    # study default; None: backbone frozen
+    backbone_lr: Annotated[float | None, IDENTITY] = Field(default=None, gt=0)
     # The head input (streamed kinds) or the features read (sklearn), chosen on validation when
     # several; None: `cls1`. LP takes its grid from the probe preset instead.
-    variants: VariantGrid | None = None
+    variants: Annotated[VariantGrid | None, LATER] = None
     # sklearn only: an importable estimator class, fixed keyword arguments, a grid searched on
     # validation, and class weighting (`balanced`) where the estimator takes `class_weight`.
-    estimator: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
-    class_weight: Literal["balanced"] | None = None
+    # (`sklearn` fields: the identity of a sklearn run, train.estimators; never set otherwise)
+    estimator: Annotated[str | None, SKLEARN] = None
+    params: Annotated[dict[str, Any], SKLEARN] = Field(default_factory=dict)
+    grid: Annotated[dict[str, list[Any]], SKLEARN] = Field(default_factory=dict)
+    class_weight: Annotated[Literal["balanced"] | None, SKLEARN] = None
     # sklearn only: p_pos from CalibratedClassifierCV(estimator, method, ensemble=False) on up
     # to 3 stratified folds of the training images (for estimators without predict_proba).
-    calibration: Literal["sigmoid", "isotonic"] | None = None
-    order: int = 1000
+    calibration: Annotated[Literal["sigmoid", "isotonic"] | None, SKLEARN] = None
+    order: Annotated[int, DESCRIPTIVE] = 1000
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> StrategySpec:
@@ -238,10 +256,9 @@ class StrategySpec(StrictModel):
     def variant_grid(self) -> VariantGrid:
         return self.variants or VariantGrid()
 
-
-# Fields added after runs were first recorded: left out of a run's identity while at their
-# default, so runs made before them keep matching (their value then was the default).
-LATER_FIELDS = ("variants", "estimator", "params", "grid", "class_weight", "calibration")
+    def identity(self) -> dict[str, Any]:
+        """The preset's content, descriptions left out: part of every run's identity."""
+        return identity_of(self)
 
 
 def check_estimator_shape(spec: StrategySpec) -> None:

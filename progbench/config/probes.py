@@ -10,30 +10,39 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from progbench.config.base import StrictModel, parse_model, read_yaml
+from progbench.config.keys import DESCRIPTIVE, IDENTITY, Identity, Recorded
 from progbench.config.models import REGISTRY_NAME_PATTERN
 from progbench.config.variants import VariantGrid
 from progbench.errors import ConfigError
 
 PROBES_DIR = Path(__file__).resolve().parent.parent / "configs" / "probes"
 PROBES_DIR_ENV = "PROGBENCH_PROBES_DIR"
+ADAM = Identity(only_if=(("solver", "adam"),))  # used by the adam solver only
 
 
 class ProbePreset(StrictModel):
-    name: str = Field(pattern=REGISTRY_NAME_PATTERN)
-    description: str = ""
-    solver: Literal["lbfgs", "adam"] = "lbfgs"
-    weight_decays: list[float] = Field(min_length=1)
-    lrs: list[float] = Field(default_factory=lambda: [1e-2, 1e-3, 1e-4], min_length=1)
-    max_steps: int = Field(default=600, ge=1)
-    eval_every: int = Field(default=10, ge=1)  # adam only
-    patience: int = Field(default=10, ge=1)  # adam only
+    """Its identity fields are progbench.train.probe.ProbeConfig's (checked by a test): an LP
+    run's identity is the preset's content, never its name or description."""
+
+    name: Annotated[str, Recorded("its content is the identity")] = Field(
+        pattern=REGISTRY_NAME_PATTERN
+    )
+    description: Annotated[str, DESCRIPTIVE] = ""
+    solver: Annotated[Literal["lbfgs", "adam"], IDENTITY] = "lbfgs"
+    weight_decays: Annotated[list[float], IDENTITY] = Field(min_length=1)
+    lrs: Annotated[list[float], ADAM] = Field(
+        default_factory=lambda: [1e-2, 1e-3, 1e-4], min_length=1
+    )
+    max_steps: Annotated[int, IDENTITY] = Field(default=600, ge=1)
+    eval_every: Annotated[int, ADAM] = Field(default=10, ge=1)
+    patience: Annotated[int, ADAM] = Field(default=10, ge=1)
     # Asked for; each backbone contributes the ones it offers (its YAML's `variants:`).
-    variants: VariantGrid = Field(default_factory=VariantGrid)
+    variants: Annotated[VariantGrid, IDENTITY] = Field(default_factory=VariantGrid)
 
 
 def probe_files() -> dict[str, Path]:

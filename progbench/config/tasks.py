@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import field_validator
 
 from progbench.config.base import StrictModel, label_text, parse_model, read_yaml
+from progbench.config.keys import DESCRIPTIVE, IDENTITY, Identity, Recorded
 
 
 class TaskConfig(StrictModel):
-    """A prediction task: which manifest, which outcome column, which value is positive."""
+    """A prediction task: which manifest, which outcome column, which value is positive.
 
-    name: str
-    manifest: Path
-    outcome: str
-    positive: str
-    negative: list[str] | None = None  # needed only when the column has more than two values
+    Its identity fields are a run's `settings.task` (train.plan.task_definition); its name places
+    the run in the tree, and the manifest enters as the fingerprint of the fold's images and
+    labels, not as a path."""
+
+    name: Annotated[str, Identity(part="name")]
+    manifest: Annotated[Path, Recorded("its images and labels are in the data fingerprint")]
+    outcome: Annotated[str, IDENTITY]
+    positive: Annotated[str, IDENTITY]
+    # needed only when the column has more than two values
+    negative: Annotated[list[str] | None, IDENTITY] = None
     # A prognosis outcome belongs to a patient: images of one patient with different labels are
     # an error unless the outcome is declared per image.
-    per_image_labels: bool = False
-    description: str = ""
+    per_image_labels: Annotated[bool, IDENTITY] = False
+    description: Annotated[str, DESCRIPTIVE] = ""
 
     @field_validator("positive", mode="before")
     @classmethod

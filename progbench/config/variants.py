@@ -15,12 +15,13 @@ Variant `cls1` (n = 1, no avgpool) is always offered: it is the backbone's singl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from progbench.config.base import StrictModel
+from progbench.config.keys import DESCRIPTIVE, IDENTITY
 from progbench.errors import ConfigError
 
 
@@ -66,9 +67,9 @@ class VariantGrid(StrictModel):
     """Variants as the cross product of two lists (YAML: `variants: {n_last_blocks: [1, 4],
     avgpool: [false, true]}`), in that order: n outer, avgpool inner."""
 
-    n_last_blocks: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    avgpool: list[bool] = Field(default_factory=lambda: [False], min_length=1)
-    note: str = ""
+    n_last_blocks: Annotated[list[int], IDENTITY] = Field(default_factory=lambda: [1], min_length=1)
+    avgpool: Annotated[list[bool], IDENTITY] = Field(default_factory=lambda: [False], min_length=1)
+    note: Annotated[str, DESCRIPTIVE] = ""
 
     @field_validator("n_last_blocks")
     @classmethod

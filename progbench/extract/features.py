@@ -9,6 +9,7 @@ taken by the backbone's source (progbench.models.sources.encoder_tokens).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,50 +46,55 @@ class ExtractResult:
     images_per_s: float | None
     repaired: int = 0  # rows found done whose chunks were missing or damaged (recomputed)
     dims: str = ""  # the feature dimension per variant (TokenLayout.describe)
+    # The key progbench up to babab05 gave these features (legacy_feature_key), when not `key`:
+    # runs recorded on it are runs on these features (LP runs accept it, runs.spec.ALIASES).
+    legacy_key: str | None = None
 
 
 def feature_key(
     store: ImageStore, loaded: LoadedBackbone | BackboneRef, accel: Accel
 ) -> FeatureKey:
+    """Derived from the backbone's declarations (progbench.config.keys): its `feature` fields
+    (the feature definition), `transform` fields and token layout; never its descriptions."""
     spec = loaded.spec
     return FeatureKey(
         image_store=store.content_fingerprint,
         backbone=spec.name,
         weights_fingerprint=loaded.weights_fingerprint,
-        transform={
-            "input_size": spec.input_size,
-            "mean": list(spec.mean),
-            "std": list(spec.std),
-            "crop": bool(store.attrs.get("crop")),
-            "store_size": store.size,
-        },
-        feature=feature_definition(spec) | {"layout": token_layout(spec).to_dict()},
+        transform=spec.transform()
+        | {"crop": bool(store.attrs.get("crop")), "store_size": store.size},
+        feature=spec.feature_definition() | {"layout": token_layout(spec).to_dict()},
         dtype=accel.dtype if not accel.cast_weights else "bf16-weights",
     )
+
+
+def legacy_feature_key(key: FeatureKey, spec: BackboneSpec) -> FeatureKey:
+    """The key progbench up to commit babab05 gave the same store: its feature definition held
+    the feature block whole, its descriptive `note` included. A complete or partial store found
+    under it (and none under `key`) is used as it is: same inputs, same features."""
+    return dataclasses.replace(
+        key, feature=key.feature | {"feature": spec.feature.model_dump(mode="json")}
+    )
+
+
+def store_for(
+    cache_dir: str | Path | None, key: FeatureKey, spec: BackboneSpec
+) -> tuple[Path, FeatureKey]:
+    """Where the store of `key` is: its own path, or the path of its legacy key when only a
+    store made by an older progbench is there."""
+    root = feature_store_dir(cache_dir)
+    path = root / f"{key.key}.zarr"
+    if not (path / "zarr.json").is_file():
+        old = legacy_feature_key(key, spec)
+        old_path = root / f"{old.key}.zarr"
+        if (old_path / "zarr.json").is_file():
+            return old_path, old
+    return path, key
 
 
 def token_layout(spec: BackboneSpec) -> TokenLayout:
     """What a store row of this backbone holds: every token its offered variants need."""
     return TokenLayout.of(spec.variants, spec.feature_dim)
-
-
-# The spec fields that decide what the encoder computes; adapter targets and display fields do not.
-FEATURE_FIELDS = (
-    "family",
-    "library",
-    "arch",
-    "arch_overrides",
-    "config_overrides",
-    "feature",
-    "feature_dim",
-    "projection",
-    "weights_format",
-)
-
-
-def feature_definition(spec: Any) -> dict[str, Any]:
-    data = spec.model_dump(mode="json")
-    return {k: data.get(k) for k in FEATURE_FIELDS}
 
 
 @torch.inference_mode()
@@ -132,13 +138,15 @@ def extract_features(
     loaded = loaded or backbone_ref(backbone, weights)
     spec = loaded.spec
     accel = resolve_accel(device, dtype, spec.is_cnn, spec.bf16_cast_weights)
-    key = feature_key(store, loaded, accel)
-    path = feature_store_dir(cache_dir) / f"{key.key}.zarr"
+    new = feature_key(store, loaded, accel)
+    path, key = store_for(cache_dir, new, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     with lock_for(path):
-        return _extract_locked(
+        res = _extract_locked(
             path, key, store, loaded, accel, batch_size, built.path, manifest, progress
         )
+    legacy = legacy_feature_key(new, spec).key
+    return dataclasses.replace(res, legacy_key=legacy if legacy != res.key else None)
 
 
 def _extract_locked(

@@ -135,7 +135,20 @@ def is_finished_match(run_dir: Path, spec: RunSpec, force: bool) -> bool:
     raise RunError(
         f"{run_dir} is a finished run of another setup; what differs: {shown}",
         "Use another --runs folder for this setup, or pass --force to replace it (the old "
-        "run is moved to .replaced/).",
+        "run is moved to .replaced/)." + _features_hint(diff),
+    )
+
+
+def _features_hint(diff: list[str]) -> str:
+    """Runs on features differ by the feature store's key; name the one change of its format."""
+    if not any(d.startswith("features:") for d in diff):
+        return ""
+    return (
+        " The feature-store key changes with the image store, the weights, the transform and the "
+        "feature definition; stores made by progbench up to commit babab05 were also keyed by "
+        "the backbone's `note`, so runs on them match only while that note is unchanged: if "
+        "only the note was reworded since, --force retrains these runs on the same features "
+        "(docs/DESIGN_NOTES.md, 14)."
     )
 
 

@@ -10,23 +10,28 @@ translation; then a brightness and contrast jitter. All parameters come from a c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
+from progbench.config.keys import IDENTITY, identity_of
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    scale: tuple[float, float] = (0.85, 1.0)  # crop area as a share of the image
-    ratio: tuple[float, float] = (0.9, 1.1)  # crop aspect ratio (width / height)
-    degrees: float = 5.0  # rotation in [-degrees, degrees]
-    translate: float = 0.03  # shift in [-t, t] of the image side
-    brightness: float = 0.1  # additive shift in [-b, b] of the full intensity range
-    contrast: float = 0.1  # factor in [1 - c, 1 + c] around the image mean
+    # Every field changes the training images: all are part of a streamed run's identity.
+    scale: Annotated[tuple[float, float], IDENTITY] = (0.85, 1.0)  # crop area, share of image
+    ratio: Annotated[tuple[float, float], IDENTITY] = (0.9, 1.1)  # crop aspect (width / height)
+    degrees: Annotated[float, IDENTITY] = 5.0  # rotation in [-degrees, degrees]
+    translate: Annotated[float, IDENTITY] = 0.03  # shift in [-t, t] of the image side
+    # additive shift in [-b, b] of the full intensity range
+    brightness: Annotated[float, IDENTITY] = 0.1
+    contrast: Annotated[float, IDENTITY] = 0.1  # factor in [1 - c, 1 + c] around the image mean
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return identity_of(self)
 
 
 def _uniform(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from progbench.config import StrategySpec, Variant
+from progbench.config.keys import identity_of
 from progbench.errors import ConfigError, RunError
 
 if TYPE_CHECKING:
@@ -88,16 +89,8 @@ class SklearnSolver:
 
     def identity(self) -> dict[str, Any]:
         s = self.spec
-        return {
-            "sklearn": {
-                "estimator": s.estimator,
-                "params": s.params,
-                "grid": s.grid,
-                "class_weight": s.class_weight,
-                "calibration": s.calibration,
-                "variants": s.variant_grid.identity(),
-            }
-        }
+        fields = identity_of(s, "sklearn")  # the preset's `sklearn` fields (config.keys)
+        return {"sklearn": fields | {"variants": s.variant_grid.identity()}}
 
     def asked_variants(self) -> list[Variant]:
         return self.spec.variant_grid.variants()

@@ -28,6 +28,7 @@ import torch
 
 from progbench.accel import prepare_model, resolve_accel
 from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
+from progbench.config.keys import identity_of
 from progbench.data.manifest import Task
 from progbench.data.splits import Splits
 from progbench.errors import ConfigError
@@ -84,32 +85,23 @@ class FinetuneContext:
         """What, besides the data, decides a streamed run's predictions (its identity)."""
         o, fit = self.fit.opts, self.fit
         spec = fit.model_spec
-        return {
-            "strategy": self.strategy.settings(),
-            "backbone": spec.feature_definition()
-            | {"mean": list(spec.mean), "std": list(spec.std)},
-            "image_store": fit.store.content_fingerprint,
-            "train": {
-                "epochs": o.epochs,
-                "batch_size": o.batch_size,
-                "accumulate": o.accumulate,
-                "lr_backbone": fit.lr_backbone,
-                "head_lr_grid": [o.lr_head] if o.lr_head is not None else list(o.head_lr_grid),
-                "weight_decay": o.weight_decay,
-                "warmup_epochs": o.warmup_epochs,
-                "schedule": o.schedule,
-                "plateau_patience": o.plateau_patience,
-                "plateau_factor": o.plateau_factor,
-                "min_lr": o.min_lr,
-                "patience": o.patience,
-                "min_epochs": o.min_epochs,
-                "eval_every": o.eval_every,
-                "augment": fit.augment.to_dict() if fit.augment else None,
-                "image_size": o.image_size,
-                "input_size": spec.input_size,
-                "dtype": fit.accel.dtype,
-            },
+        # The values in effect where an option leaves them to the strategy, backbone or device.
+        in_effect = {
+            "lr_backbone": fit.lr_backbone,
+            "head_lr_grid": [o.lr_head] if o.lr_head is not None else list(o.head_lr_grid),
+            "augment": fit.augment.to_dict() if fit.augment else None,
+            "input_size": spec.input_size,
+            "dtype": fit.accel.dtype,
         }
+        out = {
+            "strategy": self.strategy.settings(),
+            "backbone": spec.feature_definition() | spec.transform(),
+            "image_store": fit.store.content_fingerprint,
+            "train": identity_of(o, resolved=in_effect),
+        }
+        if self.strategy.uses_peft:  # where the adapters go: the backbone's targets for the kind
+            out["adapters"] = identity_of(spec.targets.for_kind(self.strategy.kind))
+        return out
 
     def records(self) -> dict[str, Any]:
         """Recorded, not compared: they cannot change the predictions."""

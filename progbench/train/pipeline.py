@@ -86,6 +86,7 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
     from progbench.extract.features import extract_features
     from progbench.models.identity import backbone_ref
     from progbench.models.strategies import get_strategy
+    from progbench.runs.spec import ALIASES
     from progbench.train.linear import LPContext, lp_settings, run_linear_probes
     from progbench.train.solvers import solver_for
 
@@ -115,8 +116,10 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
         encoder_params=loaded.encoder_params,
         strategy=request.strategy,
     )
+    # A run recorded on the key babab05 gave these features is a run on them (runs.spec).
+    aliases = {ALIASES: {"features": [res.legacy_key]}} if res.legacy_key else None
     problems = plan_runs(
-        task, splits, request.splits, splits_path, ctx.identity(), lp_settings(ctx, cfg)
+        task, splits, request.splits, splits_path, ctx.identity(), lp_settings(ctx, cfg), aliases
     )
     with _maybe(progress, f"{request.strategy} on features of {backbone}") as update:
         lp = run_linear_probes(

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from progbench.atomic import atomic_write_json
+from progbench.config.keys import IDENTITY, Identity, Recorded, identity_of
 from progbench.data.fewshot import add_fewshot
 from progbench.data.manifest import Task
 from progbench.data.splitcheck import check_splits
@@ -39,22 +40,30 @@ from progbench.errors import SplitError
 from progbench.provenance import fingerprint
 from progbench.runs import RunSpec
 
+# Which of the planned runs to make: no part of a split or of a run.
+_WHICH_RUNS = Recorded("which of the planned runs to make")
+
 
 @dataclass(frozen=True)
 class SplitRequest:
-    scheme: str = "auto"  # auto | loco | kfold | holdout (data.splits.resolve_scheme)
-    folds: int = 5
-    val_fraction: float = 0.2
-    seed: int = 42
-    shots: tuple[int, ...] = ()
-    repeats: int = 5
-    per_center: bool = False
-    test_fraction: float = 0.2  # holdout only
-    splits_file: Path | None = None
+    """The split's parameters: each identity field names another splits file (`splits_path`,
+    checked by tests/test_keys.py) and so other splits; the runs record the file's parameters
+    and images (`settings.split`, `settings.data`)."""
+
+    # auto | loco | kfold | holdout (data.splits.resolve_scheme), resolved before it is keyed
+    scheme: Annotated[str, IDENTITY] = "auto"
+    folds: Annotated[int, Identity(only_if=(("scheme", "kfold"),))] = 5
+    val_fraction: Annotated[float, IDENTITY] = 0.2
+    seed: Annotated[int, IDENTITY] = 42
+    shots: Annotated[tuple[int, ...], IDENTITY] = ()
+    repeats: Annotated[int, IDENTITY] = 5  # with shots
+    per_center: Annotated[bool, IDENTITY] = False  # with shots
+    test_fraction: Annotated[float, Identity(only_if=(("scheme", "holdout"),))] = 0.2
+    splits_file: Annotated[Path | None, Recorded("its splits are the runs' data")] = None
     # Which of the planned runs to make (a sweep's cells split them): the full-data runs, the
     # few-shot draws, and only the first `max_folds` folds (quick studies).
-    regimes: tuple[str, ...] = ("full", "fewshot")
-    max_folds: int | None = None
+    regimes: Annotated[tuple[str, ...], _WHICH_RUNS] = ("full", "fewshot")
+    max_folds: Annotated[int | None, _WHICH_RUNS] = None
 
 
 @dataclass(frozen=True)
@@ -190,13 +199,8 @@ def data_fingerprint(task: Task, train: list[str], val: list[str], test: list[st
 
 
 def task_definition(task: Task) -> dict[str, Any]:
-    c = task.config
-    return {
-        "outcome": c.outcome,
-        "positive": str(c.positive),
-        "negative": c.negative,
-        "per_image_labels": c.per_image_labels,
-    }
+    """The task's identity fields (progbench.config.keys): never its description."""
+    return identity_of(task.config)
 
 
 def plan_runs(
@@ -206,9 +210,11 @@ def plan_runs(
     source: Path,
     identity: dict[str, Any],
     settings: dict[str, Any],
+    records: dict[str, Any] | None = None,
 ) -> list[Problem]:
     """Every run of the request: `identity` holds backbone, weights, weights_fingerprint and
-    strategy; `settings` the strategy's own identity settings (hyper-parameters, features)."""
+    strategy; `settings` the strategy's own identity settings (hyper-parameters, features);
+    `records` goes into every run's `extra`."""
     draws = select_draws(splits, req, source)
     regime = "fewshot-center" if (splits.fewshot_config or {}).get("per_center") else "fewshot"
     common = {**identity, "task": task.name, "seed": splits.seed, "scheme": splits.scheme}
@@ -217,6 +223,7 @@ def plan_runs(
     folds = splits.folds[: req.max_folds] if req.max_folds is not None else splits.folds
     for fold in folds:
         extra = {"test_center": fold.test_center, "splits_file": str(Path(source).resolve())}
+        extra |= records or {}
         parts = [(None, fold.train)] if "full" in req.regimes else []
         if "fewshot" in req.regimes:
             parts += [(d, d.train) for d in draws[fold.fold]]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -36,6 +36,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from progbench.config import DEFAULT_VARIANT, Variant
+from progbench.config.keys import IDENTITY, identity_of
+from progbench.config.probes import ADAM
 from progbench.models.params import linear_head_parameters
 
 Solver = Literal["lbfgs", "adam"]
@@ -45,13 +47,18 @@ Predictor = Callable[[np.ndarray], np.ndarray]  # raw variant features -> p_pos
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    solver: Solver = "lbfgs"
-    weight_decays: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    lrs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)  # adam only: the reference study's head-lr grid
-    max_steps: int = 600  # lbfgs iterations, or adam steps
-    eval_every: int = 10  # adam only
-    patience: int = 10  # adam only: evaluations without a better validation loss (100 steps)
-    variants: tuple[Variant, ...] = (DEFAULT_VARIANT,)  # asked for, in search order
+    """An LP run's `probe` identity is derived from these declarations (progbench.config.keys)."""
+
+    solver: Annotated[Solver, IDENTITY] = "lbfgs"
+    weight_decays: Annotated[tuple[float, ...], IDENTITY] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    # adam only: the reference study's head-lr grid
+    lrs: Annotated[tuple[float, ...], ADAM] = (1e-2, 1e-3, 1e-4)
+    max_steps: Annotated[int, IDENTITY] = 600  # lbfgs iterations, or adam steps
+    eval_every: Annotated[int, ADAM] = 10
+    # adam only: evaluations without a better validation loss (100 steps)
+    patience: Annotated[int, ADAM] = 10
+    # asked for, in search order; the identity holds their names
+    variants: Annotated[tuple[Variant, ...], IDENTITY] = (DEFAULT_VARIANT,)
 
     @classmethod
     def preset(cls, name: str) -> ProbeConfig:
@@ -76,14 +83,7 @@ class ProbeConfig:
         return [(lr, wd) for lr in lrs for wd in self.weight_decays]
 
     def describe(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "solver": self.solver,
-            "weight_decays": list(self.weight_decays),
-            "max_steps": self.max_steps,
-        }
-        if self.solver == "adam":
-            out |= {"lrs": list(self.lrs), "eval_every": self.eval_every, "patience": self.patience}
-        return out | {"variants": [v.name for v in self.variants]}
+        return identity_of(self, resolved={"variants": [v.name for v in self.variants]})
 
     # ------------------------------------------------ the FeatureSolver protocol
 

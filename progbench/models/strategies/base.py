@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from progbench.config import DEFAULT_VARIANT, BackboneSpec, StrategySpec, Variant
-from progbench.config.models import LATER_FIELDS
 from progbench.config.variants import offered
 from progbench.errors import NotApplicableError, ProgbenchError, RegistryError
 from progbench.models.strategies.resolution import Resolution
@@ -129,15 +128,9 @@ class Strategy(ABC):
         return self.spec.backbone_lr
 
     def settings(self) -> dict[str, Any]:
-        """The preset's content: part of every run's identity (another YAML, another run).
-        Fields added later are left out at their default, so older runs keep matching."""
-        fields = StrategySpec.model_fields
-        later = {
-            f
-            for f in LATER_FIELDS
-            if getattr(self.spec, f) == fields[f].get_default(call_default_factory=True)
-        }
-        return self.spec.model_dump(mode="json", exclude={"description", "order", *later})
+        """The preset's content: part of every run's identity (another YAML, another run);
+        derived from StrategySpec's declarations (progbench.config.keys)."""
+        return self.spec.identity()
 
     # -------------------------------------------------------------------- applicability
 
