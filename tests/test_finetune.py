@@ -408,3 +408,56 @@ def test_a_cnn_cannot_take_a_multi_token_head(
         run_finetune(
             cohort.task, cohort.splits, CNN, "random", "fft-cls4", tmp_path, opts_for(cohort)
         )
+
+
+@pytest.mark.parametrize(
+    "options,detail",
+    [
+        # the backbone's targets, narrowed by the preset to nothing
+        ({"exclude_modules": ["conv1"]}, "No modules were targeted"),
+        # narrowed to fewer modules than the targets match
+        ({"layers_to_transform": [7], "layers_pattern": "layer"}, "not adapted"),
+        ({"init_lora_weights": "nope"}, "Unknown initialization"),  # peft rejects a value
+        ({"no_such_option": 1}, "unexpected keyword"),  # LoraConfig rejects a keyword
+    ],
+)
+def test_a_preset_peft_cannot_apply_fails_in_one_error_before_anything_is_written(
+    cohort: Cohort,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: dict[str, Any],
+    detail: str,
+) -> None:
+    import yaml
+
+    from progbench.cli import main
+    from progbench.models.registry import STRATEGIES_DIR_ENV, registry_source
+
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    preset = {"name": "lora-odd", "kind": "lora", "rank": 4, "alpha": 1, "backbone_lr": 1e-4}
+    (folder / "lora-odd.yaml").write_text(yaml.safe_dump(preset | {"peft_options": options}))
+    monkeypatch.setenv(STRATEGIES_DIR_ENV, str(folder))
+    monkeypatch.setenv("COLUMNS", "400")  # one line per message line, whatever the terminal
+    runs = tmp_path / "runs"
+    task_yaml = cohort.manifest.parent / "tasks" / "severity.yaml"
+    args = [
+        "train", str(task_yaml), "--backbone", "tiny-resnet", "--weights", "random",
+        "--strategy", "lora-odd", "--scheme", "kfold", "--folds", "2", "--epochs", "1",
+        "--image-size", str(STORE_SIZE), "--device", "cpu", "--cache-dir", str(tmp_path / "c"),
+        "--runs", str(runs),
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err
+    assert f"strategy 'lora-odd' ({folder / 'lora-odd.yaml'})" in err
+    assert "backbone 'tiny-resnet'" in err
+    assert detail in err
+    assert "peft_options" in err and "targets.lora" in err  # the options to fix
+    assert str(registry_source("backbone", "resnet18")) in err  # where tiny-resnet's targets are
+    assert err.count("error:") == 1
+    assert not runs.exists()  # no splits file, no task.json, no fold-* folder
+    assert not (tmp_path / "c").exists()  # nor an image store

@@ -111,6 +111,39 @@ def test_the_reference_grid_is_planned_without_its_data(capsys) -> None:
     assert code != 0 and "not prepared" in err and "progbench prepare aiforcovid" in err
 
 
+# The reference study's backbones (docs/shared PROTOCOL.md, section 2), in its order.
+STUDY_BACKBONES = [
+    "resnet18",
+    "resnet50",
+    "densenet121",
+    "dinov2-s",
+    "dinov2-b",
+    "dinov2-l",
+    "clip-l",
+    "medclip-r50",
+    "medclip-swin",
+    "pubmedclip",
+    "biomedclip",
+]
+
+
+def test_the_reference_sweep_plans_the_study_backbones_whatever_the_registry_adds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from progbench.models.registry import CONFIGS_DIR, MODELS_DIR_ENV, list_backbones
+
+    extra = yaml.safe_load((CONFIGS_DIR / "models" / "resnet18.yaml").read_text())
+    extra |= {"name": "my-resnet", "description": "a user backbone", "order": 0}
+    (tmp_path / "my-resnet.yaml").write_text(yaml.safe_dump(extra))
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path))
+    assert list_backbones()[0] == "my-resnet"  # `backbones: [all]` would have planned it
+    assert load_sweep("ruffini2025").backbones == STUDY_BACKBONES
+    code, out, _ = cli(["sweep", "plan", "ruffini2025", "--json"], capsys)
+    assert code == 0
+    cells = json.loads(out)["cells"]
+    assert list(dict.fromkeys(c["backbone"] for c in cells)) == STUDY_BACKBONES
+
+
 # ---------------------------------------------------------------------------- local executor
 
 

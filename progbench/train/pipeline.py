@@ -61,9 +61,12 @@ def run_train(
     from progbench.models.strategies import get_strategy
     from progbench.runs.taskdata import claim_task
 
-    # Names and pairs are checked before anything is written, splits included.
+    # Names and pairs are checked before anything is written, splits included; a peft adapter
+    # is applied to the backbone built weightless, so a preset peft refuses fails here too.
     strategy = get_strategy(request.strategy)
-    strategy.refuse_if_not_applicable(get_backbone_spec(request.backbone))
+    spec = get_backbone_spec(request.backbone)
+    strategy.refuse_if_not_applicable(spec)
+    strategy.preflight(spec)
     claim_task(request.task, request.runs_root)  # one data set per task name and runs tree
     if strategy.path == "features":
         summary = train_lp(request, progress)

@@ -171,6 +171,12 @@ class Strategy(ABC):
             )
         return res
 
+    def preflight(self, spec: BackboneSpec) -> None:
+        """Check, before a command writes anything, that the strategy builds on `spec`. A kind
+        whose build can fail on a backbone the YAML calls applicable (peft's) builds it here,
+        weightless; the others have nothing to check beyond `refuse_if_not_applicable`."""
+        return None
+
     # -------------------------------------------------------------------- building
 
     def adapt(self, encoder: nn.Module, res: Resolution) -> nn.Module:

@@ -8,10 +8,10 @@ import os
 import tempfile
 from abc import abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from progbench.config import BackboneSpec
-from progbench.errors import ConfigError, RegistryError
+from progbench.errors import ConfigError, ProgbenchError, RegistryError
 from progbench.models.strategies.base import (
     Resolution,
     Strategy,
@@ -41,6 +41,8 @@ class PeftStrategy(Strategy):
     """An adapter method of peft. Subclasses give the layer types it supports and its config."""
 
     method: ClassVar[str]  # the section of the backbone YAML's `targets`
+    config_class: ClassVar[str]  # peft's config class, in messages
+    set_by_progbench: ClassVar[tuple[str, ...]]  # config arguments peft_options cannot set
 
     @property
     def uses_peft(self) -> bool:
@@ -96,22 +98,79 @@ class PeftStrategy(Strategy):
             matched.extend(hits)
         return sorted(set(matched))
 
+    def preflight(self, spec: BackboneSpec) -> None:
+        """Apply the peft config to the backbone built weightless (no memory, no download), so
+        a preset peft cannot apply fails before a command writes splits or runs."""
+        from progbench.models.encoders import build_weightless, weightless
+        from progbench.models.sources import LoadedBackbone
+
+        loaded = LoadedBackbone(build_weightless(spec), spec, "random", "meta")
+        with weightless():
+            self.build(loaded)
+
     def adapt(self, encoder: nn.Module, res: Resolution) -> nn.Module:
         from peft import get_peft_model
 
         try:
             config = self.peft_config(res)
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"strategy {self.name!r}: peft rejects its settings: {err}") from err
-        backbone = get_peft_model(encoder, config)
+            raise self.peft_error(res, f"{self.config_class} rejects the settings: {err}") from err
+        try:
+            backbone = get_peft_model(encoder, config)
+        except ProgbenchError:
+            raise
+        except Exception as err:  # peft's own checks: ValueError, TypeError, KeyError, ...
+            raise self.peft_error(res, f"get_peft_model failed: {err}") from err
         adapted = set(backbone.base_model.targeted_module_names)
         if adapted != set(res.matched_modules):
-            raise RegistryError(
-                f"{self.name} on {res.backbone}: peft adapted {len(adapted)} modules, progbench "
-                f"matched {len(res.matched_modules)}; they differ by "
-                f"{sorted(adapted ^ set(res.matched_modules))[:8]}"
+            missed = sorted(set(res.matched_modules) - adapted)[:8]
+            extra = sorted(adapted - set(res.matched_modules))[:8]
+            raise self.peft_error(
+                res,
+                f"peft adapted {len(adapted)} module(s), the backbone's targets.{self.method} "
+                f"match {len(res.matched_modules)}"
+                + (f"; not adapted: {missed}" if missed else "")
+                + (f"; adapted beyond the targets: {extra}" if extra else ""),
             )
         return backbone
+
+    def peft_error(self, res: Resolution, detail: str) -> ConfigError:
+        """One error for whatever peft refuses: the preset's file, the backbone, the option to
+        fix, and peft's own words as the detail."""
+        from progbench.models.registry import get_backbone_spec, registry_source
+
+        def source(kind: Literal["backbone", "strategy"], name: str) -> str:
+            try:
+                return str(registry_source(kind, name))
+            except KeyError:  # a preset built in code, not read from a file
+                return f"{kind} {name!r}"
+
+        strategy_file = source("strategy", self.name)
+        spec = get_backbone_spec(res.backbone)
+        backbone_files = [source("backbone", spec.name)]
+        if spec.twin_of:
+            backbone_files.append(f"inherited from {source('backbone', spec.twin_of)}")
+        targets = f"the backbone's `targets.{self.method}` ({', '.join(backbone_files)})"
+        own = sorted(set(self.spec.peft_options) & set(self.set_by_progbench))
+        if own:
+            hint = (
+                f"Remove {', '.join(f'`peft_options.{k}`' for k in own)} from {strategy_file}: "
+                f"progbench sets {'it' if len(own) == 1 else 'them'} (targets from {targets}; "
+                "rank, alpha and dropout from the preset's own fields)."
+            )
+        elif self.spec.peft_options:
+            keys = ", ".join(sorted(self.spec.peft_options))
+            hint = (
+                f"Fix `peft_options` ({keys}) in {strategy_file} ({self.config_class} keyword "
+                f"arguments), or {targets}."
+            )
+        else:
+            hint = f"Fix {targets}, or the preset's fields in {strategy_file}."
+        return ConfigError(
+            f"strategy {self.name!r} ({strategy_file}) cannot be applied to backbone "
+            f"{res.backbone!r}:\n  {detail}",
+            hint,
+        )
 
     def save(self, model: ClassifierModel, out_dir: Path) -> None:
         """peft's save_pretrained layout (PeftModel.from_pretrained loads it), plus the head."""
@@ -161,6 +220,8 @@ def _conv1d() -> type:
 @register_kind("lora")
 class LoRA(PeftStrategy):
     method = "lora"
+    config_class = "LoraConfig"
+    set_by_progbench = ("r", "lora_alpha", "lora_dropout", "target_modules", "bias")
 
     def supported_types(self) -> tuple[type, ...]:
         from torch import nn
@@ -193,6 +254,8 @@ class LoRA(PeftStrategy):
 @register_kind("vera")
 class VeRA(PeftStrategy):
     method = "vera"
+    config_class = "VeraConfig"
+    set_by_progbench = ("r", "vera_dropout", "target_modules", "save_projection")
 
     def supported_types(self) -> tuple[type, ...]:
         from torch import nn
@@ -215,6 +278,8 @@ class VeRA(PeftStrategy):
 @register_kind("ia3")
 class IA3(PeftStrategy):
     method = "ia3"
+    config_class = "IA3Config"
+    set_by_progbench = ("target_modules", "feedforward_modules")
 
     def supported_types(self) -> tuple[type, ...]:
         from torch import nn
