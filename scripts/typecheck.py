@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Fix them (the errors are listed above), or if growth is really meant: ")
         print("  python scripts/typecheck.py --update --allow-growth")
         return 1
-    message = f"typecheck: ok, {total_now} mypy errors in {len(current)} files (baseline {total_before})"
+    message = (
+        f"typecheck: ok, {total_now} mypy errors in {len(current)} files (baseline {total_before})"
+    )
     if result.better:
         message += (
             f"; {len(result.better)} files improved, "
