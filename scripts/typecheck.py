@@ -29,6 +29,8 @@ BASELINE = ROOT / "scripts" / "mypy-baseline.json"
 
 # "path/to/file.py:12: error: message  [code]" (a column may follow the line number).
 _ERROR = re.compile(r"^(?P<path>[^:\n]+\.pyi?):\d+(?::\d+)?: error: ")
+# mypy's last line: "Found 3 errors in 2 files (checked ...)" or "Success: no issues found ...".
+_SUMMARY = re.compile(r"^(Found (?P<n>\d+) errors? in \d+ files?|Success: no issues found)")
 
 
 def count_errors(mypy_output: str) -> dict[str, int]:
@@ -80,10 +82,25 @@ def write_baseline(path: Path, counts: dict[str, int]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def check_complete(mypy_output: str) -> str | None:
+    """Why `mypy_output` is not a finished mypy run whose errors were all counted, or None.
+
+    A run that never started (mypy not installed exits 1, like type errors do) or crashed has
+    no summary line, and must never pass as "no errors"."""
+    summaries = [m for line in mypy_output.splitlines() if (m := _SUMMARY.match(line.strip()))]
+    if not summaries:
+        return "no mypy summary line (did mypy run? is it installed?)"
+    expected = int(summaries[-1].group("n") or 0)
+    counted = sum(count_errors(mypy_output).values())
+    if counted != expected:
+        return f"mypy reports {expected} errors but {counted} error lines were recognised"
+    return None
+
+
 def run_mypy() -> str:
     """mypy's output for the packages pyproject.toml names; exits on a crash or a usage error."""
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-color-output", "--no-error-summary"],
+        [sys.executable, "-m", "mypy", "--no-color-output", "--no-pretty"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -93,7 +110,7 @@ def run_mypy() -> str:
     if proc.returncode not in (0, 1):
         sys.stderr.write(proc.stdout + proc.stderr)
         sys.exit(f"typecheck: mypy failed to run (exit {proc.returncode})")
-    return proc.stdout
+    return proc.stdout + proc.stderr
 
 
 def _describe(rows: list[tuple[str, int, int]]) -> str:
@@ -114,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     output = args.mypy_output.read_text() if args.mypy_output else run_mypy()
+    problem = check_complete(output)
+    if problem:
+        print(output, end="")
+        print(f"typecheck: cannot compare with the baseline: {problem}")
+        return 2
     current = count_errors(output)
     baseline = load_baseline(args.baseline)
     result = compare(baseline, current)

@@ -37,7 +37,13 @@ def _output(counts: dict[str, int]) -> str:
     lines = [
         f"{path}:{i + 1}: error: something  [misc]" for path, n in counts.items() for i in range(n)
     ]
-    return "\n".join([*lines, "Found ..."]) + "\n"
+    total = sum(counts.values())
+    summary = (
+        f"Found {total} errors in {len(counts)} files (checked 9 source files)"
+        if total
+        else "Success: no issues found in 9 source files"
+    )
+    return "\n".join([*lines, summary]) + "\n"
 
 
 def _run(tmp_path: Path, baseline: dict[str, int], now: dict[str, int], *extra: str):
@@ -52,6 +58,22 @@ def _run(tmp_path: Path, baseline: dict[str, int], now: dict[str, int], *extra: 
 def test_counts_errors_per_file_not_notes_or_summary():
     assert typecheck.count_errors(OUTPUT) == {"progbench/a.py": 2, "progbench/sub/b.py": 1}
     assert typecheck.count_errors("Success: no issues found in 5 source files\n") == {}
+
+
+def test_output_without_summary_or_with_unrecognised_errors_never_passes(tmp_path, capsys):
+    assert typecheck.check_complete(OUTPUT) is None
+    assert typecheck.check_complete(_output({})) is None
+    # mypy not installed: `python -m mypy` exits 1 (as for type errors) and prints no summary
+    assert "summary" in typecheck.check_complete("/usr/bin/python: No module named mypy\n")
+    assert "3 error lines" in typecheck.check_complete(OUTPUT.replace("3 errors", "4 errors"))
+
+    base = tmp_path / "baseline.json"
+    typecheck.write_baseline(base, {})
+    out = tmp_path / "mypy.txt"
+    out.write_text("/usr/bin/python: No module named mypy\n")
+    assert typecheck.main(["--baseline", str(base), "--mypy-output", str(out)]) == 2
+    assert typecheck.main(["--baseline", str(base), "--mypy-output", str(out), "--update"]) == 2
+    assert "cannot compare" in capsys.readouterr().out
 
 
 def test_compare_growth_new_file_shrink_and_vanished_file():

@@ -126,14 +126,14 @@ def _squeue_states(job_ids: Sequence[str]) -> tuple[dict[str, str], dict[str, st
 def _accounting_enabled() -> bool:
     proc = _run(["scontrol", "show", "config"])
     match = re.search(r"^AccountingStorageType\s*=\s*(\S+)", proc.stdout, re.MULTILINE)
-    return bool(match) and match.group(1) != "accounting_storage/none"
+    return match is not None and match.group(1) != "accounting_storage/none"
 
 
 def _sacct_states(folder: Path, job_ids: Sequence[str]) -> dict[str, str]:
     """States of jobs purged from the controller, from sacct through submitit (needs accounting)."""
     if not job_ids or not _accounting_enabled():
         return {}
-    jobs = [submitit.SlurmJob(folder, j) for j in job_ids]
+    jobs: list[submitit.SlurmJob[Any]] = [submitit.SlurmJob(folder, j) for j in job_ids]
     submitit.SlurmJob.watcher.update()  # one sacct call for all of them
     states = {j.job_id: j.watcher.get_state(j.job_id, mode="cache").split()[0] for j in jobs}
     return {j: s for j, s in states.items() if s != "UNKNOWN"}
@@ -176,19 +176,29 @@ def _status(
     outcome: tuple[str, Any] | None,
     reason: str = "",
 ) -> JobStatus:
-    base = {"job_id": record.job_id, "key": record.key}
     if outcome is not None and outcome[0] == "success":
-        return JobStatus(**base, state="done", slurm_state=slurm_state or "COMPLETED")
+        return JobStatus(
+            job_id=record.job_id,
+            key=record.key,
+            state="done",
+            slurm_state=slurm_state or "COMPLETED",
+        )
     if outcome is None and slurm_state == "PENDING" and reason in NEVER_STARTS:
         why = (
             f"SLURM will never start it ({reason}): {NEVER_STARTS[reason]}; lower the sweep"
             "'s `resources` (or use --slurm-partition, --slurm-time)"
         )
-        return JobStatus(**base, state="failed", slurm_state=slurm_state, error=why)
+        return JobStatus(
+            job_id=record.job_id, key=record.key, state="failed", slurm_state=slurm_state, error=why
+        )
     if outcome is None and slurm_state in _PENDING:
-        return JobStatus(**base, state="pending", slurm_state=slurm_state)
+        return JobStatus(
+            job_id=record.job_id, key=record.key, state="pending", slurm_state=slurm_state
+        )
     if outcome is None and slurm_state in _RUNNING:
-        return JobStatus(**base, state="running", slurm_state=slurm_state)
+        return JobStatus(
+            job_id=record.job_id, key=record.key, state="running", slurm_state=slurm_state
+        )
     if outcome is not None:  # the function raised; submitit saved the traceback
         error = _error_line(str(outcome[1]))
     else:  # ended without a result: killed, cancelled, out of memory, never started...
@@ -199,7 +209,12 @@ def _status(
             else "no result, and SLURM no longer knows the job (cancelled or killed?)"
         )
     return JobStatus(
-        **base, state="failed", slurm_state=slurm_state or "FAILED", error=error, log=paths.stderr
+        job_id=record.job_id,
+        key=record.key,
+        state="failed",
+        slurm_state=slurm_state or "FAILED",
+        error=error,
+        log=paths.stderr,
     )
 
 
