@@ -104,17 +104,8 @@ def _print_plan(result: SweepPlan) -> None:
         )
         for r in result.applicable
     ]  # fmt: skip
-    cols: tuple[str, ...] = (
-        "task",
-        "scheme",
-        "backbone",
-        "strategy",
-        "regime",
-        "state",
-        "runs",
-        "done",
-    )
-    cols += ("pending", "device-h", "basis")
+    cols: tuple[str, ...] = ("task", "scheme", "backbone", "strategy", "regime", "state")
+    cols += ("runs", "done", "pending", "device-h", "basis")
     print_wide(long_table(f"sweep {result.sweep.name}: cells", cols, rows, cols[6:10]))
     by_reason: dict[str, list[str]] = {}
     for r in result.not_applicable:

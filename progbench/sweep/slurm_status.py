@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,29 +176,19 @@ def _status(
     outcome: tuple[str, Any] | None,
     reason: str = "",
 ) -> JobStatus:
+    base = partial(JobStatus, job_id=record.job_id, key=record.key)
     if outcome is not None and outcome[0] == "success":
-        return JobStatus(
-            job_id=record.job_id,
-            key=record.key,
-            state="done",
-            slurm_state=slurm_state or "COMPLETED",
-        )
+        return base(state="done", slurm_state=slurm_state or "COMPLETED")
     if outcome is None and slurm_state == "PENDING" and reason in NEVER_STARTS:
         why = (
             f"SLURM will never start it ({reason}): {NEVER_STARTS[reason]}; lower the sweep"
             "'s `resources` (or use --slurm-partition, --slurm-time)"
         )
-        return JobStatus(
-            job_id=record.job_id, key=record.key, state="failed", slurm_state=slurm_state, error=why
-        )
+        return base(state="failed", slurm_state=slurm_state, error=why)
     if outcome is None and slurm_state in _PENDING:
-        return JobStatus(
-            job_id=record.job_id, key=record.key, state="pending", slurm_state=slurm_state
-        )
+        return base(state="pending", slurm_state=slurm_state)
     if outcome is None and slurm_state in _RUNNING:
-        return JobStatus(
-            job_id=record.job_id, key=record.key, state="running", slurm_state=slurm_state
-        )
+        return base(state="running", slurm_state=slurm_state)
     if outcome is not None:  # the function raised; submitit saved the traceback
         error = _error_line(str(outcome[1]))
     else:  # ended without a result: killed, cancelled, out of memory, never started...
@@ -208,14 +198,7 @@ def _status(
             if slurm_state
             else "no result, and SLURM no longer knows the job (cancelled or killed?)"
         )
-    return JobStatus(
-        job_id=record.job_id,
-        key=record.key,
-        state="failed",
-        slurm_state=slurm_state or "FAILED",
-        error=error,
-        log=paths.stderr,
-    )
+    return base(state="failed", slurm_state=slurm_state or "FAILED", error=error, log=paths.stderr)
 
 
 def job_states(folder: str | os.PathLike[str]) -> dict[str, JobStatus]:
