@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format clean
+.PHONY: demo test test-fast lint typecheck format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check progbench tests benchmarks
 	$(BIN)/ruff format --check progbench tests benchmarks
+
+# mypy (settings in pyproject.toml); fails when any file has more errors than
+# scripts/mypy-baseline.json allows. `python scripts/typecheck.py --update` shrinks the baseline.
+typecheck: $(STAMP)
+	$(BIN)/python scripts/typecheck.py
 
 format: $(STAMP)
 	$(BIN)/ruff format progbench tests benchmarks

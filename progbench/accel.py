@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +86,10 @@ def resolve_accel(
     )
 
 
-def prepare_model(model: torch.nn.Module, accel: Accel) -> torch.nn.Module:
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
+def prepare_model(model: _M, accel: Accel) -> _M:
     model = model.to(accel.device)
     if accel.cast_weights:
         model = model.to(torch.bfloat16)

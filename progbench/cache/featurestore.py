@@ -21,6 +21,7 @@ import numpy as np
 import zarr
 
 from progbench.cache.store import (
+    array_in,
     create_array,
     open_complete,
     read_checked,
@@ -102,7 +103,7 @@ class FeatureStore:
             self.path, "features", "feature store", "Create it with `progbench extract`."
         )
         self.attrs: dict[str, Any] = dict(self.group.attrs)
-        self.image_ids = read_strings(self.group["image_id"])
+        self.image_ids = read_strings(array_in(self.group, "image_id"))
 
     @property
     def key(self) -> str:
@@ -118,7 +119,7 @@ class FeatureStore:
 
     def load(self, image_ids: list[str] | np.ndarray | None = None) -> np.ndarray:
         """Every column in RAM as float32 (N, W), in the order of `image_ids` (default: store order)."""
-        raw = read_checked(self.group["features"], slice(None), self.path, self.attrs)
+        raw = read_checked(array_in(self.group, "features"), slice(None), self.path, self.attrs)
         feats = raw.astype(np.float32, copy=False)
         if image_ids is None:
             return feats

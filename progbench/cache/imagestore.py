@@ -24,6 +24,7 @@ import zarr
 from progbench.cache.digests import file_digests
 from progbench.cache.paths import image_store_dir
 from progbench.cache.store import (
+    array_in,
     create_array,
     discard_if_empty,
     lock_for,
@@ -79,8 +80,8 @@ class ImageStore:
             self.path, "images", "image store", "Build it with `progbench cache images`."
         )
         self.attrs: dict[str, Any] = dict(self.group.attrs)
-        self.images = self.group["images"]
-        self.image_ids: np.ndarray = read_strings(self.group["image_id"])
+        self.images = array_in(self.group, "images")
+        self.image_ids: np.ndarray = read_strings(array_in(self.group, "image_id"))
         self._pos = {iid: i for i, iid in enumerate(self.image_ids)}
 
     def __len__(self) -> int:
@@ -177,8 +178,8 @@ def _creator(manifest: Manifest, params: ImageStoreParams, key: str) -> Callable
 def content_fingerprint(group: zarr.Group) -> str:
     """sha256 over the image ids and pixels, in store order."""
     h = hashlib.sha256()
-    images = group["images"]
-    for iid in read_strings(group["image_id"]):
+    images = array_in(group, "images")
+    for iid in read_strings(array_in(group, "image_id")):
         h.update(iid.encode() + b"\0")
     for start in range(0, images.shape[0], 256):
         h.update(np.ascontiguousarray(images[start : start + 256]).tobytes())
@@ -203,7 +204,7 @@ def build_image_store(
         repaired = repair_missing(group, "images")
         if group.attrs.get("complete"):
             return BuildResult(path, key, len(manifest.frame), 0)
-        done = np.asarray(group["done"][:])
+        done = np.asarray(array_in(group, "done")[:])
         todo = np.flatnonzero(~done)
         n = len(done)
         if progress:
@@ -254,7 +255,7 @@ def _fill(
     n: int,
 ) -> list[tuple[int, str]]:
     """Decode and write the rows in `todo`; return (row, error) for every image that failed."""
-    images, done_arr = group["images"], group["done"]
+    images, done_arr = array_in(group, "images"), array_in(group, "done")
     done = np.asarray(done_arr[:])
     bad: list[tuple[int, str]] = []
     pool = worker_pool(n_workers) if n_workers > 1 and len(todo) >= 2 * BLOCK else None

@@ -56,6 +56,17 @@ def create_array(
     )
 
 
+def array_in(group: zarr.Group, name: str) -> zarr.Array:
+    """`group[name]`, which must be an array (a store's data, `image_id`, `done`)."""
+    found = group[name]
+    if not isinstance(found, zarr.Array):
+        raise CacheError(
+            f"store {group.store_path}: {name!r} is a group, not an array",
+            "The store is damaged; remove it with `progbench cache rm` and build it again.",
+        )
+    return found
+
+
 def write_strings(group: zarr.Group, name: str, values: list[str] | np.ndarray) -> zarr.Array:
     arr = group.create_array(name, shape=(len(values),), dtype=str, compressors=COMPRESSORS)
     arr[:] = np.asarray([str(v) for v in values])
@@ -64,7 +75,7 @@ def write_strings(group: zarr.Group, name: str, values: list[str] | np.ndarray) 
 
 def read_strings(array: zarr.Array) -> np.ndarray:
     """A Zarr string array as a numpy object array of Python str."""
-    return np.array([str(v) for v in array[:].tolist()], dtype=object)
+    return np.array([str(v) for v in np.asarray(array[:]).tolist()], dtype=object)
 
 
 class NamedLocalStore(LocalStore):
@@ -114,9 +125,17 @@ def rebuild_command(attrs: dict[str, Any]) -> str:
     return f"progbench cache images {manifest} --size {attrs.get('size', 224)}{crop}{equalize}"
 
 
+def chunk_folder(array: zarr.Array) -> Path:
+    """The folder of an array's chunk files (`<array>/c`, one entry per chunk along rows)."""
+    store = array.store
+    if not isinstance(store, LocalStore):
+        raise TypeError(f"{array.path}: chunk files need a local store, not {store!r}")
+    return Path(store.root) / array.path / "c"
+
+
 def chunk_present(array: zarr.Array) -> np.ndarray:
     """For each chunk along the first axis, whether every one of its chunk files exists."""
-    root = Path(str(array.store.root)) / array.path / "c"
+    root = chunk_folder(array)
     n = array.cdata_shape[0]
     present = np.zeros(n, dtype=bool)
     if not root.is_dir():
@@ -137,10 +156,10 @@ def _all_files(folder: Path, rest: tuple[int, ...]) -> bool:
 
 def missing_rows(group: zarr.Group, data: str) -> np.ndarray:
     """Rows marked done whose data chunk is gone from disk."""
-    array = group[data]
+    array = array_in(group, data)
     rows_per_chunk = array.chunks[0]
     present = np.repeat(chunk_present(array), rows_per_chunk)[: array.shape[0]]
-    done = np.asarray(group["done"][:])
+    done = np.asarray(array_in(group, "done")[:])
     return np.flatnonzero(done & ~present)
 
 
@@ -148,9 +167,9 @@ def repair_missing(group: zarr.Group, data: str) -> int:
     """Mark the rows of missing chunks not done (and the store incomplete); how many rows."""
     rows = missing_rows(group, data)
     if len(rows):
-        done = np.asarray(group["done"][:])
+        done = np.asarray(array_in(group, "done")[:])
         done[rows] = False
-        group["done"][:] = done
+        array_in(group, "done")[:] = done
         group.attrs["complete"] = False
     return len(rows)
 
@@ -191,19 +210,19 @@ def bad_chunks(
 def repair_damaged(group: zarr.Group, data: str) -> int:
     """Mark the rows of done chunks that are missing or cannot be read (`bad_chunks`) not done,
     and the store incomplete, so that a build recomputes them; how many rows."""
-    array = group[data]
+    array = array_in(group, data)
     step = array.chunks[0]
-    done = np.asarray(group["done"][:])
+    done = np.asarray(array_in(group, "done")[:])
     padded = np.zeros(array.cdata_shape[0] * step, dtype=bool)
     padded[: len(done)] = done
-    missing, corrupt = bad_chunks(array, only=padded.reshape(-1, step).any(axis=1))
+    missing, corrupt = bad_chunks(array, only=np.asarray(padded.reshape(-1, step).any(axis=1)))
     bad = np.zeros(len(done), dtype=bool)
     for c in missing + corrupt:
         bad[c * step : (c + 1) * step] = True
     rows = np.flatnonzero(done & bad)
     if len(rows):
         done[rows] = False
-        group["done"][:] = done
+        array_in(group, "done")[:] = done
         group.attrs["complete"] = False
     return len(rows)
 
@@ -240,7 +259,7 @@ def open_for_build(path: Path, key: str, create: Callable[[Path], None]) -> zarr
 def discard_if_empty(path: Path) -> bool:
     """Remove a store in which no row was ever done (a failed build leaves nothing behind)."""
     try:
-        done = np.asarray(zarr.open_group(path, mode="r")["done"][:])
+        done = np.asarray(array_in(zarr.open_group(path, mode="r"), "done")[:])
     except Exception:  # unreadable: nothing in it can be reused either
         done = np.zeros(1, dtype=bool)
     if done.any():
@@ -291,7 +310,8 @@ def _damaged(array: zarr.Array, selection: Any) -> str:
     if not isinstance(selection, slice):
         return "in the rows read"
     start, stop, _ = selection.indices(array.shape[0])
-    step, bad = array.chunks[0], []
+    step = array.chunks[0]
+    bad: list[int] = []
     for lo in range(start - start % step, stop, step):
         hi = min(lo + step, array.shape[0])
         try:

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import zarr
 
-from progbench.cache.store import bad_chunks, open_writable, read_strings, rebuild_command
+from progbench.cache.store import (
+    array_in,
+    bad_chunks,
+    chunk_folder,
+    open_writable,
+    read_strings,
+    rebuild_command,
+)
 from progbench.data.manifest import load_manifest
 
 
@@ -101,15 +108,15 @@ def verify_store(path: Path, manifest: Path | None = None) -> VerifyReport:
         return report
     if not attrs.get("complete"):
         report.problems.append(f"not complete (interrupted build); rerun: {rebuild_command(attrs)}")
-    done = np.asarray(group["done"][:])
+    done = np.asarray(array_in(group, "done")[:])
     if not done.all():
         report.problems.append(f"{int((~done).sum())} of {len(done)} rows not done")
-    data = group[data_name]
+    data = array_in(group, data_name)
     _scan_chunks(report, data)
-    ids = read_strings(group["image_id"])
+    ids = read_strings(array_in(group, "image_id"))
     if len(ids) != data.shape[0]:
         report.problems.append(f"{len(ids)} image ids for {data.shape[0]} rows")
-    manifest_path = manifest or (Path(attrs["manifest"]) if attrs.get("manifest") else None)
+    manifest_path = manifest or (Path(str(attrs["manifest"])) if attrs.get("manifest") else None)
     if manifest_path is not None:
         _check_ids(report, ids, manifest_path)
     return report
@@ -123,15 +130,15 @@ def repair_store(path: Path, report: VerifyReport, rebuild: Rebuild) -> VerifyRe
     `rebuild(path, attrs)` (progbench.extract.rebuild.rebuild_store)."""
     group = open_writable(path)
     attrs = dict(group.attrs)
-    data = group[_data_name(report.kind)]
+    data = array_in(group, _data_name(report.kind))
     step = data.chunks[0]
-    done = np.asarray(group["done"][:])
+    done = np.asarray(array_in(group, "done")[:])
     for c in report.bad_chunks:
-        root = Path(str(data.store.root)) / data.path / "c" / str(c)
+        root = chunk_folder(data) / str(c)
         if root.exists():
             shutil.rmtree(root) if root.is_dir() else root.unlink()
         done[c * step : (c + 1) * step] = False
-    group["done"][:] = done
+    array_in(group, "done")[:] = done
     group.attrs["complete"] = False
     repaired = int((~done).sum())
     rebuild(path, attrs)

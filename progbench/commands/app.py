@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+if TYPE_CHECKING:
+    # typer vendors its own click (typer._click): its Context and Parameter are not click's,
+    # and click itself is no dependency of progbench (nor of typer).
+    from typer._click import Context, Parameter
 
-def _untyped_flags(params: list[click.Parameter]) -> list[click.Parameter]:
+
+def _untyped_flags(params: list[Parameter]) -> list[Parameter]:
     for p in params:
         if getattr(p, "is_flag", False) and getattr(p, "metavar", None) is None:
             p.metavar = ""  # a flag takes no value: show no type for it
@@ -21,12 +25,12 @@ def _untyped_flags(params: list[click.Parameter]) -> list[click.Parameter]:
 
 
 class Command(TyperCommand):
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: Context) -> list[Parameter]:
         return _untyped_flags(super().get_params(ctx))
 
 
 class Group(TyperGroup):
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: Context) -> list[Parameter]:
         return _untyped_flags(super().get_params(ctx))
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.measure import Measurement
 
 ProgressFn = Callable[[int, int], None]
@@ -35,7 +35,7 @@ console = _console(stderr=False)
 err_console = _console(stderr=True)
 
 
-def print_wide(renderable: object) -> None:
+def print_wide(renderable: RenderableType) -> None:
     """Print at the renderable's natural width, even on a narrow terminal (no squashing)."""
     natural = Measurement.get(console, console.options.update(width=_WIDE), renderable).maximum
     out = console if natural <= console.width else Console(width=natural)
@@ -59,7 +59,8 @@ class _PlainProgress:
 
     def __init__(self, description: str) -> None:
         self.description = description
-        self.done, self.total = 0, None
+        self.done = 0
+        self.total: int | None = None
         self.start = time.perf_counter()
         self.started = False
         self.lock = threading.Lock()
@@ -107,7 +108,7 @@ def progress(description: str) -> Iterator[ProgressFn]:
         finally:
             plain.close()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
 
     bar = Progress(
         "[progress.description]{task.description}",
@@ -117,7 +118,7 @@ def progress(description: str) -> Iterator[ProgressFn]:
         console=err_console,
         transient=False,
     )
-    task: list[int] = []
+    task: list[TaskID] = []
 
     def update(done: int, total: int) -> None:
         if not task:

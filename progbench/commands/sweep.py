@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from progbench.commands.app import command, group
 from progbench.commands.options import split_list
-from progbench.commands.output import console, err_console, print_wide, progress
+from progbench.commands.output import ProgressFn, console, err_console, print_wide, progress
 from progbench.commands.render import long_table, simple_table
+
+if TYPE_CHECKING:  # imported when a command runs, not at startup
+    from progbench.sweep.execute import UnitResult
+    from progbench.sweep.plan import SweepPlan
+    from progbench.sweep.run import SweepRun
+    from progbench.sweep.spec import Sweep
 
 app = group("Run the whole study from one sweep file, locally or on SLURM.")
 
@@ -29,7 +35,7 @@ RootOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def _load(source: str, root: Path | None, load_tasks: bool = True) -> Any:
+def _load(source: str, root: Path | None, load_tasks: bool = True) -> Sweep:
     from progbench.sweep.spec import load_sweep
 
     return load_sweep(source, root, load_tasks=load_tasks)
@@ -79,7 +85,7 @@ def plan(
     _print_plan(result)
 
 
-def _calibration(sweep: Any, budget_s: float) -> dict[tuple[str, str], tuple[float, float]]:
+def _calibration(sweep: Sweep, budget_s: float) -> dict[tuple[str, str], tuple[float, float]]:
     """Streamed strategies are timed per backbone; "lp" stands for every feature-path one (its
     device time is the extraction's forward)."""
     from progbench.sweep.calibrate import calibration_table
@@ -89,7 +95,7 @@ def _calibration(sweep: Any, budget_s: float) -> dict[tuple[str, str], tuple[flo
         return calibration_table(sweep.backbones, [*streamed, "lp"], budget_s, progress=update)
 
 
-def _print_plan(result: Any) -> None:
+def _print_plan(result: SweepPlan) -> None:
     rows = [
         (
             r.plan.cell.task, r.plan.cell.scheme, r.plan.cell.backbone, r.plan.cell.strategy,
@@ -98,8 +104,8 @@ def _print_plan(result: Any) -> None:
         )
         for r in result.applicable
     ]  # fmt: skip
-    cols = ("task", "scheme", "backbone", "strategy", "regime", "state", "runs", "done")
-    cols += ("pending", "device-h", "basis")
+    cols: tuple[str, ...] = ("task", "scheme", "backbone", "strategy", "regime", "state")
+    cols += ("runs", "done", "pending", "device-h", "basis")
     print_wide(long_table(f"sweep {result.sweep.name}: cells", cols, rows, cols[6:10]))
     by_reason: dict[str, list[str]] = {}
     for r in result.not_applicable:
@@ -192,7 +198,7 @@ def run(
     _exit_if_failed(sweep)
 
 
-def cell_line(r: Any) -> None:
+def cell_line(r: UnitResult) -> None:
     """One line per finished unit: cells when done, anything that failed."""
     if r.state == "failed":
         err_console.print(f"[red]failed[/] {r.key}: {r.error} (log: {r.log})", highlight=False)
@@ -206,14 +212,14 @@ def cell_line(r: Any) -> None:
 class _CellLog:
     """Progress over units, and one line per finished cell."""
 
-    def __init__(self, update: Any) -> None:
+    def __init__(self, update: ProgressFn) -> None:
         self.update, self.done, self.total = update, 0, 0
 
     def start(self, total: int) -> None:
         self.total = total
         self.update(0, total)
 
-    def __call__(self, r: Any) -> None:
+    def __call__(self, r: UnitResult) -> None:
         self.done += 1
         self.update(self.done, max(self.total, self.done))
         cell_line(r)
@@ -228,7 +234,7 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _summary(result: Any) -> None:
+def _summary(result: SweepRun) -> None:
     results = result.results
     cells = [r for r in results if r.kind == "cell"]
     failed = [r for r in results if r.state == "failed"]
@@ -249,7 +255,7 @@ def _summary(result: Any) -> None:
         console.print(f"  [red]failed[/] {r.key}: {r.error}\n    log: {r.log}", highlight=False)
 
 
-def _finish(sweep: Any) -> None:
+def _finish(sweep: Sweep) -> None:
     from progbench.commands.render import result_warning_lines
     from progbench.sweep.run import finish_sweep
 
@@ -265,7 +271,7 @@ def _finish(sweep: Any) -> None:
         console.print(f"report: {report.html}", soft_wrap=True, highlight=False)
 
 
-def _exit_if_failed(sweep: Any) -> None:
+def _exit_if_failed(sweep: Sweep) -> None:
     from progbench.errors import ProgbenchError
     from progbench.sweep.status import sweep_status
 
@@ -278,7 +284,7 @@ def _exit_if_failed(sweep: Any) -> None:
         )
 
 
-def _wait_and_finish(sweep: Any, poll: float = 5.0) -> None:
+def _wait_and_finish(sweep: Sweep, poll: float = 5.0) -> None:
     from progbench.sweep.slurm_run import wait_sweep
 
     with progress("SLURM jobs") as update:

@@ -62,7 +62,7 @@ class ResourceSpec(StrictModel):
     time_min: int = Field(default=60, ge=1)
 
 
-def _default_resources() -> dict[str, ResourceSpec]:
+def _default_resources() -> dict[ResourceName, ResourceSpec]:
     return {
         "images": ResourceSpec(gpus=0, cpus=8, mem_gb=16, time_min=120),
         "extract": ResourceSpec(gpus=1, cpus=8, mem_gb=32, time_min=120),

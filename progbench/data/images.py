@@ -75,8 +75,8 @@ def decode_image(path: Path) -> np.ndarray:
 
 def _decode_pillow(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)  # camera JPEGs may store rotation in EXIF
+        with Image.open(path) as opened:
+            img = ImageOps.exif_transpose(opened)  # camera JPEGs may store rotation in EXIF
             img.load()  # a truncated file fails here (Pillow's LOAD_TRUNCATED_IMAGES is off)
             return _pil_to_gray(img)
     except UnidentifiedImageError as err:

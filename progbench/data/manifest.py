@@ -53,7 +53,7 @@ class Manifest:
         if not self.has_boxes:
             return [None] * len(self.frame)
         vals = self.frame[list(BOX_COLUMNS)].to_numpy(dtype=float)
-        return [None if np.isnan(r).any() else tuple(float(x) for x in r) for r in vals]
+        return [None if np.isnan(r).any() else (r[0], r[1], r[2], r[3]) for r in vals.tolist()]
 
     def grouping_fingerprint(self) -> str:
         """What splits depend on: image ids, patients and centres (not paths or pixels)."""
@@ -179,7 +179,7 @@ def _id_problems(df: pd.DataFrame, name: Callable[[int], str]) -> list[str]:
     """Empty ids, duplicate image ids, and patients seen in more than one centre."""
     problems: list[str] = []
     for col in ID_COLUMNS:
-        for i in np.flatnonzero(df[col].to_numpy() == ""):
+        for i in np.flatnonzero(df[col].to_numpy() == "").tolist():
             problems.append(f"{name(i)}, column {col!r}: empty value")
 
     dup = df["image_id"].duplicated(keep=False) & (df["image_id"] != "")
@@ -209,7 +209,7 @@ def _box_problems(df: pd.DataFrame, name: Callable[[int], str]) -> list[str]:
         for col in BOX_COLUMNS:
             vals = pd.to_numeric(df[col], errors="coerce")
             bad = vals.isna() & df[col].notna()
-            for i in np.flatnonzero(bad.to_numpy()):
+            for i in np.flatnonzero(bad.to_numpy()).tolist():
                 problems.append(f"{name(i)}, column {col!r}: {df[col].iloc[i]!r} is not a number")
             df[col] = vals
     return problems
@@ -243,7 +243,7 @@ def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:
     negatives = {normalise_value(v) for v in task.negative} if task.negative else None
     problems = [
         f"{manifest.row_name(i)}, column {task.outcome!r}: missing value (NaN/empty)"
-        for i in np.flatnonzero((values == "").to_numpy())
+        for i in np.flatnonzero((values == "").to_numpy()).tolist()
     ]
     seen = sorted(set(values) - {""})
     if positive not in seen:
@@ -262,7 +262,7 @@ def binary_labels(manifest: Manifest, task: TaskConfig) -> np.ndarray:
             )
         negatives = set(others)
     allowed = negatives | {positive}
-    for i in np.flatnonzero(~values.isin(allowed | {""}).to_numpy()):
+    for i in np.flatnonzero(~values.isin(allowed | {""}).to_numpy()).tolist():
         problems.append(
             f"{manifest.row_name(i)}, column {task.outcome!r}: unknown value {values.iloc[i]!r} "
             f"(expected one of {sorted(allowed)})"
@@ -290,7 +290,7 @@ def _check_patient_labels(manifest: Manifest, outcome: str, labels: np.ndarray) 
         return
     problems = []
     for patient in mixed:
-        rows = np.flatnonzero(df["patient_id"].to_numpy() == patient)
+        rows = np.flatnonzero(df["patient_id"].to_numpy() == patient).tolist()
         where = ", ".join(f"{manifest.row_name(i)} ({df[outcome].iloc[i]!r})" for i in rows)
         problems.append(
             f"column {outcome!r}: patient {patient!r} has images with different labels: {where}"

@@ -194,7 +194,14 @@ def percentile_ci(
 
 
 def _defined(values: Sequence[MetricValue]) -> list[float]:
-    return [float(v) for v in values if v is not None]  # type: ignore[arg-type]
+    return [float(v) for v in values if v is not None]
+
+
+def _number(value: MetricValue) -> float | None:
+    """A metric's value as AggregateRow holds it; the metrics aggregated are never text."""
+    if isinstance(value, str):
+        raise TypeError(f"metric value {value!r} is not a number")
+    return value
 
 
 def mean_std(values: Sequence[MetricValue]) -> tuple[float | None, float | None, int]:
@@ -232,13 +239,15 @@ def _pooled_rows(
     rows: list[AggregateRow] = []
     for j, point in enumerate(points):
         for k, m in enumerate(METRIC_NAMES):
-            value = point[m]
+            value = _number(point[m])
             low, high = (None, None)
             if boot is not None and value is not None:
                 low, high = percentile_ci(boot[:, j, k])
             rows.append(AggregateRow("pooled", m, value, low, high, n_runs[j], repeat=repeats[j]))
         for m in ("threshold", "n", "prevalence"):
-            rows.append(AggregateRow("pooled", m, point[m], n_runs=n_runs[j], repeat=repeats[j]))
+            rows.append(
+                AggregateRow("pooled", m, _number(point[m]), n_runs=n_runs[j], repeat=repeats[j])
+            )
     return rows, boot if boot is not None else np.empty((0, len(sets), len(METRIC_NAMES))), points
 
 

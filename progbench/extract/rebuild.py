@@ -28,21 +28,21 @@ def rebuild_store(path: Path, attrs: dict[str, Any], cache_dir: Path | None = No
             params = ImageStoreParams(
                 int(transform.get("store_size", 224)), bool(transform.get("crop", True))
             )
-            result = extract_features(
+            made = extract_features(
                 manifest, str(attrs["backbone"]), str(attrs["weights"]),
                 batch_size=int(attrs["rows_per_chunk"]), dtype=dtype, cache_dir=root, image_params=params,
-            )  # fmt: skip
+            ).path  # fmt: skip
         else:
             from progbench.cache.imagestore import ImageStoreParams, build_image_store
 
             params = ImageStoreParams(
                 int(attrs["size"]), bool(attrs.get("crop", True)), bool(attrs.get("equalize"))
             )
-            result = build_image_store(manifest, params, root)
+            made = build_image_store(manifest, params, root).path
     except ProgbenchError as err:
         raise CacheError(f"cannot repair {path}: {err.message}", hint) from err
-    if result.path != path:
+    if made != path:
         raise CacheError(
-            f"cannot repair {path}: its inputs changed (they now make store {result.path.stem})",
+            f"cannot repair {path}: its inputs changed (they now make store {made.stem})",
             "Remove the old store with `progbench cache rm` or `progbench cache prune`.",
         )

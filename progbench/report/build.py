@@ -68,7 +68,7 @@ def _csv(df: pd.DataFrame) -> bytes:
 def metric_report(data: ReportData, alpha: float, notes: list[str]) -> MetricReport:
     """Tables, per-centre tables, tests and figures of one metric."""
     tables = [summary_table(data, s) for s in data.settings]
-    centres = [t for s in data.settings if (t := centre_table(data, s)) is not None]
+    centres = [c for s in data.settings if (c := centre_table(data, s)) is not None]
     stats = [setting_stats(data, s, alpha) for s in data.settings]
     for t in tables:
         if fold_count_note(t):

@@ -75,8 +75,8 @@ RUN_COLUMNS = (
 GROUP_KEYS = ["task", "scheme", "task_label", "model", "backbone", "weights", "strategy"]
 GROUP_KEYS += ["regime", "shots"]
 UNIT_KEYS = ["task", "scheme", "model", "strategy", "regime", "shots", "fold"]
-RUN_IDENTITY = ("task", "scheme", "backbone", "weights", "strategy", "regime", "shots")
-RUN_IDENTITY += ("repeat", "fold")
+RUN_IDENTITY: tuple[str, ...] = ("task", "scheme", "backbone", "weights", "strategy")
+RUN_IDENTITY += ("regime", "shots", "repeat", "fold")
 
 
 @dataclass(frozen=True, order=True)

@@ -24,10 +24,12 @@ import itertools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.style
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -37,11 +39,14 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from progbench.evaluate.stats import FriedmanResult
 from progbench.report.data import ReportData, Setting
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 DPI = 100
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "8", "d", "H")
 FAMILY_COLORS = {"CNN": "#1f77b4", "FM": "#d62728", "unknown": "#7f7f7f"}
 FAMILY_ORDER = ("CNN", "FM", "unknown")
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.grid": True,
@@ -70,7 +75,7 @@ def render(fig: Figure) -> tuple[bytes, bytes]:
     return png.getvalue(), svg.getvalue()
 
 
-def strategy_colors(strategies: list[str]) -> dict[str, tuple[float, ...]]:
+def strategy_colors(strategies: list[str]) -> dict[str, tuple[float, float, float, float]]:
     cmap = matplotlib.colormaps["tab10" if len(strategies) <= 10 else "tab20"]
     return {s: cmap(i % cmap.N) for i, s in enumerate(strategies)}
 
@@ -92,7 +97,7 @@ def _panels(n: int, width: float = 4.0, height: float = 3.2) -> tuple[Figure, li
 def _legends(fig: Figure, data: ReportData, strategies: list[str], models: list[str]) -> None:
     colors = strategy_colors(data.strategies)
     markers = model_markers(data.models)
-    handles = [Patch(color=colors[s], label=s) for s in strategies]
+    handles: list[Artist] = [Patch(color=colors[s], label=s) for s in strategies]
     handles += [
         Line2D([], [], color="0.3", marker=markers[m], linestyle="none", label=m) for m in models
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from matplotlib.figure import Figure
 
@@ -74,7 +75,7 @@ def _fewshot_specs(data: ReportData) -> list[FigureSpec]:
             f"{data.label} against k ({regime})",
             f"Mean {data.label} over folds against k, images per class; bands = ± the std over "
             "few-shot draws (mean over folds of the within-fold std).",
-            lambda regime=regime: F.fewshot_figure(data, regime),
+            partial(F.fewshot_figure, data, regime),
         )
         for regime in sorted({s.regime for s in data.settings if s.is_fewshot})
     ]
@@ -95,7 +96,7 @@ def _cd_specs(data: ReportData, stats: Sequence[SettingStats]) -> list[FigureSpe
                 f"Mean rank of each strategy over {f.n_blocks} (task, backbone) blocks "
                 f"(1 = best); bars join strategies the Nemenyi test does not separate at "
                 f"α = {st.alpha:g}; CD = {f.cd:.2f}.{verdict}",
-                lambda f=f, title=title: F.cd_figure(f, title),
+                partial(F.cd_figure, f, title),
             )
         )
     return out

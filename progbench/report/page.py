@@ -44,7 +44,8 @@ class MetricReport:
 
 
 def results_blocks(m: MetricReport) -> list[H.Block]:
-    data, out = m.data, []
+    data = m.data
+    out: list[H.Block] = []
     for t in m.tables:
         strategies = table_strategies(t, data.strategies)
         rows = [

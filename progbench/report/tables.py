@@ -67,7 +67,8 @@ def format_number(x: object, digits: int = 3) -> str:
     if isinstance(x, bool | np.bool_):
         return "yes" if x else "no"
     if isinstance(x, float | np.floating):
-        return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
+        v = float(x)
+        return f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
     return str(x)
 
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from progbench.config import BackboneSpec
+from progbench.config.sweeps import Family
 from progbench.data.splits import resolve_scheme
 from progbench.errors import ConfigError
 from progbench.models.registry import get_backbone_spec
@@ -55,7 +56,7 @@ class RunKey(NamedTuple):
 @dataclass(frozen=True)
 class CellPlan:
     cell: Cell
-    family: str  # lp | peft | fft
+    family: Family
     applicable: bool
     reason: str | None  # why not applicable
     prepared: bool
@@ -91,7 +92,7 @@ def _relative(k: RunKey) -> str:
 
 
 def _schemes(sweep: Sweep, t: SweepTask) -> list[str]:
-    out = []
+    out: list[str] = []
     for s in sweep.config.schemes:
         if t.task is not None:
             out.append(resolve_scheme(t.task, s)[0])
@@ -142,7 +143,7 @@ def _train_fraction(sweep: Sweep, t: SweepTask, scheme: str, folds: int) -> floa
     return outer * (1 - sweep.config.val_fraction)
 
 
-def _runs(sweep: Sweep, regime: str, folds: int, family: str) -> tuple[RunKey, ...]:
+def _runs(sweep: Sweep, regime: str, folds: int, family: Family) -> tuple[RunKey, ...]:
     limit = sweep.config.limits.get(family)
     n = min(folds, limit.folds) if limit is not None and limit.folds is not None else folds
     if regime == FULL:

@@ -117,7 +117,7 @@ def _stages(sweep: Sweep, rows: list[CellRow]) -> list[Stage]:
     }
     features = {(r.plan.cell.task, r.plan.cell.backbone) for r in live if r.plan.family == "lp"}
     image_sets = {
-        (str(tasks[t].task.manifest.source), b) for t, b in features if tasks[t].task is not None
+        (str(task.manifest.source), b) for t, b in features if (task := tasks[t].task) is not None
     }
     lp = sum(r.plan.family == "lp" for r in live)
     return [

@@ -118,8 +118,8 @@ class SlurmResources:
 
     def __hash__(self) -> int:  # `extra` is a dict; hash its items so resources can group cells
         fields = (self.partition, self.time_min, self.cpus, self.mem_gb, self.gpus)
-        fields += (self.array_parallelism, self.signal_delay_s, self.max_requeues)
-        return hash((*fields, tuple(sorted(self.extra.items()))))
+        more = (self.array_parallelism, self.signal_delay_s, self.max_requeues)
+        return hash((*fields, *more, tuple(sorted(self.extra.items()))))
 
     @property
     def signal_s(self) -> int:
@@ -195,10 +195,11 @@ def _record_array(
 ) -> None:
     path = folder / JOBS_FILE
     with FileLock(str(path) + ".lock"):
-        data = json.loads(path.read_text()) if path.exists() else {"version": 1, "arrays": []}
-        jobs = [
-            {"job_id": i, "key": k} for i, k in zip(ids, keys or [None] * len(ids), strict=True)
-        ]
+        data: dict[str, Any] = (
+            json.loads(path.read_text()) if path.exists() else {"version": 1, "arrays": []}
+        )
+        per_job: Sequence[str | None] = keys or [None] * len(ids)
+        jobs = [{"job_id": i, "key": k} for i, k in zip(ids, per_job, strict=True)]
         entry = {"name": name, "submitted": now_iso(), "resources": asdict(resources)}
         data["arrays"].append(entry | {"jobs": jobs})
         atomic_write_json(path, data)

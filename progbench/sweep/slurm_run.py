@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from progbench.config.sweeps import ResourceName
 from progbench.sweep.execute import Unit, run_unit_from_file
 from progbench.sweep.slurm import SlurmResources, job_states, submit_array, wait
 from progbench.sweep.spec import Sweep
@@ -32,7 +33,7 @@ def slurm_folder(sweep: Sweep) -> Path:
     return sweep.state_dir / "slurm"
 
 
-def unit_family(sweep: Sweep, unit: Unit) -> str:
+def unit_family(sweep: Sweep, unit: Unit) -> ResourceName:
     if unit.kind == "images":
         return "images"
     if unit.kind == "features":
@@ -41,7 +42,7 @@ def unit_family(sweep: Sweep, unit: Unit) -> str:
 
 
 def resources_for(
-    sweep: Sweep, family: str, executor: SlurmExecutor, after: list[str]
+    sweep: Sweep, family: ResourceName, executor: SlurmExecutor, after: list[str]
 ) -> SlurmResources:
     spec = sweep.config.resources[family]
     slurm = sweep.config.slurm
@@ -75,7 +76,7 @@ def submit_sweep(
     submitted: list[str] = []
     previous: list[str] = []
     for i, phase in enumerate(phases):
-        by_family: dict[str, list[Unit]] = {}
+        by_family: dict[ResourceName, list[Unit]] = {}
         for unit in phase:
             by_family.setdefault(unit_family(sweep, unit), []).append(unit)
         ids: list[str] = []

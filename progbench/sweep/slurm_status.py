@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,14 +126,14 @@ def _squeue_states(job_ids: Sequence[str]) -> tuple[dict[str, str], dict[str, st
 def _accounting_enabled() -> bool:
     proc = _run(["scontrol", "show", "config"])
     match = re.search(r"^AccountingStorageType\s*=\s*(\S+)", proc.stdout, re.MULTILINE)
-    return bool(match) and match.group(1) != "accounting_storage/none"
+    return match is not None and match.group(1) != "accounting_storage/none"
 
 
 def _sacct_states(folder: Path, job_ids: Sequence[str]) -> dict[str, str]:
     """States of jobs purged from the controller, from sacct through submitit (needs accounting)."""
     if not job_ids or not _accounting_enabled():
         return {}
-    jobs = [submitit.SlurmJob(folder, j) for j in job_ids]
+    jobs: list[submitit.SlurmJob[Any]] = [submitit.SlurmJob(folder, j) for j in job_ids]
     submitit.SlurmJob.watcher.update()  # one sacct call for all of them
     states = {j.job_id: j.watcher.get_state(j.job_id, mode="cache").split()[0] for j in jobs}
     return {j: s for j, s in states.items() if s != "UNKNOWN"}
@@ -176,19 +176,19 @@ def _status(
     outcome: tuple[str, Any] | None,
     reason: str = "",
 ) -> JobStatus:
-    base = {"job_id": record.job_id, "key": record.key}
+    base = partial(JobStatus, job_id=record.job_id, key=record.key)
     if outcome is not None and outcome[0] == "success":
-        return JobStatus(**base, state="done", slurm_state=slurm_state or "COMPLETED")
+        return base(state="done", slurm_state=slurm_state or "COMPLETED")
     if outcome is None and slurm_state == "PENDING" and reason in NEVER_STARTS:
         why = (
             f"SLURM will never start it ({reason}): {NEVER_STARTS[reason]}; lower the sweep"
             "'s `resources` (or use --slurm-partition, --slurm-time)"
         )
-        return JobStatus(**base, state="failed", slurm_state=slurm_state, error=why)
+        return base(state="failed", slurm_state=slurm_state, error=why)
     if outcome is None and slurm_state in _PENDING:
-        return JobStatus(**base, state="pending", slurm_state=slurm_state)
+        return base(state="pending", slurm_state=slurm_state)
     if outcome is None and slurm_state in _RUNNING:
-        return JobStatus(**base, state="running", slurm_state=slurm_state)
+        return base(state="running", slurm_state=slurm_state)
     if outcome is not None:  # the function raised; submitit saved the traceback
         error = _error_line(str(outcome[1]))
     else:  # ended without a result: killed, cancelled, out of memory, never started...
@@ -198,9 +198,7 @@ def _status(
             if slurm_state
             else "no result, and SLURM no longer knows the job (cancelled or killed?)"
         )
-    return JobStatus(
-        **base, state="failed", slurm_state=slurm_state or "FAILED", error=error, log=paths.stderr
-    )
+    return base(state="failed", slurm_state=slurm_state or "FAILED", error=error, log=paths.stderr)
 
 
 def job_states(folder: str | os.PathLike[str]) -> dict[str, JobStatus]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from progbench.config import parse_model, read_yaml
-from progbench.config.sweeps import SweepConfig, TaskEntry
+from progbench.config.sweeps import Family, SweepConfig, TaskEntry
 from progbench.errors import ConfigError, ProgbenchError
 from progbench.models.registry import (
     CONFIGS_DIR,
@@ -78,7 +78,7 @@ class Sweep:
     def strategy_objects(self) -> dict[str, Strategy]:
         return {s: get_strategy(s) for s in self.strategies}
 
-    def family(self, strategy: str) -> str:
+    def family(self, strategy: str) -> Family:
         """lp (cached features), fft (whole model) or peft (adapters, biases): resources."""
         s = self.strategy_objects[strategy]
         return "lp" if s.path == "features" else "fft" if s.full_state else "peft"

@@ -190,7 +190,7 @@ def train_problems(
                 update(done[0], total)
 
             ctx.fit.tick = tick
-        busy = []
+        busy: list[Problem] = []
         for wait, todo in ((False, problems), (True, None)):
             for p in todo if todo is not None else busy:
                 d = run_dir_for(ctx.runs_root, p.spec)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -110,7 +110,8 @@ class _Loop:
 def _build_loop(p: Problem, ctx: FitContext, lr_head: float) -> _Loop:
     opts, accel, seed = ctx.opts, ctx.accel, p.spec.seed
     raw = prepare_model(ctx.new_model(seed), accel)
-    model = torch.compile(raw) if opts.compile else raw
+    # torch.compile of a module is an OptimizedModule (typed as any callable).
+    model = cast(torch.nn.Module, torch.compile(raw)) if opts.compile else raw
     train_rows = ctx.store.indices(p.train_ids)
     weight = torch.tensor(class_weights(ctx.y[train_rows]), dtype=torch.float32)
     optimizer = torch.optim.AdamW(

@@ -11,7 +11,7 @@ is its probe preset (progbench.train.probe.ProbeConfig); the `sklearn` kind's fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,7 +24,9 @@ Predictor = Callable[[np.ndarray], np.ndarray]  # raw variant features (N, D) ->
 class FeatureHead(Protocol):
     """One fitted head of one problem."""
 
-    val_loss: float  # class-weighted log loss on the fold's validation rows
+    @property  # read-only, so that a frozen dataclass's field satisfies it
+    def val_loss(self) -> float:
+        """Class-weighted log loss on the fold's validation rows."""
 
     @property
     def trainable(self) -> int | None:
@@ -49,5 +51,5 @@ class FeatureSolver(Protocol):
 
     def fit(
         self, x: np.ndarray, y: np.ndarray, problems: list[np.ndarray], val_idx: np.ndarray
-    ) -> list[FeatureHead]:
+    ) -> Sequence[FeatureHead]:
         """One selected head per problem (rows of `x`); `x` is standardised."""

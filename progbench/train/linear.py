@@ -90,7 +90,7 @@ def run_linear_probes(
     claimed first (runs.lifecycle): runs another process holds are done after it, by that
     process or, if it died, by this one.
     """
-    cfg = cfg or ProbeConfig()
+    feature_solver: FeatureSolver = cfg or ProbeConfig()
     start = time.perf_counter()
     ids = task.manifest.frame["image_id"].tolist()
     x = features.load(ids) if isinstance(features, FeatureStore) else np.asarray(features)
@@ -98,7 +98,7 @@ def run_linear_probes(
     if isinstance(features, FeatureStore):
         layout = features.layout
     layout = layout or TokenLayout.single(x.shape[1])
-    space = _FeatureSpace(x, layout, _variants(cfg, layout))
+    space = _FeatureSpace(x, layout, _variants(feature_solver, layout))
     pos = {iid: i for i, iid in enumerate(ids)}
     summary = LPSummary()
     total = len(problems)
@@ -111,7 +111,9 @@ def run_linear_probes(
     # This thread solves fold after fold while a writer (progbench.train.writers) writes and
     # scores the solved folds' runs.
     with claims(runs_root) as held, threadpool_limits(1), lp_writer(total) as writer:
-        solver = _FoldSolver(task, space, pos, cfg, ctx, runs_root, force, writer, held, count)
+        solver = _FoldSolver(
+            task, space, pos, feature_solver, ctx, runs_root, force, writer, held, count
+        )
         busy = solver.first_pass(problems, summary.skipped)
         solver.drain()
         for p in busy:  # held by another process: wait for it, then skip or take over
@@ -253,7 +255,8 @@ def _solve_fold(
         cols = space.layout.columns(v) if xv is not xs else slice(None)
         for j, head in enumerate(heads):
             search[j].append({"variant": v.name, "val_loss": head.val_loss})
-            if best[j] is None or head.val_loss < best[j].head.val_loss:  # ties: the first variant
+            kept = best[j]
+            if kept is None or head.val_loss < kept.head.val_loss:  # ties: the first variant
                 p_pos = head.predict(xv[held_out])
                 best[j] = _Chosen(head, v, search[j], p_pos, mean[cols], std[cols])
     per_run_s = (time.perf_counter() - t0) / len(todo)

@@ -217,14 +217,21 @@ def plan_runs(
     `records` goes into every run's `extra`."""
     draws = select_draws(splits, req, source)
     regime = "fewshot-center" if (splits.fewshot_config or {}).get("per_center") else "fewshot"
-    common = {**identity, "task": task.name, "seed": splits.seed, "scheme": splits.scheme}
+    common: dict[str, Any] = {
+        **identity,
+        "task": task.name,
+        "seed": splits.seed,
+        "scheme": splits.scheme,
+    }
     split = splits.parameters()
     out = []
     folds = splits.folds[: req.max_folds] if req.max_folds is not None else splits.folds
     for fold in folds:
         extra = {"test_center": fold.test_center, "splits_file": str(Path(source).resolve())}
         extra |= records or {}
-        parts = [(None, fold.train)] if "full" in req.regimes else []
+        parts: list[tuple[FewShotDraw | None, list[str]]] = (
+            [(None, fold.train)] if "full" in req.regimes else []
+        )
         if "fewshot" in req.regimes:
             parts += [(d, d.train) for d in draws[fold.fold]]
         for draw, train in parts:
@@ -234,7 +241,7 @@ def plan_runs(
                 "task": task_definition(task),
                 "data": data_fingerprint(task, list(train), fold.val, fold.test),
             }
-            fields = (
+            fields: dict[str, Any] = (
                 {"regime": "full"}
                 if draw is None
                 else {

@@ -86,7 +86,10 @@ def nbia_roots(
     base = metadata.parent if metadata is not None else raw
     root = next((p for p in (base / collection, raw / collection) if p.is_dir()), raw)
     if metadata is None or not modalities:  # no modality rule: every series is scanned
-        scan = {"image_root": str(root), "metadata_csv": str(metadata) if metadata else None}
+        scan: dict[str, Any] = {
+            "image_root": str(root),
+            "metadata_csv": str(metadata) if metadata else None,
+        }
         return Roots(images=root), scan, metadata
     sel = nbia_series_folders(metadata, {m.upper() for m in modalities})
     present = [f for f in sel.folders if f.is_dir()]
@@ -136,7 +139,8 @@ def run_preset(
     try:
         return prepare(spec, out, force=force, context=context)
     except MissingColumnError as err:
-        specific = [column_hints[c] for c in err.columns if c in (column_hints or {})]
+        hints = column_hints or {}
+        specific = [hints[c] for c in err.columns if c in hints]
         raise PrepareError(
             f"{preset.title}: {err.message}",
             " ".join([*specific, err.hint or ""]) + f" The adapter expects the columns of the "

@@ -119,7 +119,7 @@ def boxes_frame(
     images: pd.DataFrame, boxes: dict[str, RawBox], spec: BoxFile, image_names: list[str]
 ) -> tuple[pd.DataFrame, list[str], int]:
     """box_x0..box_y1 per image (NaN: no crop), problems, and how many images had no box."""
-    cols = {k: [] for k in ("box_x0", "box_y0", "box_x1", "box_y1")}
+    cols: dict[str, list[float]] = {k: [] for k in ("box_x0", "box_y0", "box_x1", "box_y1")}
     problems: list[str] = []
     missing = 0
     for k, image_id in enumerate(images["image_id"]):

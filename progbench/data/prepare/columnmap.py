@@ -267,7 +267,9 @@ def copied_columns(
     go under one shared name.
     """
     copies: dict[str, tuple[str | None, str]] = {}
-    pairs = [(shared.roles()[r], col, r) for r, col in own.roles().items()]
+    pairs: list[tuple[str, str | None, str]] = [
+        (shared.roles()[r], col, r) for r, col in own.roles().items()
+    ]
     if center_target is not None:
         pairs.append((center_target, own.center, "centre"))
     for target, col, role in pairs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,8 +163,9 @@ def _by_matching(
         by_value = _rows_by_value(rows, mine, col, names, out.problems)
         dropped_values = set(all_rows.loc[all_rows["_source"] == s, col]) - set(by_value) - {""}
         if columns.dicom_match is not None:
-            files = _dicom_candidates(root, columns.dicom_match.tag, rules, out)
-            keys = {p: [h.get(columns.dicom_match.tag)] for p, h in files.items()}
+            headers = _dicom_candidates(root, columns.dicom_match.tag, rules, out)
+            keys = {p: [h.get(columns.dicom_match.tag)] for p, h in headers.items()}
+            files: Mapping[Path, Header | None] = headers
         else:
             files = {absolute(p): None for p in walk_files(root.scan_roots())}
             keys = {p: [p.name, *stem_candidates(p.stem)] for p in files}

@@ -124,8 +124,8 @@ def _sources(
                 f"{len(sources)} table(s)",
                 "Give one --source-name per table, in the order of the tables.",
             )
-        for s, name in zip(sources, options.source_names, strict=True):
-            s["name"] = name
+        for source, name in zip(sources, options.source_names, strict=True):
+            source["name"] = name
     return sources
 
 

@@ -64,7 +64,11 @@ def write_all(
     for b in built:
         path = out / b.spec.manifest
         frame = _with_written_paths(b.frame, out, spec.absolute_paths)
-        atomic_write_with(path, lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
+
+        def write_csv(tmp: Path, frame: pd.DataFrame = frame) -> None:
+            frame.to_csv(tmp, index=False)
+
+        atomic_write_with(path, write_csv)
         manifests[b.spec.manifest] = path
         for task in b.tasks:
             tasks[task.name] = _write_task(out, task)

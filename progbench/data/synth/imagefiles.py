@@ -32,7 +32,12 @@ def write_dicom(
     """A CR DICOM with varied encodings: BitsStored 12 or 16, MONOCHROME1 or 2, optional
     rescale and window. UIDs are derived from the seed so that files are reproducible."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import (
+        UID,
+        ComputedRadiographyImageStorage,
+        ExplicitVRLittleEndian,
+        generate_uid,
+    )
 
     bits = 12 if rng.random() < 0.6 else 16
     top = 2**bits - 1
@@ -43,7 +48,7 @@ def write_dicom(
     rescale = rng.random() < 0.4
     slope, intercept = (0.5, -1024.0) if rescale else (1.0, 0.0)
 
-    def uid(kind: str) -> str:
+    def uid(kind: str) -> UID:
         return generate_uid(entropy_srcs=["progbench-synth", str(seed), image_id, kind])
 
     ds = Dataset()

@@ -134,9 +134,10 @@ def require_network(url: str, what: str, spec: BackboneSpec, manual: str) -> Non
     if offline_mode():
         why = "HF_HUB_OFFLINE is set, so no download is attempted"
     else:
-        why = unreachable_reason(url)
-        if why is None:
+        reason = unreachable_reason(url)
+        if reason is None:
             return
+        why = reason
     raise WeightsError(f"could not fetch {what} for {spec.name}: {why}", offline_hint(spec, manual))
 
 

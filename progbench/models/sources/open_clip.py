@@ -76,7 +76,11 @@ def timm_vit_tokens(
     """Tokens of an open_clip TimmModel around a timm VisionTransformer pooled on its class
     token; each token goes through the trunk's head and open_clip's projection."""
     trunk = getattr(encoder, "trunk", None)
-    if not hasattr(trunk, "forward_intermediates") or getattr(trunk, "global_pool", "") != "token":
+    if (
+        trunk is None
+        or not hasattr(trunk, "forward_intermediates")
+        or getattr(trunk, "global_pool", "") != "token"
+    ):
         raise RegistryError(
             f"{type(trunk).__name__} is not a timm ViT pooled on its class token: it has no "
             "feature variants in progbench",

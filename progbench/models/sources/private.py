@@ -62,7 +62,7 @@ def resolve(sym: PrivateSymbol) -> Callable[..., Any]:
         missing = [p for p in sym.params if p not in inspect.signature(fn).parameters]
         if missing:
             problem = f"changed {sym.qualname}: it no longer takes {', '.join(missing)}"
-    if problem:
+    if problem or fn is None:
         raise RegistryError(
             f"{sym.distribution} {_version(sym.distribution)} {problem}; progbench uses this "
             f"private function for {sym.why}",

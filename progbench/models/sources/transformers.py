@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -28,6 +28,9 @@ from progbench.models.checkpoints import StateDict, drop_prefixed, key_report, r
 from progbench.models.sources import network
 from progbench.models.sources.base import LoadedBackbone, Source, require_hub_id
 from progbench.models.sources.torchvision import projection
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 CONFIG = "config.json"
 # The weights files of a hub repo, in order of preference; `.index.json` names a sharded one.
@@ -43,7 +46,7 @@ FINAL_NORM = {
 class HFEncoder(nn.Module):
     """A transformers vision model as an encoder: pooled output, then an optional projection."""
 
-    def __init__(self, model: nn.Module, projection_head: nn.Linear | None = None) -> None:
+    def __init__(self, model: PreTrainedModel, projection_head: nn.Linear | None = None) -> None:
         super().__init__()
         self.model = model
         self.projection_head = projection_head
@@ -135,7 +138,7 @@ def normalise(v: Any) -> Any:
 
 def _check_hf_config(model: nn.Module, spec: BackboneSpec, source: str) -> None:
     """A directory brings its own config.json: it must describe the registry's architecture."""
-    cfg = model.config  # type: ignore[attr-defined]
+    cfg = model.config
     diffs = [
         f"{k}={normalise(getattr(cfg, k, None))!r} (registry: {normalise(v)!r})"
         for k, v in spec.config_overrides.items()
@@ -172,7 +175,7 @@ def _from_pretrained(spec: BackboneSpec, where: str, **kwargs: Any) -> nn.Module
     return HFEncoder(model, None)
 
 
-def hf_model_from_state_dict(spec: BackboneSpec, sd: StateDict, source: str) -> nn.Module:
+def hf_model_from_state_dict(spec: BackboneSpec, sd: StateDict, source: str) -> PreTrainedModel:
     # from_pretrained(None, config=..., state_dict=...) applies transformers' own conversion of
     # checkpoint keys (e.g. 4.x Swin 'attention.self.query' -> 5.x 'attention.q_proj').
     cls, _ = transformers_classes(spec)

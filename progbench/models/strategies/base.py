@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -224,6 +225,7 @@ class Strategy(ABC):
 
     def trainable_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """Detached CPU copies of what training changes."""
+        items: Iterable[tuple[str, torch.Tensor]]
         if self.full_state:
             items = model.state_dict().items()
         else:

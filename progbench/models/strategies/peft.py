@@ -8,7 +8,7 @@ import os
 import tempfile
 from abc import abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from progbench.config import BackboneSpec
 from progbench.errors import ConfigError, ProgbenchError, RegistryError
@@ -24,6 +24,7 @@ from progbench.models.strategies.registry import register_kind
 from progbench.models.strategies.tensors import HEAD_NAME, save_tensors
 
 if TYPE_CHECKING:
+    from peft import PeftModel
     from torch import nn
 
     from progbench.models.loaders import LoadedBackbone
@@ -176,7 +177,8 @@ class PeftStrategy(Strategy):
         """peft's save_pretrained layout (PeftModel.from_pretrained loads it), plus the head."""
         # peft writes its files directly: write them beside, then move each into place.
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".peft-") as tmp:
-            model.backbone.save_pretrained(tmp, safe_serialization=True)
+            backbone = cast("PeftModel", model.backbone)  # what adapt() made of the encoder
+            backbone.save_pretrained(tmp, safe_serialization=True)
             for name in PEFT_FILES:
                 os.replace(Path(tmp) / name, out_dir / name)
         save_tensors(out_dir / HEAD_FILE, head_state(model))
@@ -241,9 +243,11 @@ class LoRA(PeftStrategy):
         from peft import LoraConfig
 
         s = self.spec
+        assert s.rank is not None and s.alpha is not None  # StrategySpec requires both for lora
         return LoraConfig(
             r=s.rank,
-            lora_alpha=s.alpha,
+            # peft annotates lora_alpha as int, but any number works (scaling = alpha / r)
+            lora_alpha=s.alpha,  # type: ignore[arg-type]
             lora_dropout=s.dropout,
             target_modules=res.target_modules,
             bias="none",
@@ -266,6 +270,7 @@ class VeRA(PeftStrategy):
         from peft import VeraConfig
 
         s = self.spec
+        assert s.rank is not None  # StrategySpec requires it for vera
         return VeraConfig(
             r=s.rank,
             vera_dropout=s.dropout,
