@@ -24,7 +24,6 @@ import dataclasses
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -66,15 +65,20 @@ def _fields(cls: type) -> dict[str, tuple[Any, ...]]:
     raise TypeError(f"{cls!r} is neither a pydantic model nor a dataclass")
 
 
-@cache
+_DECLARATIONS: dict[type, dict[str, Marker | None]] = {}  # a class's fields never change
+
+
 def declarations(cls: type) -> dict[str, Marker | None]:
     """Each field's marker (None: undeclared). Two markers on one field are an error."""
+    if cls in _DECLARATIONS:
+        return _DECLARATIONS[cls]
     out: dict[str, Marker | None] = {}
     for name, meta in _fields(cls).items():
         found = [m for m in meta if isinstance(m, Identity | Recorded)]
         if len(found) > 1:
             raise TypeError(f"{cls.__name__}.{name} is declared twice: {found}")
         out[name] = found[0] if found else None
+    _DECLARATIONS[cls] = out
     return out
 
 
@@ -112,7 +116,7 @@ def _value(v: Any) -> Any:
 
 
 def identity_of(
-    obj: Any, part: str | None = None, resolved: Mapping[str, Any] | None = None
+    obj: object, part: str | None = None, resolved: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The identity of `obj` as a JSON-able dict, built from its fields' declarations.
 
