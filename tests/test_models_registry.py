@@ -18,21 +18,8 @@ from progbench.models.registry import (
     list_strategies,
     registry_fingerprint,
 )
-from tests.helpers.twins import TWINS
+from tests.helpers.twins import STUDY_BACKBONES, TWINS
 
-STUDY_BACKBONES = [
-    "resnet18",
-    "resnet50",
-    "densenet121",
-    "dinov2-s",
-    "dinov2-b",
-    "dinov2-l",
-    "clip-l",
-    "medclip-r50",
-    "medclip-swin",
-    "pubmedclip",
-    "biomedclip",
-]
 STUDY_STRATEGIES = [
     "lp",
     "fft",

@@ -21,6 +21,7 @@ from progbench.runs import iter_runs, read_run
 from progbench.sweep.spec import load_sweep
 from progbench.sweep.status import sweep_status
 from tests.helpers.sweeps import FAST_TRAIN, write_sweep
+from tests.helpers.twins import STUDY_BACKBONES
 
 PROGBENCH = [sys.executable, "-c", "from progbench.cli import main; main()"]
 
@@ -109,22 +110,6 @@ def test_the_reference_grid_is_planned_without_its_data(capsys) -> None:
     assert plan["totals"]["study_gpu_hours"] == 3200 and plan["totals"]["device_hours"] > 0
     code, _, err = cli(["sweep", "run", "ruffini2025"], capsys)
     assert code != 0 and "not prepared" in err and "progbench prepare aiforcovid" in err
-
-
-# The reference study's backbones (docs/shared PROTOCOL.md, section 2), in its order.
-STUDY_BACKBONES = [
-    "resnet18",
-    "resnet50",
-    "densenet121",
-    "dinov2-s",
-    "dinov2-b",
-    "dinov2-l",
-    "clip-l",
-    "medclip-r50",
-    "medclip-swin",
-    "pubmedclip",
-    "biomedclip",
-]
 
 
 def test_the_reference_sweep_plans_the_study_backbones_whatever_the_registry_adds(

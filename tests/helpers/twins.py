@@ -11,3 +11,20 @@ def _twins() -> list[str]:
 
 
 TWINS = _twins()
+
+
+# The reference study's backbones (shared/PROTOCOL.md, section 2), in its order: what
+# `configs/sweeps/ruffini2025.yaml` lists, whatever $PROGBENCH_MODELS_DIR adds.
+STUDY_BACKBONES = [
+    "resnet18",
+    "resnet50",
+    "densenet121",
+    "dinov2-s",
+    "dinov2-b",
+    "dinov2-l",
+    "clip-l",
+    "medclip-r50",
+    "medclip-swin",
+    "pubmedclip",
+    "biomedclip",
+]
