@@ -141,7 +141,7 @@ def main() -> None:
     from progbench.data.splits import make_splits
     from progbench.errors import ConfigError
     from progbench.runs import iter_runs
-    from progbench.train.linear import LPContext, lp_settings, run_linear_probes
+    from progbench.train.features import FeatureContext, feature_settings, run_feature_probes
     from progbench.train.plan import SplitRequest, plan_runs
     from progbench.train.probe import ProbeConfig
 
@@ -151,7 +151,7 @@ def main() -> None:
         task = make_task(root)
         splits = add_fewshot(make_splits(task, "kfold", folds=5, seed=42), task, shots, repeats=5)
         store_path = make_store(root, task, dim=768)
-        ctx = LPContext("synthetic-768", "random", "none", "synthetic")
+        ctx = FeatureContext("synthetic-768", "random", "none", "synthetic")
         req = SplitRequest(shots=tuple(shots), repeats=5)
         timings: dict[str, list[float]] = {}
         for preset in ("default", "variants", "reference"):
@@ -161,20 +161,20 @@ def main() -> None:
                 print(f"{preset} probe: no such preset in this progbench; skipped")
                 continue
             problems = plan_runs(
-                task, splits, req, Path("splits.json"), ctx.identity(), lp_settings(ctx, cfg)
+                task, splits, req, Path("splits.json"), ctx.identity(), feature_settings(ctx, cfg)
             )
             timings[preset] = []
             for r in range(args.repeats if preset == "default" else 1):
                 runs = root / f"runs-{preset}-{r}"
                 t0 = time.perf_counter()
                 store = FeatureStore(store_path)
-                summary = run_linear_probes(task, problems, store, ctx, runs, cfg)
+                summary = run_feature_probes(task, problems, store, ctx, runs, cfg)
                 timings[preset].append(time.perf_counter() - t0)
                 n_done = len(iter_runs(runs).done)
                 print(f"{preset} probe, warm cache: {timings[preset][-1]:.2f} s for {n_done} runs")
                 assert n_done == len(summary.written) == 5 * (1 + len(shots) * 5), n_done
         t0 = time.perf_counter()
-        again = run_linear_probes(task, problems, FeatureStore(store_path), ctx, runs, cfg)
+        again = run_feature_probes(task, problems, FeatureStore(store_path), ctx, runs, cfg)
         resume_s = time.perf_counter() - t0
         assert not again.written
         touched = images_touched(splits)

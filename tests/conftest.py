@@ -59,7 +59,7 @@ LONG_FIRST = (
     "tests/test_gpu_check.py::test_cpu_dry_run",  # ~110
     "tests/test_sweep.py::",  # ~350 over six tests
     "tests/test_extract.py::test_sigkill_resume",
-    "@test_linear",  # one module fixture, ~150 in all
+    "@test_features",  # one module fixture, ~150 in all
     "tests/test_models_matrix.py::",
 )
 

@@ -19,7 +19,7 @@ from progbench.predict import PredictOptions, predict_run
 from progbench.runs import read_run, read_spec
 from progbench.train.finetune import run_finetune
 from progbench.train.options import FinetuneOptions
-from progbench.train.pipeline import SplitRequest, TrainRequest, resolve_splits, train_lp
+from progbench.train.pipeline import SplitRequest, TrainRequest, resolve_splits, train_features
 from tests.helpers.cohorts import write_cohort
 
 STORE_SIZE = 32
@@ -40,14 +40,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     cache, runs_root = root / "cache", root / "runs"
     req = SplitRequest(scheme="kfold", folds=2)
     lp_opts = FinetuneOptions(device="cpu", cache_dir=cache, image_size=STORE_SIZE)
-    lp = train_lp(
+    lp = train_features(
         TrainRequest(task, "tiny-dinov2", "lp", req, runs_root, "random", options=lp_opts)
     )
     splits, splits_file, _ = resolve_splits(task, req, runs_root)
     one = splits.model_copy(update={"folds": splits.folds[:1]})
     runs = {"lp": next(p for p in lp.written if p.name == "fold-0")}
     # The study's variant grid (lbfgs): a head on whichever tokens validation picked.
-    lpv = train_lp(
+    lpv = train_features(
         TrainRequest(
             task, "tiny-dinov2", "lp", req, root / "runs-variants", "random", probe="variants",
             options=lp_opts,

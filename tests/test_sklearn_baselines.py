@@ -20,12 +20,12 @@ from progbench.models.registry import STRATEGIES_DIR_ENV, get_strategy_spec
 from progbench.models.strategies import get_strategy
 from progbench.predict import PredictOptions, predict_run
 from progbench.runs import iter_runs, read_run
-from progbench.train.linear import LPContext
+from progbench.train.features import FeatureContext
 from progbench.train.options import FinetuneOptions
-from progbench.train.pipeline import SplitRequest, TrainRequest, train_lp
+from progbench.train.pipeline import SplitRequest, TrainRequest, train_features
 from progbench.train.solvers import solver_for
 from tests.helpers.cohorts import write_cohort
-from tests.helpers.lp import lp_runs
+from tests.helpers.features import feature_runs
 
 PRESETS = ["knn", "svm-rbf", "random-forest", "logreg"]
 TREE = {
@@ -62,9 +62,9 @@ def test_presets_learn_the_signal_with_a_grid_point_chosen_on_validation(
 ) -> None:
     strategy = get_strategy(name)
     solver = solver_for(strategy, "default")
-    ctx = LPContext("synthetic", "random", "none", "synthetic", strategy=name)
+    ctx = FeatureContext("synthetic", "random", "none", "synthetic", strategy=name)
     splits = make_splits(signal.task, "kfold", folds=2, seed=42)
-    lp_runs(signal.task, splits, signal.x, ctx, tmp_path, solver, fewshot=False)
+    feature_runs(signal.task, splits, signal.x, ctx, tmp_path, solver, fewshot=False)
     runs = [read_run(p) for p in iter_runs(tmp_path).done]
     assert len(runs) == 2 and {r.spec.strategy for r in runs} == {name}
     spec = get_strategy_spec(name)
@@ -95,7 +95,7 @@ def test_a_yaml_only_estimator_trains_is_evaluated_and_predicts(
     cache, runs_root = tmp_path / "cache", tmp_path / "runs"
     opts = FinetuneOptions(device="cpu", cache_dir=cache, image_size=32)
     req = SplitRequest(scheme="kfold", folds=2)
-    summary = train_lp(
+    summary = train_features(
         TrainRequest(task, "tiny-resnet", "tree", req, runs_root, "random", options=opts)
     )
     assert len(summary.written) == 2
@@ -162,10 +162,10 @@ def test_a_grid_point_too_big_for_a_few_shot_draw_is_skipped(
     """kNN with k = 9 or 27 cannot fit 4 images: a 2-shot draw keeps k = 3 and says so."""
     from progbench.data.fewshot import add_fewshot
 
-    ctx = LPContext("synthetic", "random", "none", "synthetic", strategy="knn")
+    ctx = FeatureContext("synthetic", "random", "none", "synthetic", strategy="knn")
     splits = add_fewshot(make_splits(signal.task, "kfold", folds=2, seed=42), signal.task, [2], 1)
     solver = solver_for(get_strategy("knn"), "default")
-    lp_runs(signal.task, splits, signal.x, ctx, tmp_path, solver, full=False)
+    feature_runs(signal.task, splits, signal.x, ctx, tmp_path, solver, full=False)
     runs = [read_run(p) for p in iter_runs(tmp_path).done]
     assert len(runs) == 2
     for run in runs:

@@ -38,7 +38,7 @@ def probe_oof(
     """(test rows, P(positive)) pooled over `folds`; heads fitted on `y_fit`'s training and
     validation labels only (test labels are never read)."""
     rows, probs = [], []
-    # One BLAS thread, as train.linear does: these problems are small, and on a busy machine
+    # One BLAS thread, as train.features does: these problems are small, and on a busy machine
     # threaded BLAS made a fold's fits 25x slower (3.7 s vs 0.15 s over 5 folds, 2 cores).
     with threadpool_limits(1):
         for f in folds:

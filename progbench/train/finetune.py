@@ -134,7 +134,7 @@ def prepare_finetune(
     if strat.path != "stream":
         raise ConfigError(
             f"{strat.name} is trained on cached features, not by streaming images",
-            "Use train_lp (`progbench train --strategy lp`).",
+            "Use train_features (`progbench train --strategy lp`).",
         )
     strat.refuse_if_not_applicable(bspec)
     lr_backbone = opts.lr_backbone or strat.backbone_lr or 1e-4

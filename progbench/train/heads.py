@@ -1,6 +1,6 @@
-"""What the LP pipeline asks of a feature-path strategy's solver (progbench.train.solvers).
+"""What the feature path asks of a feature-path strategy's solver (progbench.train.solvers).
 
-progbench.train.linear loads the feature store, standardises each fold with its training
+progbench.train.features loads the feature store, standardises each fold with its training
 images, and for every feature variant the solver asks for (and the backbone offers) calls
 `solver.fit` on that variant's columns; per problem it keeps the head with the lowest
 validation loss (class-weighted log loss), writes its files and predictions, and scores the run.

@@ -1,7 +1,7 @@
 """Writing feature-path run directories (LP, scikit-learn): kept free of torch so writer
 processes start fast.
 
-`progbench.train.linear` solves the heads and hands each fold's runs to `write_runs`, in a
+`progbench.train.features` solves the heads and hands each fold's runs to `write_runs`, in a
 writer thread or, for big grids, in worker processes that import only this module's needs.
 """
 

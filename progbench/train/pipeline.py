@@ -1,7 +1,8 @@
 """`progbench train`: from a task and a backbone to scored runs, whatever the strategy.
 
 Which runs a call makes, and on which splits, is progbench.train.plan's rule, the same for
-every strategy; LP is fitted on the feature cache, the other strategies stream images.
+every strategy; feature-path strategies (LP, scikit-learn) are fitted on the feature cache
+(progbench.train.features), the others stream images (progbench.train.finetune).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class TrainSummary:
     skipped: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    features: Any = None  # the ExtractResult LP was trained on (LP only)
+    features: Any = None  # the ExtractResult the probes read (feature path only)
     scheme: str = ""  # the scheme the runs were made with (auto resolved)
     cell_root: Path | None = None  # the runs of this (task, scheme, backbone, strategy)
     groups: list[dict[str, Any]] = field(default_factory=list)  # evaluate.results.summarise
@@ -53,9 +54,9 @@ class TrainRequest:
 def run_train(
     request: TrainRequest, progress: ProgressFactory | None = None, score: bool = True
 ) -> TrainSummary:
-    """Train the request's runs (LP from the feature cache, PEFT/FFT by streaming images), then
-    (with `score`) summarise the cell's runs with the shared evaluator and the patient
-    bootstrap."""
+    """Train the request's runs (feature path from the feature cache, PEFT/FFT by streaming
+    images), then (with `score`) summarise the cell's runs with the shared evaluator and the
+    patient bootstrap."""
     from progbench.evaluate.results import evaluate_tree, summarise
     from progbench.models.registry import get_backbone_spec
     from progbench.models.strategies import get_strategy
@@ -69,7 +70,7 @@ def run_train(
     strategy.preflight(spec)
     claim_task(request.task, request.runs_root)  # one data set per task name and runs tree
     if strategy.path == "features":
-        summary = train_lp(request, progress)
+        summary = train_features(request, progress)
     else:
         summary = train_finetune(request, progress)
     summary.cell_root = cell_dir(
@@ -81,7 +82,7 @@ def run_train(
     return summary
 
 
-def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> TrainSummary:
+def train_features(request: TrainRequest, progress: ProgressFactory | None = None) -> TrainSummary:
     """A feature-path strategy (LP, a scikit-learn estimator) and its few-shot grid from the
     feature store, extracting it first if needed; the strategy supplies the solver."""
     from progbench.cache.featurestore import FeatureStore
@@ -90,7 +91,7 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
     from progbench.models.identity import backbone_ref
     from progbench.models.strategies import get_strategy
     from progbench.runs.spec import ALIASES
-    from progbench.train.linear import LPContext, lp_settings, run_linear_probes
+    from progbench.train.features import FeatureContext, feature_settings, run_feature_probes
     from progbench.train.solvers import solver_for
 
     task, backbone, opts = request.task, request.backbone, request.options
@@ -111,7 +112,7 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
             progress=update,
             loaded=loaded,
         )
-    ctx = LPContext(
+    ctx = FeatureContext(
         backbone=backbone,
         weights=loaded.weights,
         weights_fingerprint=loaded.weights_fingerprint,
@@ -122,10 +123,16 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
     # A run recorded on the key babab05 gave these features is a run on them (runs.spec).
     aliases = {ALIASES: {"features": [res.legacy_key]}} if res.legacy_key else None
     problems = plan_runs(
-        task, splits, request.splits, splits_path, ctx.identity(), lp_settings(ctx, cfg), aliases
+        task,
+        splits,
+        request.splits,
+        splits_path,
+        ctx.identity(),
+        feature_settings(ctx, cfg),
+        aliases,
     )
     with _maybe(progress, f"{request.strategy} on features of {backbone}") as update:
-        lp = run_linear_probes(
+        probes = run_feature_probes(
             task,
             problems,
             FeatureStore(res.path),
@@ -135,7 +142,9 @@ def train_lp(request: TrainRequest, progress: ProgressFactory | None = None) -> 
             request.force,
             update,
         )
-    summary = TrainSummary(request.runs_root, splits_path, lp.written, lp.skipped, features=res)
+    summary = TrainSummary(
+        request.runs_root, splits_path, probes.written, probes.skipped, features=res
+    )
     summary.scheme = splits.scheme
     summary.seconds = time.perf_counter() - start
     summary.notes.append(note)

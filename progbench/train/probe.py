@@ -13,7 +13,7 @@ never seen here. Two solvers (docs/METHODOLOGY.md, section 5, has the measuremen
   batched matmuls, as in DINOv2's linear evaluation.
 
 The presets are YAML files (progbench/configs/probes/, schema progbench.config.probes); each
-also names the feature variants searched (progbench.train.linear solves every variant and keeps
+also names the feature variants searched (progbench.train.features solves every variant and keeps
 the one validation prefers). A ProbeConfig is the LP strategy's feature solver
 (progbench.train.heads).
 """

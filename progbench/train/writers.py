@@ -1,5 +1,5 @@
-"""Who writes an LP grid's runs: two worker processes kept for the life of the command, or one
-thread.
+"""Who writes a feature-path grid's runs (LP, scikit-learn): two worker processes kept for the
+life of the command, or one thread.
 
 Writing a run (pandas, parquet, scikit-learn metrics) holds the GIL and costs more than solving
 it, so big grids write in two processes while this one solves. A process pool costs seconds to
@@ -38,7 +38,7 @@ atexit.register(_discard)
 
 
 @contextmanager
-def lp_writer(n_runs: int) -> Iterator[Executor]:
+def feature_writer(n_runs: int) -> Iterator[Executor]:
     """The executor a grid of `n_runs` writes its runs with (see the module docstring)."""
     global _pool
     if _pool is None and n_runs < PROCESS_WRITERS_FROM:

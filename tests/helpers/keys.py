@@ -19,8 +19,8 @@ from progbench.extract.features import feature_key, legacy_feature_key
 from progbench.models.identity import backbone_ref
 from progbench.provenance import fingerprint
 from progbench.runs import RunSpec
+from progbench.train.features import FeatureContext, feature_settings
 from progbench.train.finetune import prepare_finetune
-from progbench.train.linear import LPContext, lp_settings
 from progbench.train.options import FinetuneOptions
 from progbench.train.plan import SplitRequest, plan_runs, splits_path
 from progbench.train.probe import ProbeConfig
@@ -61,8 +61,8 @@ def identity(spec: RunSpec) -> dict[str, Any]:
 def lp_spec(inp: Inputs, features: str, records: dict[str, Any] | None = None) -> RunSpec:
     """Fold 0's full-data LP run (default probe) on the feature store `features`."""
     ref = backbone_ref(BACKBONE, WEIGHTS)
-    ctx = LPContext(BACKBONE, ref.weights, ref.weights_fingerprint, features)
-    settings = lp_settings(ctx, ProbeConfig.preset("default"))
+    ctx = FeatureContext(BACKBONE, ref.weights, ref.weights_fingerprint, features)
+    settings = feature_settings(ctx, ProbeConfig.preset("default"))
     path = splits_path(inp.task, REQUEST, "kfold", inp.runs)
     problems = plan_runs(inp.task, inp.splits, REQUEST, path, ctx.identity(), settings, records)
     return problems[0].spec

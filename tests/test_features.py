@@ -1,4 +1,4 @@
-"""Linear probing and few-shot grids from the cache: signal, controls, draws, determinism, parity, resume."""
+"""The feature path (train.features): LP and few-shot grids from the cache: signal, controls, draws, determinism, parity, resume."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from progbench.evaluate.results import evaluate_tree, summarise
 from progbench.extract.features import extract_features, stream_features
 from progbench.models.loaders import load_backbone
 from progbench.runs import iter_runs, read_run
-from progbench.train import linear, writers
-from progbench.train.linear import LPContext
+from progbench.train import features, writers
+from progbench.train.features import FeatureContext
 from progbench.train.probe import ProbeConfig, fit_probes, standardiser
-from tests.helpers.lp import lp_runs
+from tests.helpers.features import feature_runs
 
 # Module fixtures build stores or full reports: slow, and on one xdist worker (built once).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_linear")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_features")]
 
 STORE = ImageStoreParams(size=96)
 
@@ -50,7 +50,7 @@ def strong(tmp_path_factory: pytest.TempPathFactory):
         loaded=loaded,
     )
     splits = add_fewshot(make_splits(task, "kfold", folds=5, seed=42), task, [2, 8], repeats=3)
-    ctx = LPContext("resnet18", "random", loaded.weights_fingerprint, res.key, 11_176_512)
+    ctx = FeatureContext("resnet18", "random", loaded.weights_fingerprint, res.key, 11_176_512)
     return root, task, FeatureStore(res.path), splits, ctx, loaded
 
 
@@ -61,7 +61,7 @@ def _pooled(root: Path, regime: str = "full", shots: int | None = None) -> dict:
 
 def test_strong_signal_beats_chance_and_shuffled_labels_do_not(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
-    lp_runs(task, splits, store, ctx, tmp_path / "real", fewshot=False)
+    feature_runs(task, splits, store, ctx, tmp_path / "real", fewshot=False)
     mcc = _pooled(tmp_path / "real")["mcc"]
     assert mcc["mean"] > 0.4, mcc  # observed ~0.66; a broken pipeline sits near 0
     # Control: shuffle outcomes across patients (keeps prevalence and patient structure).
@@ -81,13 +81,13 @@ def test_strong_signal_beats_chance_and_shuffled_labels_do_not(strong, tmp_path:
         task.config, task.manifest, df["patient_id"].map(per_patient).to_numpy().astype(np.int64)
     )
     control = make_splits(shuffled, "kfold", folds=5, seed=42)
-    lp_runs(shuffled, control, store, ctx, tmp_path / "shuffled", fewshot=False)
+    feature_runs(shuffled, control, store, ctx, tmp_path / "shuffled", fewshot=False)
     assert abs(_pooled(tmp_path / "shuffled")["mcc"]["mean"]) < 0.2
 
 
 def test_fewshot_runs_use_the_draws_and_leave_val_test_alone(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
-    summary = lp_runs(task, splits, store, ctx, tmp_path, full=False)
+    summary = feature_runs(task, splits, store, ctx, tmp_path, full=False)
     assert len(summary.written) == 5 * 2 * 3
     preds = {}
     for path in iter_runs(tmp_path).done:
@@ -107,7 +107,7 @@ def test_fewshot_runs_use_the_draws_and_leave_val_test_alone(strong, tmp_path: P
 def test_same_seed_same_results(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
     for name in ("a", "b"):
-        lp_runs(task, splits, store, ctx, tmp_path / name)
+        feature_runs(task, splits, store, ctx, tmp_path / name)
     a = sorted(iter_runs(tmp_path / "a").done)
     b = sorted(iter_runs(tmp_path / "b").done)
     assert len(a) == len(b) == 5 * (1 + 2 * 3)
@@ -125,8 +125,8 @@ def test_cache_parity_with_streamed_features(strong, tmp_path: Path) -> None:
     )[::-1]
     np.testing.assert_allclose(streamed, store.load(ids), rtol=1e-4, atol=1e-5)
     one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
-    lp_runs(task, one_fold, store, ctx, tmp_path / "cache")
-    lp_runs(task, one_fold, streamed, ctx, tmp_path / "stream")
+    feature_runs(task, one_fold, store, ctx, tmp_path / "cache")
+    feature_runs(task, one_fold, streamed, ctx, tmp_path / "stream")
     for a, b in zip(
         sorted(iter_runs(tmp_path / "cache").done),
         sorted(iter_runs(tmp_path / "stream").done),
@@ -139,7 +139,7 @@ def test_cache_parity_with_streamed_features(strong, tmp_path: Path) -> None:
 
 def test_killed_grid_resumes_without_recomputing(strong, tmp_path: Path, monkeypatch) -> None:
     _, task, store, splits, ctx, _ = strong
-    solve = linear._solve_fold
+    solve = features._solve_fold
     solved: list[int] = []
 
     def die_on_the_third_fold(*args, **kwargs):
@@ -150,21 +150,21 @@ def test_killed_grid_resumes_without_recomputing(strong, tmp_path: Path, monkeyp
         solved.append(1)
         return solve(*args, **kwargs)
 
-    monkeypatch.setattr(linear, "_solve_fold", die_on_the_third_fold)
+    monkeypatch.setattr(features, "_solve_fold", die_on_the_third_fold)
     with pytest.raises(KeyboardInterrupt):
-        lp_runs(task, splits, store, ctx, tmp_path / "grid")
-    monkeypatch.setattr(linear, "_solve_fold", solve)
+        feature_runs(task, splits, store, ctx, tmp_path / "grid")
+    monkeypatch.setattr(features, "_solve_fold", solve)
     first = sorted(iter_runs(tmp_path / "grid").done)
     # Folds already handed to the writer still finish: two folds of 7 runs each.
     assert len(first) == 2 * 7
     stamps = {p: (p / "DONE").stat().st_mtime_ns for p in first}
     # A run killed between its files and DONE: it holds no result and is redone.
     (first[0] / "DONE").unlink()
-    resumed = lp_runs(task, splits, store, ctx, tmp_path / "grid")
+    resumed = feature_runs(task, splits, store, ctx, tmp_path / "grid")
     assert len(resumed.skipped) == len(first) - 1
     assert len(resumed.written) == 5 * 7 - len(first) + 1
     assert all((p / "DONE").stat().st_mtime_ns == t for p, t in stamps.items() if p != first[0])
-    lp_runs(task, splits, store, ctx, tmp_path / "clean")
+    feature_runs(task, splits, store, ctx, tmp_path / "clean")
     for a, b in zip(
         sorted(iter_runs(tmp_path / "grid").done),
         sorted(iter_runs(tmp_path / "clean").done),
@@ -181,17 +181,17 @@ def test_process_writers_write_the_same_runs(strong, tmp_path: Path, monkeypatch
     _, task, store, splits, ctx, _ = strong
     two_folds = splits.model_copy(update={"folds": splits.folds[:2]})
     writers._discard()  # an earlier test's pool would take the small grid too
-    lp_runs(task, two_folds, store, ctx, tmp_path / "thread")
+    feature_runs(task, two_folds, store, ctx, tmp_path / "thread")
     assert writers._pool is None  # a small grid, no pool up: the thread wrote it
     monkeypatch.setattr(writers, "PROCESS_WRITERS_FROM", 1)
     seen: list[int] = []
-    out = lp_runs(
+    out = feature_runs(
         task, two_folds, store, ctx, tmp_path / "process", progress=lambda d, t: seen.append(d)
     )
     assert len(out.written) == 2 * 7 and seen[-1] == 2 * 7
     pool = writers._pool
     assert pool is not None
-    lp_runs(task, two_folds, store, ctx, tmp_path / "again")
+    feature_runs(task, two_folds, store, ctx, tmp_path / "again")
     assert writers._pool is pool  # the next grid reused the workers
     writers._discard()
     a, b = iter_runs(tmp_path / "thread").done, iter_runs(tmp_path / "process").done
@@ -205,14 +205,14 @@ def test_process_writers_write_the_same_runs(strong, tmp_path: Path, monkeypatch
 def test_force_keeps_the_old_run(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
     one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
-    lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
-    again = lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    feature_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    again = feature_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
     assert len(again.skipped) == 1 and not again.written
-    kept = lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False, force=True)
+    kept = feature_runs(task, one_fold, store, ctx, tmp_path, fewshot=False, force=True)
     assert len(kept.skipped) == 1 and not kept.written  # same identity: --force keeps it
     assert not (tmp_path / ".replaced").exists()
     other = dataclasses.replace(ctx, weights="pretrained", weights_fingerprint="f" * 20)
-    forced = lp_runs(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
+    forced = feature_runs(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
     assert len(forced.written) == 1
     assert len(list((tmp_path / ".replaced").rglob("DONE"))) == 1
     assert len(iter_runs(tmp_path).done) == 1  # the replaced copy is not evaluated
@@ -252,7 +252,7 @@ def test_reference_preset_runs_the_lr_grid(strong, tmp_path: Path) -> None:
     _, task, store, splits, ctx, _ = strong
     one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
     cfg = ProbeConfig.preset("reference")
-    lp_runs(task, one_fold, store, ctx, tmp_path, cfg, fewshot=False)
+    feature_runs(task, one_fold, store, ctx, tmp_path, cfg, fewshot=False)
     (run,) = iter_runs(tmp_path).done
     spec = read_run(run).spec
     assert spec.settings["probe"]["lrs"] == [1e-2, 1e-3, 1e-4]  # the preset is in its identity
@@ -265,11 +265,11 @@ def test_finished_runs_of_other_weights_are_not_reused(strong, tmp_path: Path) -
     """The run path does not hold the weights: a finished run of other weights is an error."""
     _, task, store, splits, ctx, _ = strong
     one_fold = splits.model_copy(update={"folds": splits.folds[:1]})
-    lp_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
+    feature_runs(task, one_fold, store, ctx, tmp_path, fewshot=False)
     other = dataclasses.replace(ctx, weights="pretrained", weights_fingerprint="f" * 20)
     with pytest.raises(RunError, match=r"another setup.*weights_fingerprint"):
-        lp_runs(task, one_fold, store, other, tmp_path, fewshot=False)
-    again = lp_runs(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
+        feature_runs(task, one_fold, store, other, tmp_path, fewshot=False)
+    again = feature_runs(task, one_fold, store, other, tmp_path, fewshot=False, force=True)
     assert len(again.written) == 1
     assert (tmp_path / ".replaced").is_dir()
 
@@ -292,7 +292,7 @@ def test_lp_picks_the_variant_and_lr_validation_prefers(
     x[:, slot * 16 : slot * 16 + 4] += 1.5 * (2 * task.labels[:, None] - 1)
     # 16 validation images per fold: with 8 (0.2), which variant wins is left to chance.
     splits = make_splits(task, "kfold", folds=2, seed=42, val_fraction=0.4)
-    ctx = LPContext("synthetic", "random", "none", "synthetic")
+    ctx = FeatureContext("synthetic", "random", "none", "synthetic")
     cfg = ProbeConfig(
         solver="adam",
         lrs=(1e-2, 1e-5),  # 1e-5 barely leaves zero in 200 steps: validation must reject it
@@ -300,7 +300,7 @@ def test_lp_picks_the_variant_and_lr_validation_prefers(
         max_steps=200,
         variants=tuple(layout.offer),
     )
-    lp_runs(task, splits, x, ctx, tmp_path / "runs", cfg, layout=layout)
+    feature_runs(task, splits, x, ctx, tmp_path / "runs", cfg, layout=layout)
     runs = [read_run(p) for p in iter_runs(tmp_path / "runs").done]
     assert len(runs) == 2
     for run in runs:
@@ -324,8 +324,8 @@ def test_a_variant_the_features_lack_is_an_error(tmp_path: Path) -> None:
     write_cohort(tmp_path / "cohort", patients=40, multi_image_every=1000)
     task = load_task(tmp_path / "cohort" / "tasks" / "severity.yaml")
     x = np.zeros((len(task.labels), 8), np.float32)  # one 8-d feature: cls1 only
-    ctx = LPContext("synthetic", "random", "none", "synthetic")
+    ctx = FeatureContext("synthetic", "random", "none", "synthetic")
     cfg = ProbeConfig(variants=(Variant(4, True),))
     splits = make_splits(task, "kfold", folds=2, seed=42)
     with pytest.raises(ConfigError, match=r"cls4\+avg.*offered by these features \(cls1\)"):
-        lp_runs(task, splits, x, ctx, tmp_path / "runs", cfg, fewshot=False)
+        feature_runs(task, splits, x, ctx, tmp_path / "runs", cfg, fewshot=False)

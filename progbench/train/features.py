@@ -1,5 +1,6 @@
-"""Linear probing, scikit-learn baselines and few-shot grids from the feature cache
-(`progbench train --strategy lp|knn|...`: every strategy whose path is "features").
+"""The feature path: linear probes, scikit-learn baselines (kNN, SVM, forests...) and few-shot
+grids from the feature cache (`progbench train --strategy lp|knn|...`: every strategy whose path
+is "features").
 
 Per fold: standardise with the training part's features, then solve every problem of the fold
 (full-data run, and every (k, repeat) few-shot draw) with the strategy's feature solver
@@ -33,16 +34,16 @@ from progbench.train.heads import FeatureHead, FeatureSolver
 from progbench.train.lpruns import RunToWrite, sha256, write_runs
 from progbench.train.plan import Problem
 from progbench.train.probe import ProbeConfig, load_probe, standardiser
-from progbench.train.writers import lp_writer
+from progbench.train.writers import feature_writer
 
-__all__ = ["LPContext", "load_probe", "lp_settings", "run_linear_probes"]
+__all__ = ["FeatureContext", "feature_settings", "load_probe", "run_feature_probes"]
 
 ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class LPContext:
-    """What identifies the features the probes are trained on."""
+class FeatureContext:
+    """What identifies the features the probes (LP heads, scikit-learn estimators) are trained on."""
 
     backbone: str
     weights: str
@@ -61,28 +62,28 @@ class LPContext:
 
 
 @dataclass
-class LPSummary:
+class FeatureSummary:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
 
-def lp_settings(ctx: LPContext, cfg: FeatureSolver) -> dict[str, Any]:
+def feature_settings(ctx: FeatureContext, cfg: FeatureSolver) -> dict[str, Any]:
     """What, besides the data, decides a feature-path run's predictions."""
     return {"features": ctx.feature_store} | cfg.identity()
 
 
-def run_linear_probes(
+def run_feature_probes(
     task: Task,
     problems: list[Problem],
     features: FeatureStore | np.ndarray,
-    ctx: LPContext,
+    ctx: FeatureContext,
     runs_root: Path,
     cfg: FeatureSolver | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
     layout: TokenLayout | None = None,
-) -> LPSummary:
+) -> FeatureSummary:
     """Write every run of `problems` under `runs_root`; returns what was written and skipped.
 
     `features` is a feature store or an array aligned with the manifest's rows (the streaming
@@ -100,7 +101,7 @@ def run_linear_probes(
     layout = layout or TokenLayout.single(x.shape[1])
     space = _FeatureSpace(x, layout, _variants(feature_solver, layout))
     pos = {iid: i for i, iid in enumerate(ids)}
-    summary = LPSummary()
+    summary = FeatureSummary()
     total = len(problems)
 
     def count(paths: list[Path]) -> None:
@@ -110,7 +111,7 @@ def run_linear_probes(
 
     # This thread solves fold after fold while a writer (progbench.train.writers) writes and
     # scores the solved folds' runs.
-    with claims(runs_root) as held, threadpool_limits(1), lp_writer(total) as writer:
+    with claims(runs_root) as held, threadpool_limits(1), feature_writer(total) as writer:
         solver = _FoldSolver(
             task, space, pos, feature_solver, ctx, runs_root, force, writer, held, count
         )
@@ -137,7 +138,7 @@ class _FoldSolver:
     space: _FeatureSpace
     pos: dict[str, int]
     cfg: FeatureSolver
-    ctx: LPContext
+    ctx: FeatureContext
     runs_root: Path
     force: bool
     writer: Executor
@@ -279,7 +280,7 @@ def _fit_by_size(
     return [heads[j] for j in range(len(rows))]
 
 
-def _runs_to_write(task: Task, solved: SolvedFold, ctx: LPContext) -> list[RunToWrite]:
+def _runs_to_write(task: Task, solved: SolvedFold, ctx: FeatureContext) -> list[RunToWrite]:
     df = task.manifest.frame
     rows = np.concatenate([solved.val_rows, solved.test_rows])
     base = {
@@ -311,7 +312,7 @@ def _runs_to_write(task: Task, solved: SolvedFold, ctx: LPContext) -> list[RunTo
     return out
 
 
-def _cost(trainable: int | None, ctx: LPContext, per_run_s: float) -> RunCost:
+def _cost(trainable: int | None, ctx: FeatureContext, per_run_s: float) -> RunCost:
     if trainable is None:  # a head whose size is not a parameter count (kNN, forests)
         return RunCost(wall_time_s=round(per_run_s, 4))
     total = trainable + (ctx.encoder_params or 0)

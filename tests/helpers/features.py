@@ -1,4 +1,4 @@
-"""LP runs of a splits object, planned the way `progbench train` plans them."""
+"""Feature-path runs (LP by default) of a splits object, planned the way `progbench train` plans them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from typing import Any
 
 from progbench.data.manifest import Task
 from progbench.data.splits import Splits
-from progbench.train.linear import LPContext, LPSummary, lp_settings, run_linear_probes
+from progbench.train.features import (
+    FeatureContext,
+    FeatureSummary,
+    feature_settings,
+    run_feature_probes,
+)
 from progbench.train.plan import Problem, SplitRequest, plan_runs
 from progbench.train.probe import ProbeConfig
 
@@ -15,7 +20,7 @@ from progbench.train.probe import ProbeConfig
 def lp_problems(
     task: Task,
     splits: Splits,
-    ctx: LPContext,
+    ctx: FeatureContext,
     cfg: ProbeConfig | None = None,
     fewshot: bool = True,
     full: bool = True,
@@ -33,21 +38,21 @@ def lp_problems(
         req,
         Path("splits.json"),
         ctx.identity(),
-        lp_settings(ctx, cfg or ProbeConfig()),
+        feature_settings(ctx, cfg or ProbeConfig()),
     )
     return [p for p in problems if full or p.spec.regime != "full"]
 
 
-def lp_runs(
+def feature_runs(
     task: Task,
     splits: Splits,
     features: Any,
-    ctx: LPContext,
+    ctx: FeatureContext,
     root: Path,
     cfg: ProbeConfig | None = None,
     fewshot: bool = True,
     full: bool = True,
     **kwargs: Any,
-) -> LPSummary:
+) -> FeatureSummary:
     problems = lp_problems(task, splits, ctx, cfg, fewshot, full)
-    return run_linear_probes(task, problems, features, ctx, root, cfg, **kwargs)
+    return run_feature_probes(task, problems, features, ctx, root, cfg, **kwargs)
