@@ -155,7 +155,7 @@ def sklearn_predictor(run_dir: Path, extra: dict[str, Any]) -> Predictor:
     import joblib
     from safetensors.numpy import load_file
 
-    from progbench.train.lpruns import sha256
+    from progbench.train.runwriter import sha256
 
     file = run_dir / ESTIMATOR_FILE
     want = (extra.get("files_sha256") or {}).get(ESTIMATOR_FILE)

@@ -31,9 +31,9 @@ from progbench.data.splits import Fold
 from progbench.errors import ConfigError
 from progbench.runs import Claims, RunCost, claim_run, claims, run_dir_for
 from progbench.train.heads import FeatureHead, FeatureSolver
-from progbench.train.lpruns import RunToWrite, sha256, write_runs
 from progbench.train.plan import Problem
 from progbench.train.probe import ProbeConfig, load_probe, standardiser
+from progbench.train.runwriter import RunToWrite, sha256, write_runs
 from progbench.train.writers import feature_writer
 
 __all__ = ["FeatureContext", "feature_settings", "load_probe", "run_feature_probes"]

@@ -1,5 +1,6 @@
-"""Writing feature-path run directories (LP, scikit-learn): kept free of torch so writer
-processes start fast.
+"""The feature path's run writer: RunToWrite, everything one run directory holds, and
+`write_runs`, which writes, scores and finishes them (LP, scikit-learn). Kept free of torch so
+writer processes start fast.
 
 `progbench.train.features` solves the heads and hands each fold's runs to `write_runs`, in a
 writer thread or, for big grids, in worker processes that import only this module's needs.
