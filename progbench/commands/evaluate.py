@@ -27,7 +27,7 @@ JobsOpt = Annotated[int, typer.Option(help="Processes for aggregating groups of 
 
 def evaluate_with_progress(cfg: Any, show: bool = True) -> Any:
     """`evaluate_path` with a progress display (none when stdout must stay pure JSON)."""
-    from progbench.evaluate.target import evaluate_path
+    from progbench.evaluate.paths import evaluate_path
 
     if not show:
         return evaluate_path(cfg)
@@ -114,8 +114,8 @@ def evaluate(
     """
     import json
 
+    from progbench.evaluate.paths import EvaluateConfig
     from progbench.evaluate.results import result_warnings, summarise
-    from progbench.evaluate.target import EvaluateConfig
 
     def emit(obj: object) -> None:
         typer.echo(json.dumps(obj, indent=2, allow_nan=False))

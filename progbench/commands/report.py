@@ -54,7 +54,7 @@ def report(
 
     Example: [bold]progbench report runs/ --out report/ --metric mcc,pr_auc[/]
     """
-    from progbench.evaluate.target import EvaluateConfig
+    from progbench.evaluate.paths import EvaluateConfig
     from progbench.report import build_report, collect_run_variants, collect_run_versions
     from progbench.report.audit import collect_audits
     from progbench.report.data import parse_metrics, read_results
