@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,7 +77,46 @@ AuditImageSizeOpt = Annotated[
     int | None,
     typer.Option("--image-size", help="Side of the image store (as given to train)."),
 ]
-EXTRACTION_FLAGS = ("device", "dtype", "batch_size", "image_size", "cache_dir")
+
+
+@dataclass(frozen=True)
+class AuditArgs:
+    """`audit`'s options as given (typed as declared above), from which its request is built."""
+
+    task: TaskArg
+    backbone: BackboneOpt
+    weights: WeightsOpt
+    out: AuditOutOpt
+    runs: AuditRunsOpt
+    scheme: SchemeOpt
+    folds: FoldsOpt
+    val_fraction: ValFractionOpt
+    seed: AuditSeedOpt
+    splits_file: AuditSplitsOpt
+    permutations: PermutationsOpt
+    n_boot: NBootOpt
+    probe: AuditProbeOpt
+    checks: ChecksOpt
+    device: AuditDeviceOpt
+    dtype: AuditDtypeOpt
+    batch_size: AuditBatchSizeOpt
+    image_size: AuditImageSizeOpt
+    cache_dir: CacheDirOpt
+    manifest: ManifestOpt
+    outcome: OutcomeOpt
+    positive: PositiveOpt
+    negative: NegativeOpt
+
+    def extraction_flags(self) -> dict[str, Any]:
+        """The extraction flags given; None (not given) leaves the `default` preset's value."""
+        flags: dict[str, Any] = {
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "image_size": self.image_size,
+            "cache_dir": self.cache_dir,
+        }
+        return {key: value for key, value in flags.items() if value is not None}
 
 
 def audit(
@@ -120,11 +160,35 @@ def audit(
 
     Example: [bold]progbench audit cohort/tasks/severity.yaml --backbone resnet18 --weights pretrained[/]
     """
-    given = dict(locals())  # every option by parameter name (nothing else is bound yet)
+    args = AuditArgs(
+        task=task,
+        backbone=backbone,
+        weights=weights,
+        out=out,
+        runs=runs,
+        scheme=scheme,
+        folds=folds,
+        val_fraction=val_fraction,
+        seed=seed,
+        splits_file=splits_file,
+        permutations=permutations,
+        n_boot=n_boot,
+        probe=probe,
+        checks=checks,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        image_size=image_size,
+        cache_dir=cache_dir,
+        manifest=manifest,
+        outcome=outcome,
+        positive=positive,
+        negative=negative,
+    )
     from progbench.audit.runner import run_audit
 
     use_weights_dir(weights_dir)
-    request = _audit_request(given)
+    request = _audit_request(args)
     t = request.task
     with progress(f"auditing {t.name}, {backbone}") as update:
         report = run_audit(request, update)
@@ -143,38 +207,35 @@ def audit(
         raise typer.Exit(code=3)
 
 
-def _audit_request(given: dict[str, Any]) -> AuditRequest:
+def _audit_request(args: AuditArgs) -> AuditRequest:
     """The AuditRequest that `audit`'s options describe (task, splits, extraction, checks)."""
     from progbench.audit.context import AuditConfig
     from progbench.audit.runner import AuditRequest
     from progbench.train.plan import SplitRequest
     from progbench.train.presets import resolve_training
 
-    t = load_task_from_options(
-        given["task"], given["manifest"], given["outcome"], given["positive"], given["negative"]
-    )
-    flags = {k: given[k] for k in EXTRACTION_FLAGS if given[k] is not None}
+    t = load_task_from_options(args.task, args.manifest, args.outcome, args.positive, args.negative)
     return AuditRequest(
         task=t,
-        backbone=given["backbone"],
-        runs_root=given["runs"],
-        weights=given["weights"],
+        backbone=args.backbone,
+        runs_root=args.runs,
+        weights=args.weights,
         splits=SplitRequest(
-            scheme=given["scheme"],
-            folds=given["folds"],
-            val_fraction=given["val_fraction"],
-            seed=given["seed"],
-            splits_file=given["splits_file"],
+            scheme=args.scheme,
+            folds=args.folds,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            splits_file=args.splits_file,
         ),
-        options=resolve_training("default", t.name, flags, "the command line"),
+        options=resolve_training("default", t.name, args.extraction_flags(), "the command line"),
         config=AuditConfig(
-            n_boot=given["n_boot"],
-            seed=given["seed"],
-            permutations=given["permutations"],
-            probe=given["probe"],
+            n_boot=args.n_boot,
+            seed=args.seed,
+            permutations=args.permutations,
+            probe=args.probe,
         ),
-        out=given["out"],
-        checks=tuple(split_list(given["checks"])) or None,
+        out=args.out,
+        checks=tuple(split_list(args.checks)) or None,
     )
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -55,19 +56,54 @@ if TYPE_CHECKING:
 
 app = group("Turn raw downloads (a clinical table and image folders) into a runnable study.")
 
-# TableOptions.columns keys, from prepare_table's parameter names
-TABLE_COLUMNS = {
-    "id": "id_col",
-    "patient": "patient",
-    "center": "center",
-    "center_name": "center_name",
-    "path": "path",
-    "path_template": "path_template",
-    "stem_match": "match_stem",
-    "date": "date",
-    "view": "view",
-    "center_from_source": "center_from_source",
-}
+
+@dataclass(frozen=True)
+class TableArgs:
+    """`prepare table`'s options as given (typed as declared in prepare_options), from which its
+    TableOptions are built; the sources, --out and --force go to `prepare` directly."""
+
+    map_file: MapOpt
+    sheet: SheetOpt
+    header_row: HeaderRowOpt
+    encoding: EncodingOpt
+    delimiter: DelimiterOpt
+    source_name: SourceNameOpt
+    id_col: IdOpt
+    patient: TablePatientOpt
+    center: CenterColumnOpt
+    center_name: CenterNameOpt
+    center_from_source: CenterFromSourceOpt
+    path: PathOpt
+    path_template: PathTemplateOpt
+    dicom_match: DicomMatchOpt
+    match_stem: MatchStemOpt
+    outcome: TableOutcomeOpt
+    date: DateOpt
+    view: ViewOpt
+    box_columns: BoxColumnsOpt
+    one_per_patient: OnePerPatientOpt
+    views: ViewsOpt
+    modalities: ModalitiesOpt
+    exclude: ExcludeOpt
+    drop_unmatched: DropUnmatchedOpt
+    conflicting_labels: ConflictingLabelsOpt
+    per_image_labels: PerImageLabelsOpt
+    absolute_paths: AbsoluteOpt
+
+    def columns(self) -> dict[str, Any]:
+        """TableOptions.columns: the column options given (None: not given)."""
+        return {
+            "id": self.id_col or None,
+            "patient": self.patient or None,
+            "center": self.center or None,
+            "center_name": self.center_name or None,
+            "path": self.path or None,
+            "path_template": self.path_template or None,
+            "stem_match": self.match_stem or None,
+            "date": self.date or None,
+            "view": self.view or None,
+            "center_from_source": self.center_from_source or None,
+        }
 
 
 def _listed(values: list[str] | None) -> list[str] | None:
@@ -113,11 +149,39 @@ def prepare_table(
 
     Two releases as two centres: [bold]progbench prepare table r1.csv r1/ r2.csv r2/ --out study --match-stem File --center-from-source --outcome death=Outcome:Dead,Alive --drop-unmatched[/]
     """
-    given = dict(locals())  # every option by parameter name (nothing else is bound yet)
+    args = TableArgs(
+        map_file=map_file,
+        sheet=sheet,
+        header_row=header_row,
+        encoding=encoding,
+        delimiter=delimiter,
+        source_name=source_name,
+        id_col=id_col,
+        patient=patient,
+        center=center,
+        center_name=center_name,
+        center_from_source=center_from_source,
+        path=path,
+        path_template=path_template,
+        dicom_match=dicom_match,
+        match_stem=match_stem,
+        outcome=outcome,
+        date=date,
+        view=view,
+        box_columns=box_columns,
+        one_per_patient=one_per_patient,
+        views=views,
+        modalities=modalities,
+        exclude=exclude,
+        drop_unmatched=drop_unmatched,
+        conflicting_labels=conflicting_labels,
+        per_image_labels=per_image_labels,
+        absolute_paths=absolute_paths,
+    )
     from progbench.data.prepare import prepare
     from progbench.data.prepare.options import sources_spec
 
-    spec = sources_spec(_pairs(sources or []), _table_options(given))
+    spec = sources_spec(_pairs(sources or []), _table_options(args))
     _report(prepare(spec, out, force=force))
 
 
@@ -139,36 +203,36 @@ def _delimiter(text: str | None) -> str | None:
     return "\t" if text in ("\\t", "tab") else text
 
 
-def _table_options(given: dict[str, Any]) -> TableOptions:
+def _table_options(args: TableArgs) -> TableOptions:
     """`prepare table`'s options as the TableOptions its PrepareSpec is built from."""
     from progbench.data.prepare.options import TableOptions
 
     rules: dict[str, Any] = {}
-    if given["views"] is not None:
-        rules["views"] = _listed(given["views"]) or None
-    if given["modalities"] is not None:
-        rules["modalities"] = _listed(given["modalities"]) or None
-    if given["exclude"]:
-        rules["exclude_ids"] = split_list(given["exclude"])
-    if given["drop_unmatched"]:
+    if args.views is not None:
+        rules["views"] = _listed(args.views) or None
+    if args.modalities is not None:
+        rules["modalities"] = _listed(args.modalities) or None
+    if args.exclude:
+        rules["exclude_ids"] = split_list(args.exclude)
+    if args.drop_unmatched:
         rules["unmatched"] = "drop"
-    if given["conflicting_labels"] is not None:
-        rules["conflicting_labels"] = given["conflicting_labels"]
+    if args.conflicting_labels is not None:
+        rules["conflicting_labels"] = args.conflicting_labels
     return TableOptions(
-        map_file=given["map_file"],
-        sheet=given["sheet"],
-        header_row=given["header_row"],
-        encoding=given["encoding"],
-        delimiter=_delimiter(given["delimiter"]),
-        source_names=split_list(given["source_name"]),
-        columns={key: given[name] or None for key, name in TABLE_COLUMNS.items()},
-        per_image_labels=given["per_image_labels"] or None,
-        dicom_match=given["dicom_match"],
-        outcomes=given["outcome"] or [],
-        box_columns=split_list(given["box_columns"]),
+        map_file=args.map_file,
+        sheet=args.sheet,
+        header_row=args.header_row,
+        encoding=args.encoding,
+        delimiter=_delimiter(args.delimiter),
+        source_names=split_list(args.source_name),
+        columns=args.columns(),
+        per_image_labels=args.per_image_labels or None,
+        dicom_match=args.dicom_match,
+        outcomes=args.outcome or [],
+        box_columns=split_list(args.box_columns),
         rules=rules,
-        one_per_patient=given["one_per_patient"],
-        absolute_paths=given["absolute_paths"] or None,
+        one_per_patient=args.one_per_patient,
+        absolute_paths=args.absolute_paths or None,
     )
 
 

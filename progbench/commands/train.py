@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -93,27 +94,6 @@ ProbeOpt = Annotated[
     ),
 ]
 
-# Training flags: None (not given) leaves the preset's value. Their names are FinetuneOptions
-# fields (compile_model is `compile`); the request takes those given, in this order.
-TRAINING_FLAGS = {
-    "device": "device",
-    "dtype": "dtype",
-    "batch_size": "batch_size",
-    "epochs": "epochs",
-    "accumulate": "accumulate",
-    "lr_backbone": "lr_backbone",
-    "lr_head": "lr_head",
-    "patience": "patience",
-    "min_epochs": "min_epochs",
-    "eval_every": "eval_every",
-    "min_lr": "min_lr",
-    "augment": "augment",
-    "compile_model": "compile",
-    "image_size": "image_size",
-    "input_size": "input_size",
-    "weight_decay": "weight_decay",
-    "cache_dir": "cache_dir",
-}
 TrainDeviceOpt = Annotated[
     str | None,
     typer.Option("--device", help="auto | cpu | cuda. auto picks CUDA." + _dflt("device")),
@@ -185,6 +165,73 @@ WeightDecayOpt = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class TrainArgs:
+    """`train`'s options as given (typed as declared above), from which its request is built."""
+
+    task: TaskArg
+    backbone: BackboneOpt
+    strategy: StrategyOpt
+    weights: WeightsOpt
+    scheme: SchemeOpt
+    folds: FoldsOpt
+    val_fraction: ValFractionOpt
+    seed: SeedOpt
+    shots: ShotsOpt
+    repeats: RepeatsOpt
+    per_center: PerCenterOpt
+    splits_file: SplitsFileOpt
+    runs: RunsOpt
+    force: ForceRunsOpt
+    preset: PresetOpt
+    device: TrainDeviceOpt
+    dtype: TrainDtypeOpt
+    batch_size: BatchSizeOpt
+    epochs: EpochsOpt
+    accumulate: AccumulateOpt
+    lr_backbone: LrBackboneOpt
+    lr_head: LrHeadOpt
+    patience: PatienceOpt
+    min_epochs: MinEpochsOpt
+    eval_every: EvalEveryOpt
+    min_lr: MinLrOpt
+    augment: AugmentOpt
+    compile_model: CompileOpt
+    image_size: TrainImageSizeOpt
+    probe: ProbeOpt
+    input_size: InputSizeOpt
+    weight_decay: WeightDecayOpt
+    cache_dir: CacheDirOpt
+    manifest: ManifestOpt
+    outcome: OutcomeOpt
+    positive: PositiveOpt
+    negative: NegativeOpt
+
+    def training_flags(self) -> dict[str, Any]:
+        """The training flags given, by FinetuneOptions field (`compile_model` is `compile`);
+        None (not given) leaves the preset's value."""
+        flags: dict[str, Any] = {
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "accumulate": self.accumulate,
+            "lr_backbone": self.lr_backbone,
+            "lr_head": self.lr_head,
+            "patience": self.patience,
+            "min_epochs": self.min_epochs,
+            "eval_every": self.eval_every,
+            "min_lr": self.min_lr,
+            "augment": self.augment,
+            "compile": self.compile_model,
+            "image_size": self.image_size,
+            "input_size": self.input_size,
+            "weight_decay": self.weight_decay,
+            "cache_dir": self.cache_dir,
+        }
+        return {key: value for key, value in flags.items() if value is not None}
+
+
 def train(
     task: TaskArg = None,
     backbone: BackboneOpt = "resnet18",
@@ -238,45 +285,80 @@ def train(
 
     [bold]progbench train cohort/tasks/severity.yaml --backbone dinov2-s --strategy lora-r8 --scheme loco[/]
     """
-    given = dict(locals())  # every option by parameter name (nothing else is bound yet)
+    args = TrainArgs(
+        task=task,
+        backbone=backbone,
+        strategy=strategy,
+        weights=weights,
+        scheme=scheme,
+        folds=folds,
+        val_fraction=val_fraction,
+        seed=seed,
+        shots=shots,
+        repeats=repeats,
+        per_center=per_center,
+        splits_file=splits_file,
+        runs=runs,
+        force=force,
+        preset=preset,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        epochs=epochs,
+        accumulate=accumulate,
+        lr_backbone=lr_backbone,
+        lr_head=lr_head,
+        patience=patience,
+        min_epochs=min_epochs,
+        eval_every=eval_every,
+        min_lr=min_lr,
+        augment=augment,
+        compile_model=compile_model,
+        image_size=image_size,
+        probe=probe,
+        input_size=input_size,
+        weight_decay=weight_decay,
+        cache_dir=cache_dir,
+        manifest=manifest,
+        outcome=outcome,
+        positive=positive,
+        negative=negative,
+    )
     from progbench.train.pipeline import run_train
 
     use_weights_dir(weights_dir)
-    summary = run_train(_train_request(given), progress)
+    summary = run_train(_train_request(args), progress)
     _print_train_summary(summary)
 
 
-def _train_request(given: dict[str, Any]) -> TrainRequest:
+def _train_request(args: TrainArgs) -> TrainRequest:
     """The TrainRequest that `train`'s options describe (task, training options, splits)."""
     from progbench.data.fewshot import parse_shots
     from progbench.train.pipeline import SplitRequest, TrainRequest
     from progbench.train.presets import resolve_training
 
-    t = load_task_from_options(
-        given["task"], given["manifest"], given["outcome"], given["positive"], given["negative"]
-    )
-    flags = {key: given[name] for name, key in TRAINING_FLAGS.items() if given[name] is not None}
-    options = resolve_training(given["preset"], t.name, flags, "the command line")
-    shot_list = split_list(given["shots"])
+    t = load_task_from_options(args.task, args.manifest, args.outcome, args.positive, args.negative)
+    options = resolve_training(args.preset, t.name, args.training_flags(), "the command line")
+    shot_list = split_list(args.shots)
     splits = SplitRequest(
-        scheme=given["scheme"],
-        folds=given["folds"],
-        val_fraction=given["val_fraction"],
-        seed=given["seed"],
+        scheme=args.scheme,
+        folds=args.folds,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
         shots=tuple(parse_shots(",".join(shot_list))) if shot_list else (),
-        repeats=given["repeats"],
-        per_center=given["per_center"],
-        splits_file=given["splits_file"],
+        repeats=args.repeats,
+        per_center=args.per_center,
+        splits_file=args.splits_file,
     )
     return TrainRequest(
         task=t,
-        backbone=given["backbone"],
-        strategy=given["strategy"],
-        weights=given["weights"],
+        backbone=args.backbone,
+        strategy=args.strategy,
+        weights=args.weights,
         splits=splits,
-        runs_root=given["runs"],
-        force=given["force"],
-        probe=given["probe"],
+        runs_root=args.runs,
+        force=args.force,
+        probe=args.probe,
         options=options,
     )
 
