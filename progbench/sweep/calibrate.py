@@ -337,7 +337,7 @@ def calibration_table(
 ) -> dict[tuple[str, str], tuple[float, float]]:
     """What the sweep planner projects from (progbench.sweep.cost): (backbone, strategy) ->
     (t_fwd, t_train) seconds per image, for the applicable pairs `calibrate` measured or had
-    cached; an LP-path strategy's training is its extraction's forward."""
+    cached; a feature-path strategy's training is its extraction's forward."""
     table: dict[tuple[str, str], tuple[float, float]] = {}
     for r in calibrate(backbones, strategies, budget_s=budget_s, progress=progress):
         if not r.applicable or r.extract_s_per_image is None:

@@ -47,11 +47,12 @@ class SweepRun:
 
 
 def phases(sweep: Sweep, plan: SweepPlan) -> list[list[Unit]]:
-    """Image stores, feature stores, LP cells, streamed cells: the pending work, in order."""
+    """Image stores, feature stores, feature-path cells (the `lp` family: LP, scikit-learn),
+    streamed cells: the pending work, in order."""
     rows = [r for r in plan.applicable if r.pending and r.plan.prepared]
     images: dict[str, Unit] = {}
     features: dict[str, Unit] = {}
-    lp: list[Unit] = []
+    feature_cells: list[Unit] = []
     streamed: list[Unit] = []
     for r in rows:
         c = r.plan.cell
@@ -62,10 +63,12 @@ def phases(sweep: Sweep, plan: SweepPlan) -> list[list[Unit]]:
         if r.plan.family == "lp":
             feat = Unit("features", c.task, c.strategy, c.backbone)
             features.setdefault(feat.key, feat)
-            lp.append(cell)
+            feature_cells.append(cell)
         else:
             streamed.append(cell)
-    return [p for p in (list(images.values()), list(features.values()), lp, streamed) if p]
+    return [
+        p for p in (list(images.values()), list(features.values()), feature_cells, streamed) if p
+    ]
 
 
 def refuse_unprepared(sweep: Sweep, plan: SweepPlan) -> None:

@@ -1,6 +1,6 @@
 """Classical baselines on the frozen features: any scikit-learn classifier named in YAML
-(`kind: sklearn`), fitted through the LP path (same splits, standardisation, run format and
-evaluator as the linear probe).
+(`kind: sklearn`), fitted through the feature path, progbench.train.features (same splits,
+standardisation, run format and evaluator as the linear probe).
 
 With `calibration`, p_pos comes from CalibratedClassifierCV(estimator, method, ensemble=False)
 on min(3, smallest class) stratified folds of the training images (scikit-learn 1.9 deprecates

@@ -1,7 +1,7 @@
 """The solver and the predictor of each feature-path strategy kind, in one table.
 
-A feature-path strategy (progbench.models.strategies, `path = "features"`) is fitted by the LP
-pipeline (progbench.train.features) with its kind's solver, and applied to new images by
+A feature-path strategy (progbench.models.strategies, `path = "features"`) is fitted by the feature
+path (progbench.train.features) with its kind's solver, and applied to new images by
 `progbench predict` with its kind's predictor: the linear probe with a probe preset
 (progbench/configs/probes/), the scikit-learn kind with its YAML estimator.
 """

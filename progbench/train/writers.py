@@ -42,7 +42,7 @@ def feature_writer(n_runs: int) -> Iterator[Executor]:
     """The executor a grid of `n_runs` writes its runs with (see the module docstring)."""
     global _pool
     if _pool is None and n_runs < PROCESS_WRITERS_FROM:
-        with ThreadPoolExecutor(1, thread_name_prefix="lp-writer") as thread:
+        with ThreadPoolExecutor(1, thread_name_prefix="feature-writer") as thread:
             yield thread
         return
     if _pool is None:
