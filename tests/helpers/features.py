@@ -17,7 +17,7 @@ from progbench.train.plan import Problem, SplitRequest, plan_runs
 from progbench.train.probe import ProbeConfig
 
 
-def lp_problems(
+def feature_problems(
     task: Task,
     splits: Splits,
     ctx: FeatureContext,
@@ -54,5 +54,5 @@ def feature_runs(
     full: bool = True,
     **kwargs: Any,
 ) -> FeatureSummary:
-    problems = lp_problems(task, splits, ctx, cfg, fewshot, full)
+    problems = feature_problems(task, splits, ctx, cfg, fewshot, full)
     return run_feature_probes(task, problems, features, ctx, root, cfg, **kwargs)
