@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -19,6 +20,7 @@ from progbench.data.splits import Splits, make_splits
 from progbench.errors import ConfigError, RegistryError
 from progbench.models.registry import STRATEGIES_DIR_ENV, get_backbone_spec, list_strategies
 from progbench.models.strategies import resolve
+from progbench.predict import PredictOptions, predict_run
 from progbench.runs import read_run
 from progbench.train.finetune import run_finetune
 from progbench.train.options import FinetuneOptions
@@ -33,15 +35,17 @@ class Cohort:
     task: Task
     splits: Splits
     cache: Path
+    manifest: Path
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
     root = tmp_path_factory.mktemp("peftm")
-    write_cohort(root / "cohort", patients=30, size=40)
+    manifest = write_cohort(root / "cohort", patients=30, size=40)
     task = load_task(root / "cohort" / "tasks" / "severity.yaml")
     splits = make_splits(task, "kfold", folds=2, seed=42)
-    return Cohort(task, splits.model_copy(update={"folds": splits.folds[:1]}), root / "cache")
+    one = splits.model_copy(update={"folds": splits.folds[:1]})
+    return Cohort(task, one, root / "cache", manifest)
 
 
 def _opts(c: Cohort) -> FinetuneOptions:
@@ -90,6 +94,11 @@ def _train_and_check(
         adapters
     )
     assert set(run.predictions["split"]) == {"val", "test"}
+    # The saved adapter reloads (peft's own layout) and reproduces the run's predictions.
+    preds = predict_run(run.path, c.manifest, PredictOptions(device="cpu", cache_dir=c.cache))
+    merged = run.predictions.merge(preds, on="image_id", suffixes=("_run", "_new"))
+    assert len(merged) == len(run.predictions)
+    np.testing.assert_allclose(merged["p_pos_new"], merged["p_pos_run"], rtol=0, atol=1e-5)
     config: dict[str, Any] = json.loads((run_dir / "adapter_config.json").read_text())
     return config
 
@@ -167,6 +176,7 @@ def test_a_peft_preset_is_checked_before_use() -> None:
     for bad, detail in [
         (_preset(config="NoSuchConfig", targets="lora"), "no config class 'NoSuchConfig'"),
         (_preset(config="LoHaConfig", options={"rank": 8}, targets="lora"), "rejects"),
+        (_preset(config="AdaLoraConfig", targets="lora"), "update_and_allocate"),
     ]:
         with pytest.raises((ConfigError, RegistryError)) as err:
             get_strategy(bad).preflight(spec)

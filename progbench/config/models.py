@@ -24,7 +24,8 @@ class TargetSpec(StrictModel):
     """Where one adapter method goes on a backbone, or why it cannot go there.
 
     `modules` are matched like peft matches `target_modules`: a module whose full name equals an
-    entry or ends with `.` + entry. `feedforward` (IA3 only) is the subset scaled on its input.
+    entry or ends with `.` + entry. `feedforward` (IA3, or a `kind: peft` config class that takes
+    `feedforward_modules`) is the subset scaled on its input.
     """
 
     modules: Annotated[list[str], IDENTITY] = Field(default_factory=list)

@@ -323,6 +323,14 @@ class IA3(PeftStrategy):
         )
 
 
+# peft methods that train correctly only with calls the streamed trainer does not make.
+NEEDS_THE_TRAINER = {
+    "AdaLoraConfig": "AdaLoRA reallocates ranks through PeftModel.update_and_allocate(step) after "
+    "each optimizer step, which progbench's trainer does not call; without it AdaLoRA would "
+    "silently be a fixed-rank SVD-style LoRA",
+}
+
+
 @register_kind("peft")
 class PeftMethodStrategy(PeftStrategy):
     """Any peft method from the preset alone: `peft.config` names a config class of `peft`
@@ -349,11 +357,13 @@ class PeftMethodStrategy(PeftStrategy):
 
         cls = getattr(peft, self.config_class, None)
         if not (isinstance(cls, type) and issubclass(cls, peft.PeftConfig)):
-            known = sorted(n for n in dir(peft) if n.endswith("Config") and n != "PeftConfig")[:40]
+            known = sorted(n for n in dir(peft) if n.endswith("Config") and n != "PeftConfig")
             raise ValueError(
                 f"peft {peft.__version__} has no config class {self.config_class!r}; "
-                f"it has {', '.join(known)} ..."
+                f"it has {', '.join(known)}"
             )
+        if self.config_class in NEEDS_THE_TRAINER:
+            raise ValueError(f"{self.config_class}: {NEEDS_THE_TRAINER[self.config_class]}")
         assert self.spec.peft is not None
         kwargs: dict[str, Any] = {**self.spec.peft.options, "target_modules": res.target_modules}
         if "feedforward_modules" in {f.name for f in dataclasses.fields(cls)}:
