@@ -181,3 +181,21 @@ def test_a_peft_preset_is_checked_before_use() -> None:
         with pytest.raises((ConfigError, RegistryError)) as err:
             get_strategy(bad).preflight(spec)
         assert detail in str(err.value.message)
+
+
+def test_a_peft_presets_identity_is_its_peft_block_and_its_target_set() -> None:
+    from progbench.models.registry import get_strategy_spec
+    from progbench.models.strategies import get_strategy
+
+    dora = get_strategy("dora-r8")
+    assert dora.settings()["peft"] == {
+        "config": "LoraConfig",
+        "options": {"r": 8, "lora_alpha": 1, "lora_dropout": 0.1, "use_dora": True},
+        "targets": "lora",
+    }
+    assert dora.target_set == "lora"
+    # the built-in kinds keep their identity: no `peft` entry (golden keys, tests/test_keys.py)
+    assert "peft" not in get_strategy("lora-r8").settings()
+    assert get_strategy("lora-r8").target_set == "lora"
+    assert get_strategy("fft").target_set is None
+    assert get_strategy_spec("loha-r8").uses_peft
