@@ -24,6 +24,7 @@ from progbench.config import (
     AdapterTargets,
     BackboneSpec,
     FeatureSpec,
+    PeftMethod,
     ProjectionSpec,
     StrategySpec,
     TargetSpec,
@@ -59,6 +60,7 @@ KEYED = [
     TargetSpec,
     VariantGrid,
     StrategySpec,
+    PeftMethod,
     ProbePreset,
     ProbeConfig,
     FinetuneOptions,
@@ -269,12 +271,13 @@ def test_a_peft_runs_identity_holds_where_its_adapters_go(inputs: K.Inputs) -> N
     ctx = prepare_finetune(inputs.task, K.BACKBONE, K.WEIGHTS, "lora-r4", inputs.runs, opts)
     spec = ctx.fit.model_spec
     before = ctx.settings()
-    assert before["adapters"] == identity_of(spec.targets.lora)
+    assert before["adapters"] == identity_of(spec.targets.for_kind("lora"))
     reworded = spec.targets.model_copy(update={"study": "reworded"})
     ctx.fit = dataclasses.replace(ctx.fit, model_spec=spec.model_copy(update={"targets": reworded}))
     assert ctx.settings() == before
-    lora = spec.targets.lora.model_copy(update={"modules": [*spec.targets.lora.modules, "fc"]})
-    moved = spec.targets.model_copy(update={"lora": lora})
+    old_lora = spec.targets.for_kind("lora")
+    lora = old_lora.model_copy(update={"modules": [*old_lora.modules, "fc"]})
+    moved = spec.targets.model_copy(update={"sets": spec.targets.sets | {"lora": lora}})
     ctx.fit = dataclasses.replace(ctx.fit, model_spec=spec.model_copy(update={"targets": moved}))
     assert ctx.settings()["adapters"]["modules"][-1] == "fc"
     # A LoRA run made before the adapters were recorded (babab05) is compared without them.

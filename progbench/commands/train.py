@@ -52,8 +52,9 @@ StrategyOpt = Annotated[
     str,
     typer.Option(
         "--strategy",
-        help="lp | fft | lora-r4/8/16 | vera-r4/8/16 | bitfit | ia3, or a scikit-learn "
-        "baseline on the features: knn | svm-rbf | random-forest | logreg.",
+        help="lp | fft | lora-r4/8/16 | dora-r4/8/16 | vera-r4/8/16 | loha-r8 | lokr-r8 | "
+        "oft-b32 | bitfit | ia3, or a scikit-learn baseline on the features: knn | svm-rbf | "
+        "random-forest | logreg (`progbench models` lists every preset).",
     ),
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seed for splits, draws and training.")]

@@ -22,6 +22,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source} is invalid:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        # a backbone's target sets are written flat in the YAML (AdapterTargets)
+        loc = loc.replace("targets.sets.", "targets.")
         lines.append(f"  - {loc}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ parses the files."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -13,15 +14,18 @@ from progbench.config.keys import DESCRIPTIVE, IDENTITY, Identity, Recorded, ide
 from progbench.config.variants import VariantGrid
 
 REGISTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
-AdapterKind = Literal["lora", "vera", "ia3"]
-StrategyKind = Literal["lp", "fft", "lora", "vera", "bitfit", "ia3", "sklearn"]
+AdapterKind = Literal["lora", "vera", "ia3"]  # the built-in adapter kinds (kind: peft: any)
+StrategyKind = Literal["lp", "fft", "lora", "vera", "bitfit", "ia3", "sklearn", "peft"]
+# Keyword arguments the `peft` kind sets from the backbone's target set, never from options.
+PEFT_SET_BY_PROGBENCH = ("target_modules", "feedforward_modules")
 
 
 class TargetSpec(StrictModel):
     """Where one adapter method goes on a backbone, or why it cannot go there.
 
     `modules` are matched like peft matches `target_modules`: a module whose full name equals an
-    entry or ends with `.` + entry. `feedforward` (IA3 only) is the subset scaled on its input.
+    entry or ends with `.` + entry. `feedforward` (IA3, or a `kind: peft` config class that takes
+    `feedforward_modules`) is the subset scaled on its input.
     """
 
     modules: Annotated[list[str], IDENTITY] = Field(default_factory=list)
@@ -49,20 +53,52 @@ class TargetSpec(StrictModel):
         return self
 
 
-class AdapterTargets(StrictModel):
-    """Targets per adapter method, translated to the module names of the installed libraries."""
+TARGET_SET_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
-    lora: Annotated[TargetSpec, IDENTITY]
-    vera: Annotated[TargetSpec, IDENTITY]
-    ia3: Annotated[TargetSpec, IDENTITY]
+
+class AdapterTargets(StrictModel):
+    """Named target sets: where each adapter method goes, in the module names of the installed
+    libraries. The YAML writes them flat (`targets: {study: ..., lora: {modules: [...]}, ...}`);
+    every key but `study` is a target set. A set the backbone does not declare is not applicable
+    there (`for_kind`), so a new method needs no entry in every backbone."""
+
+    sets: Annotated[dict[str, TargetSpec], IDENTITY] = Field(default_factory=dict)
     study: Annotated[str, DESCRIPTIVE] = ""  # the reference study's own target names
 
-    def for_kind(self, kind: AdapterKind) -> TargetSpec:
-        return {"lora": self.lora, "vera": self.vera, "ia3": self.ia3}[kind]
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_sets(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "sets" in data:
+            return data
+        sets = {k: v for k, v in data.items() if k != "study"}
+        out: dict[str, Any] = {"sets": sets}
+        if "study" in data:
+            out["study"] = data["study"]
+        return out
+
+    @field_validator("sets")
+    @classmethod
+    def _set_names(cls, v: dict[str, TargetSpec]) -> dict[str, TargetSpec]:
+        bad = sorted(k for k in v if not re.match(TARGET_SET_PATTERN, k) or k == "sets")
+        if bad:
+            raise ValueError(f"target set name(s) {bad}: use lowercase names, e.g. lora, oft")
+        return v
+
+    def declares(self, name: str) -> bool:
+        return name in self.sets
+
+    def for_kind(self, name: str) -> TargetSpec:
+        """The target set `name`; an undeclared one is not applicable, with the reason."""
+        if name in self.sets:
+            return self.sets[name]
+        declared = ", ".join(sorted(self.sets)) or "none"
+        return TargetSpec(
+            not_applicable=f"the backbone declares no `{name}` target set (it declares: {declared})"
+        )
 
     @model_validator(mode="after")
     def _feedforward_is_ia3_only(self) -> AdapterTargets:
-        if self.lora.feedforward or self.vera.feedforward:
+        if any(self.sets[k].feedforward for k in ("lora", "vera") if k in self.sets):
             raise ValueError("`feedforward` is an IA3 setting; remove it from lora/vera")
         return self
 
@@ -185,6 +221,26 @@ class BackboneSpec(StrictModel):
         return identity_of(self, "transform")
 
 
+class PeftMethod(StrictModel):
+    """Any peft method as data (`kind: peft`): a config class of `peft` by name, its keyword
+    arguments, and the backbone target set whose modules it adapts (`targets.<name>` of the
+    backbone YAML; a backbone without that set is not applicable)."""
+
+    config: Annotated[str, IDENTITY] = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    options: Annotated[dict[str, Any], IDENTITY] = Field(default_factory=dict)
+    targets: Annotated[str, IDENTITY] = Field(pattern=TARGET_SET_PATTERN)
+
+    @model_validator(mode="after")
+    def _no_targets_in_options(self) -> PeftMethod:
+        own = sorted(set(self.options) & set(PEFT_SET_BY_PROGBENCH))
+        if own:
+            raise ValueError(
+                f"`peft.options` {own}: progbench sets them from the backbone's "
+                f"`targets.{self.targets}`; remove them"
+            )
+        return self
+
+
 class StrategySpec(StrictModel):
     """An adaptation strategy preset: LP, FFT, LoRA/VeRA at a rank, BitFit, IA3, or a
     scikit-learn estimator on the frozen features (`sklearn`)."""
@@ -201,6 +257,8 @@ class StrategySpec(StrictModel):
     dropout: Annotated[float, IDENTITY] = Field(default=0.0, ge=0.0, lt=1.0)  # LoRA / VeRA
     # further keyword arguments of the peft config class
     peft_options: Annotated[dict[str, Any], IDENTITY] = Field(default_factory=dict)
+    # kind `peft` only: the peft config class, its options and the backbone target set
+    peft: Annotated[PeftMethod | None, LATER] = None
     # study default; None: backbone frozen
     backbone_lr: Annotated[float | None, IDENTITY] = Field(default=None, gt=0)
     # The head input (streamed kinds) or the features read (sklearn), chosen on validation when
@@ -229,8 +287,17 @@ class StrategySpec(StrictModel):
             raise ValueError(f"`alpha` is {'required' if k == 'lora' else 'not used'} for {k}")
         if self.dropout and k not in ("lora", "vera"):
             raise ValueError(f"`dropout` is a LoRA/VeRA setting, not used for {k}")
-        if self.peft_options and not self.uses_peft:
-            raise ValueError(f"`peft_options` apply to lora/vera/ia3 only, not {k}")
+        if self.peft_options and k not in ("lora", "vera", "ia3"):
+            raise ValueError(
+                f"`peft_options` apply to lora/vera/ia3 only, not {k}"
+                + (" (give `peft.options`)" if k == "peft" else "")
+            )
+        if (self.peft is None) == (k == "peft"):
+            raise ValueError(
+                "kind `peft` needs a `peft:` block (config, options, targets)"
+                if k == "peft"
+                else f"`peft:` is for kind `peft`, not {k}"
+            )
         if (self.backbone_lr is None) != (k in ("lp", "sklearn")):
             raise ValueError(
                 "`backbone_lr` is required when the backbone trains and not used for lp/sklearn"
@@ -250,7 +317,14 @@ class StrategySpec(StrictModel):
 
     @property
     def uses_peft(self) -> bool:
-        return self.kind in ("lora", "vera", "ia3")
+        return self.kind in ("lora", "vera", "ia3", "peft")
+
+    @property
+    def target_set(self) -> str | None:
+        """The backbone target set its adapters go to (None: no adapters)."""
+        if self.peft is not None:
+            return self.peft.targets
+        return self.kind if self.kind in ("lora", "vera", "ia3") else None
 
     @property
     def variant_grid(self) -> VariantGrid:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,6 @@ import torch
 from progbench.accel import prepare_model, resolve_accel
 from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.config.keys import identity_of
-from progbench.config.models import AdapterKind
 from progbench.data.manifest import Task
 from progbench.data.splits import Splits
 from progbench.errors import ConfigError
@@ -100,9 +99,8 @@ class FinetuneContext:
             "image_store": fit.store.content_fingerprint,
             "train": identity_of(o, resolved=in_effect),
         }
-        if self.strategy.uses_peft:  # where the adapters go: the backbone's targets for the kind
-            kind = cast(AdapterKind, self.strategy.kind)  # uses_peft: lora, vera or ia3
-            out["adapters"] = identity_of(spec.targets.for_kind(kind))
+        if (target_set := self.strategy.target_set) is not None:  # where the adapters go
+            out["adapters"] = identity_of(spec.targets.for_kind(target_set))
         return out
 
     def records(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Adaptation strategies as objects, one class per kind (LP, FFT, LoRA, VeRA, IA3, BitFit, and
-scikit-learn estimators on the features), bound to YAML presets through one registry. See
+"""Adaptation strategies as objects, one class per kind (LP, FFT, LoRA, VeRA, IA3, BitFit, any peft
+method named in its preset (`peft`), and scikit-learn estimators on the features), bound to YAML
+presets through one registry. See
 `base.Strategy` for what a strategy does; progbench.train.solvers fits the feature-path kinds.
 
 `build_classifier(loaded, "lora-r8")` and `resolve(spec, "lora-r8", encoder)` are the short

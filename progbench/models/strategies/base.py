@@ -125,6 +125,11 @@ class Strategy(ABC):
         return False
 
     @property
+    def target_set(self) -> str | None:
+        """The backbone target set its adapters go to (None: no adapters)."""
+        return None
+
+    @property
     def backbone_lr(self) -> float | None:
         return self.spec.backbone_lr
 

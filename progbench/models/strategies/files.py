@@ -1,7 +1,7 @@
 """Saving and loading trained classifiers, whatever the strategy.
 
 Layout of a saved model directory (all tensors as safetensors), per kind:
-- lora / vera / ia3: peft's save_pretrained layout (adapter_config.json,
+- lora / vera / ia3 / peft: peft's save_pretrained layout (adapter_config.json,
   adapter_model.safetensors), so `peft.PeftModel.from_pretrained(encoder, dir)` loads it, plus
   `progbench_head.safetensors`;
 - bitfit: `bitfit.safetensors`, the trained biases and the head;

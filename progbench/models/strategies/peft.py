@@ -1,6 +1,8 @@
 """LoRA, VeRA and IA3 through Hugging Face peft (`get_peft_model` on the encoder;
-`inject_adapter_in_model` cannot do VeRA). Targets come from the backbone's YAML; each must match
-at least one module of a type the method supports, and peft must adapt exactly those modules."""
+`inject_adapter_in_model` cannot do VeRA), and any other peft method as data (`kind: peft`: a
+config class of peft named in the preset YAML, its options, and a backbone target set).
+Targets come from the backbone's YAML; each must match at least one module (of a type the method
+supports, where progbench knows them), and peft must adapt exactly those modules."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
-from progbench.config import BackboneSpec
+from progbench.config import BackboneSpec, StrategySpec, Variant
+from progbench.config.models import PEFT_SET_BY_PROGBENCH
 from progbench.errors import ConfigError, ProgbenchError, RegistryError
 from progbench.models.strategies.base import (
     Resolution,
@@ -41,17 +44,21 @@ def _matches(name: str, target: str) -> bool:
 class PeftStrategy(Strategy):
     """An adapter method of peft. Subclasses give the layer types it supports and its config."""
 
-    method: ClassVar[str]  # the section of the backbone YAML's `targets`
-    config_class: ClassVar[str]  # peft's config class, in messages
+    method: str  # the target set of the backbone YAML's `targets`
+    config_class: str  # peft's config class, in messages
     set_by_progbench: ClassVar[tuple[str, ...]]  # config arguments peft_options cannot set
 
     @property
     def uses_peft(self) -> bool:
         return True
 
+    @property
+    def target_set(self) -> str | None:
+        return self.method
+
     @abstractmethod
-    def supported_types(self) -> tuple[type, ...]:
-        """The layer types the method can adapt."""
+    def supported_types(self) -> tuple[type, ...] | None:
+        """The layer types the method can adapt (None: peft's own check decides)."""
 
     @abstractmethod
     def peft_config(self, res: Resolution) -> Any:
@@ -59,7 +66,7 @@ class PeftStrategy(Strategy):
 
     def resolve(self, spec: BackboneSpec, encoder: nn.Module | None = None) -> Resolution:
         base = self._base(spec)
-        t = spec.targets.for_kind(self.method)  # type: ignore[arg-type]
+        t = spec.targets.for_kind(self.method)
         if t.not_applicable is not None:
             return Resolution(**base, applicable=False, reason=t.not_applicable.strip())
         if (why := self.variant_reason(spec)) is not None:
@@ -87,8 +94,10 @@ class PeftStrategy(Strategy):
                 )
             wrong = sorted(
                 {type(modules[n]).__name__ for n in hits if not isinstance(modules[n], allowed)}
+                if allowed is not None
+                else ()
             )
-            if wrong:
+            if wrong and allowed is not None:
                 raise RegistryError(
                     f"backbone {spec.name!r}: {self.method} target {t!r} matches "
                     f"{', '.join(wrong)} modules, which {self.method} cannot adapt (it supports "
@@ -152,6 +161,17 @@ class PeftStrategy(Strategy):
         if spec.twin_of:
             backbone_files.append(f"inherited from {source('backbone', spec.twin_of)}")
         targets = f"the backbone's `targets.{self.method}` ({', '.join(backbone_files)})"
+        if self.spec.peft is not None:
+            hint = (
+                f"Fix `peft.options` ({', '.join(sorted(self.spec.peft.options)) or 'none'}) "
+                f"in {strategy_file} ({self.config_class} keyword arguments), or {targets}, or "
+                f"set `targets.{self.method}.not_applicable: <reason>` there."
+            )
+            return ConfigError(
+                f"strategy {self.name!r} ({strategy_file}) cannot be applied to backbone "
+                f"{res.backbone!r}:\n  {detail}",
+                hint,
+            )
         own = sorted(set(self.spec.peft_options) & set(self.set_by_progbench))
         if own:
             hint = (
@@ -301,6 +321,56 @@ class IA3(PeftStrategy):
             feedforward_modules=res.feedforward_modules,
             **self.spec.peft_options,
         )
+
+
+# peft methods that train correctly only with calls the streamed trainer does not make.
+NEEDS_THE_TRAINER = {
+    "AdaLoraConfig": "AdaLoRA reallocates ranks through PeftModel.update_and_allocate(step) after "
+    "each optimizer step, which progbench's trainer does not call; without it AdaLoRA would "
+    "silently be a fixed-rank SVD-style LoRA",
+}
+
+
+@register_kind("peft")
+class PeftMethodStrategy(PeftStrategy):
+    """Any peft method from the preset alone: `peft.config` names a config class of `peft`
+    (LoraConfig with use_dora, LoHaConfig, LoKrConfig, OFTConfig...), `peft.options` are its
+    keyword arguments, `peft.targets` the backbone target set handed to it as `target_modules`
+    (and `feedforward_modules`, where the class takes them). Which layer types the method can
+    adapt is peft's to say: whatever it adapts must equal what the targets match."""
+
+    set_by_progbench = PEFT_SET_BY_PROGBENCH
+
+    def __init__(self, spec: StrategySpec, variant: Variant | None = None) -> None:
+        super().__init__(spec, variant)
+        assert spec.peft is not None  # StrategySpec requires it for kind peft
+        self.method = spec.peft.targets
+        self.config_class = spec.peft.config
+
+    def supported_types(self) -> tuple[type, ...] | None:
+        return None
+
+    def peft_config(self, res: Resolution) -> Any:
+        import dataclasses
+
+        import peft
+
+        cls = getattr(peft, self.config_class, None)
+        if not (isinstance(cls, type) and issubclass(cls, peft.PeftConfig)):
+            known = sorted(n for n in dir(peft) if n.endswith("Config") and n != "PeftConfig")
+            raise ValueError(
+                f"peft {peft.__version__} has no config class {self.config_class!r}; "
+                f"it has {', '.join(known)}"
+            )
+        if self.config_class in NEEDS_THE_TRAINER:
+            raise ValueError(f"{self.config_class}: {NEEDS_THE_TRAINER[self.config_class]}")
+        assert self.spec.peft is not None
+        kwargs: dict[str, Any] = {**self.spec.peft.options, "target_modules": res.target_modules}
+        if "feedforward_modules" in {f.name for f in dataclasses.fields(cls)}:
+            kwargs["feedforward_modules"] = res.feedforward_modules
+        elif res.feedforward_modules:
+            raise ValueError(f"{self.config_class} takes no `feedforward` modules")
+        return cls(**kwargs)
 
 
 def head_state(model: ClassifierModel) -> dict[str, Any]:
