@@ -20,7 +20,7 @@ BITFIT_FILE = "bitfit.safetensors"
 
 @register_kind("lp")
 class LinearProbe(Strategy):
-    """A linear head on the frozen backbone, fitted on the feature cache (train.linear)."""
+    """A linear head on the frozen backbone, fitted on the feature cache (train.features)."""
 
     path = "features"
     weights_file = HEAD_FILE
