@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,6 +43,7 @@ from progbench.commands.prepare_options import (
     SheetOpt,
     SourceNameOpt,
     SourcesArg,
+    TableArgs,
     TableOutcomeOpt,
     TablePatientOpt,
     ViewOpt,
@@ -55,55 +55,6 @@ if TYPE_CHECKING:
     from progbench.data.prepare.options import TableOptions
 
 app = group("Turn raw downloads (a clinical table and image folders) into a runnable study.")
-
-
-@dataclass(frozen=True)
-class TableArgs:
-    """`prepare table`'s options as given (typed as declared in prepare_options), from which its
-    TableOptions are built; the sources, --out and --force go to `prepare` directly."""
-
-    map_file: MapOpt
-    sheet: SheetOpt
-    header_row: HeaderRowOpt
-    encoding: EncodingOpt
-    delimiter: DelimiterOpt
-    source_name: SourceNameOpt
-    id_col: IdOpt
-    patient: TablePatientOpt
-    center: CenterColumnOpt
-    center_name: CenterNameOpt
-    center_from_source: CenterFromSourceOpt
-    path: PathOpt
-    path_template: PathTemplateOpt
-    dicom_match: DicomMatchOpt
-    match_stem: MatchStemOpt
-    outcome: TableOutcomeOpt
-    date: DateOpt
-    view: ViewOpt
-    box_columns: BoxColumnsOpt
-    one_per_patient: OnePerPatientOpt
-    views: ViewsOpt
-    modalities: ModalitiesOpt
-    exclude: ExcludeOpt
-    drop_unmatched: DropUnmatchedOpt
-    conflicting_labels: ConflictingLabelsOpt
-    per_image_labels: PerImageLabelsOpt
-    absolute_paths: AbsoluteOpt
-
-    def columns(self) -> dict[str, Any]:
-        """TableOptions.columns: the column options given (None: not given)."""
-        return {
-            "id": self.id_col or None,
-            "patient": self.patient or None,
-            "center": self.center or None,
-            "center_name": self.center_name or None,
-            "path": self.path or None,
-            "path_template": self.path_template or None,
-            "stem_match": self.match_stem or None,
-            "date": self.date or None,
-            "view": self.view or None,
-            "center_from_source": self.center_from_source or None,
-        }
 
 
 def _listed(values: list[str] | None) -> list[str] | None:

@@ -6,8 +6,9 @@ The first group serves several of `prepare table`, `aiforcovid`, `covid19-ar`, `
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -157,3 +158,52 @@ BoxColumnsOpt = Annotated[
 ExcludeOpt = Annotated[
     list[str] | None, typer.Option("--exclude", help="Ids (of --id) to drop, recorded.")
 ]
+
+
+@dataclass(frozen=True)
+class TableArgs:
+    """`prepare table`'s options as given (typed as declared in prepare_options), from which its
+    TableOptions are built; the sources, --out and --force go to `prepare` directly."""
+
+    map_file: MapOpt
+    sheet: SheetOpt
+    header_row: HeaderRowOpt
+    encoding: EncodingOpt
+    delimiter: DelimiterOpt
+    source_name: SourceNameOpt
+    id_col: IdOpt
+    patient: TablePatientOpt
+    center: CenterColumnOpt
+    center_name: CenterNameOpt
+    center_from_source: CenterFromSourceOpt
+    path: PathOpt
+    path_template: PathTemplateOpt
+    dicom_match: DicomMatchOpt
+    match_stem: MatchStemOpt
+    outcome: TableOutcomeOpt
+    date: DateOpt
+    view: ViewOpt
+    box_columns: BoxColumnsOpt
+    one_per_patient: OnePerPatientOpt
+    views: ViewsOpt
+    modalities: ModalitiesOpt
+    exclude: ExcludeOpt
+    drop_unmatched: DropUnmatchedOpt
+    conflicting_labels: ConflictingLabelsOpt
+    per_image_labels: PerImageLabelsOpt
+    absolute_paths: AbsoluteOpt
+
+    def columns(self) -> dict[str, Any]:
+        """TableOptions.columns: the column options given (None: not given)."""
+        return {
+            "id": self.id_col or None,
+            "patient": self.patient or None,
+            "center": self.center or None,
+            "center_name": self.center_name or None,
+            "path": self.path or None,
+            "path_template": self.path_template or None,
+            "stem_match": self.match_stem or None,
+            "date": self.date or None,
+            "view": self.view or None,
+            "center_from_source": self.center_from_source or None,
+        }
