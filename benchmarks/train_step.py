@@ -78,7 +78,7 @@ def _minimal_model(backbone: str, strategy: str, seed: int) -> tuple[nn.Module, 
         for name, p in encoder.named_parameters():
             p.requires_grad_(name.endswith(".bias"))
     else:
-        t = spec.targets.lora
+        t = spec.targets.for_kind("lora")
         config = LoraConfig(r=8, lora_alpha=1, lora_dropout=0.1, target_modules=t.modules)
         encoder = get_peft_model(encoder, config)
     head = nn.Linear(spec.feature_dim, 2)
