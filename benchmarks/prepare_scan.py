@@ -22,7 +22,7 @@ from pathlib import Path
 from progbench.provenance import git_sha, library_versions, now_iso
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.rawdata import nbia_series, nbia_study, write_csv, write_dicom
+from tests.helpers.rawdata import nbia_series, nbia_study, write_csv, write_dicom
 
 CLINICAL = "deidentified_overlap_tcia.csv.cleaned.csv_20210806.csv"
 META = ["Subject ID", "Modality", "File Location"]
