@@ -8,19 +8,19 @@ every folder named in `$PROGBENCH_PROBES_DIR` (os.pathsep-separated); a file's n
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from progbench.config.base import StrictModel, parse_model, read_yaml
+from progbench.config.base import StrictModel
 from progbench.config.keys import DESCRIPTIVE, IDENTITY, Identity, Recorded
 from progbench.config.models import REGISTRY_NAME_PATTERN
+from progbench.config.registry import CONFIGS_DIR, Registry
 from progbench.config.variants import VariantGrid
 from progbench.errors import ConfigError
 
-PROBES_DIR = Path(__file__).resolve().parent.parent / "configs" / "probes"
+PROBES_DIR = CONFIGS_DIR / "probes"
 PROBES_DIR_ENV = "PROGBENCH_PROBES_DIR"
 ADAM = Identity(only_if=(("solver", "adam"),))  # used by the adam solver only
 
@@ -45,31 +45,22 @@ class ProbePreset(StrictModel):
     variants: Annotated[VariantGrid, IDENTITY] = Field(default_factory=VariantGrid)
 
 
+PROBES = Registry(
+    PROBES_DIR,
+    PROBES_DIR_ENV,
+    ProbePreset,
+    label="probe preset",
+    error=ConfigError,
+    unknown_hint=lambda names: (
+        f"Use one of: {', '.join(names)} (or add <name>.yaml to a folder "
+        f"named by ${PROBES_DIR_ENV})."
+    ),
+)
+
+
 def probe_files() -> dict[str, Path]:
-    folders = [PROBES_DIR]
-    for p in os.environ.get(PROBES_DIR_ENV, "").split(os.pathsep):
-        if p and not Path(p).expanduser().is_dir():
-            raise ConfigError(f"${PROBES_DIR_ENV} names {p}, which is not a directory")
-        if p:
-            folders.append(Path(p).expanduser())
-    files: dict[str, Path] = {}
-    for folder in folders:
-        for f in sorted(folder.glob("*.yaml")):
-            if f.stem in files:
-                raise ConfigError(f"probe preset {f.stem!r} is defined twice: {files[f.stem]}, {f}")
-            files[f.stem] = f
-    return files
+    return PROBES.paths()
 
 
 def load_probe_preset(name: str) -> ProbePreset:
-    files = probe_files()
-    if name not in files:
-        raise ConfigError(
-            f"unknown probe preset {name!r}",
-            f"Use one of: {', '.join(sorted(files))} (or add <name>.yaml to a folder named by "
-            f"${PROBES_DIR_ENV}).",
-        )
-    preset = parse_model(ProbePreset, read_yaml(files[name]), str(files[name]))
-    if preset.name != name:
-        raise ConfigError(f"{files[name]}: `name` is {preset.name!r}; name the file {name}.yaml")
-    return preset
+    return PROBES.load(name)
