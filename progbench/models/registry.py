@@ -1,10 +1,11 @@
-"""The registries: backbones, strategy presets and training presets, one YAML file per entry,
-validated on load.
+"""The registries of backbones and strategy presets, one YAML file per entry, validated on load.
 
-Each kind lives in a folder of `progbench/configs/` plus every folder named in its environment
-variable (os.pathsep-separated): backbones in `models/` and `$PROGBENCH_MODELS_DIR`, strategies
-in `strategies/` and `$PROGBENCH_STRATEGIES_DIR`, training presets in `training/` and
-`$PROGBENCH_TRAINING_DIR`. A file's name (without .yaml) must equal its `name`.
+Each kind is a progbench.config.registry.Registry: a folder of `progbench/configs/` plus every
+folder named in its environment variable (os.pathsep-separated): backbones in `models/` and
+`$PROGBENCH_MODELS_DIR`, strategies in `strategies/` and `$PROGBENCH_STRATEGIES_DIR`. A file's
+name (without .yaml) must equal its `name`. The training presets (progbench.config.training,
+looked up there) are parsed here too, so that `registry_fingerprint` and `registry_source`
+cover every file a run's settings come from.
 
 A tiny twin names its full-size backbone in `twin_of` and inherits every field it does not set,
 except those that describe one concrete model (`_NOT_INHERITED`).
@@ -23,12 +24,11 @@ from typing import Any, Literal
 from progbench.config import BackboneSpec, StrategySpec
 from progbench.config.models import check_estimator_fields
 from progbench.config.registry import CONFIGS_DIR, Registry, Stamp
-from progbench.config.training import TrainingPreset
+from progbench.config.training import TRAINING_PRESETS
 from progbench.errors import RegistryError
 
 MODELS_DIR_ENV = "PROGBENCH_MODELS_DIR"
 STRATEGIES_DIR_ENV = "PROGBENCH_STRATEGIES_DIR"
-TRAINING_DIR_ENV = "PROGBENCH_TRAINING_DIR"
 _NOT_INHERITED = (
     "name",
     "description",
@@ -46,13 +46,10 @@ Kind = Literal["backbone", "strategy", "training"]
 __all__ = [
     "BackboneSpec",
     "StrategySpec",
-    "TrainingPreset",
     "get_backbone_spec",
     "get_strategy_spec",
-    "get_training_preset",
     "list_backbones",
     "list_strategies",
-    "list_training_presets",
     "registry_fingerprint",
 ]
 
@@ -69,14 +66,7 @@ _REGISTRIES: dict[Kind, Registry[Any]] = {
         plural="strategies",
         hint=_SCHEMA_HINT,
     ),
-    "training": Registry(
-        CONFIGS_DIR / "training",
-        TRAINING_DIR_ENV,
-        TrainingPreset,
-        label="training preset",
-        hint="See docs/METHODOLOGY.md (Training presets) and progbench/configs/training/ for "
-        "examples.",
-    ),
+    "training": TRAINING_PRESETS,  # progbench.config.training's; here for the fingerprint
 }
 
 
@@ -177,14 +167,6 @@ def _check_estimator(registry: _Entries, name: str, spec: StrategySpec) -> None:
         source = registry.files[f"strategy:{name}"]
         raise RegistryError(f"{source} is invalid:\n  - estimator: {err}", _SCHEMA_HINT) from err
     registry.estimators_checked.add(name)
-
-
-def list_training_presets() -> list[str]:
-    return sorted(_registry().entries["training"])
-
-
-def get_training_preset(name: str) -> TrainingPreset:
-    return _get("training", name, list_training_presets)
 
 
 def registry_source(kind: Kind, name: str) -> Path:

@@ -179,7 +179,7 @@ def _expand_strategies(source: Path, key: str, names: list[str]) -> list[str]:
 def _check_train(source: Path, key: str, overrides: dict[str, Any]) -> None:
     fields = {f.name for f in dataclasses.fields(FinetuneOptions)} - {"cache_dir"}
     if key == "train" and "preset" in overrides:
-        from progbench.models.registry import get_training_preset
+        from progbench.config.training import get_training_preset
 
         try:
             get_training_preset(str(overrides["preset"]))
