@@ -298,8 +298,10 @@ def test_rewording_a_strategy_or_probe_description_moves_no_identity() -> None:
     from progbench.config.probes import load_probe_preset
 
     preset = load_probe_preset("reference")
-    grid = preset.variants.model_copy(update={"note": "reworded"})
-    edited = preset.model_copy(update={"description": "reworded", "variants": grid})
+    data = preset.model_dump() | {"description": "reworded"}
+    data["variants"] = {"n_last_blocks": [1, 4], "avgpool": [False, True], "note": "reworded"}
+    edited = type(preset).model_validate(data)
+    assert edited.variants == preset.variants
     assert identity_of(edited) == identity_of(preset)
     assert identity_of(preset)["solver"] == "adam" and "lrs" in identity_of(preset)
 

@@ -15,16 +15,17 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
-from progbench.config.training import NULLABLE, TrainingOptions
-from progbench.data.manifest import load_task
-from progbench.data.splits import make_splits
-from progbench.errors import ConfigError, RegistryError, RunError
-from progbench.models.registry import (
-    CONFIGS_DIR,
+from progbench.config.registry import CONFIGS_DIR
+from progbench.config.training import (
+    NULLABLE,
     TRAINING_DIR_ENV,
+    TrainingOptions,
     get_training_preset,
     list_training_presets,
 )
+from progbench.data.manifest import load_task
+from progbench.data.splits import make_splits
+from progbench.errors import ConfigError, RegistryError, RunError
 from progbench.runs import read_spec, read_train_log
 from progbench.train import fit as fit_module
 from progbench.train.finetune import run_finetune

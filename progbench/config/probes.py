@@ -8,68 +8,78 @@ every folder named in `$PROGBENCH_PROBES_DIR` (os.pathsep-separated); a file's n
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 
-from progbench.config.base import StrictModel, parse_model, read_yaml
+from progbench.config.base import StrictModel
 from progbench.config.keys import DESCRIPTIVE, IDENTITY, Identity, Recorded
 from progbench.config.models import REGISTRY_NAME_PATTERN
-from progbench.config.variants import VariantGrid
+from progbench.config.registry import CONFIGS_DIR, Registry
+from progbench.config.variants import DEFAULT_VARIANT, Variant, VariantGrid
 from progbench.errors import ConfigError
 
-PROBES_DIR = Path(__file__).resolve().parent.parent / "configs" / "probes"
+PROBES_DIR = CONFIGS_DIR / "probes"
 PROBES_DIR_ENV = "PROGBENCH_PROBES_DIR"
 ADAM = Identity(only_if=(("solver", "adam"),))  # used by the adam solver only
+Solver = Literal["lbfgs", "adam"]
 
 
 class ProbePreset(StrictModel):
-    """Its identity fields are progbench.train.probe.ProbeConfig's (checked by a test): an LP
-    run's identity is the preset's content, never its name or description."""
+    """A linear probe's whole search, from its YAML file or built in code (the one schema:
+    progbench.train.probe.ProbeConfig adds the solver's methods, no field). An LP run's identity
+    is its content (variants by name), never its name or description."""
 
     name: Annotated[str, Recorded("its content is the identity")] = Field(
-        pattern=REGISTRY_NAME_PATTERN
+        default="custom", pattern=REGISTRY_NAME_PATTERN
     )
     description: Annotated[str, DESCRIPTIVE] = ""
-    solver: Annotated[Literal["lbfgs", "adam"], IDENTITY] = "lbfgs"
-    weight_decays: Annotated[list[float], IDENTITY] = Field(min_length=1)
-    lrs: Annotated[list[float], ADAM] = Field(
-        default_factory=lambda: [1e-2, 1e-3, 1e-4], min_length=1
+    solver: Annotated[Solver, IDENTITY] = "lbfgs"
+    weight_decays: Annotated[tuple[float, ...], IDENTITY] = Field(
+        default=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), min_length=1
     )
-    max_steps: Annotated[int, IDENTITY] = Field(default=600, ge=1)
+    # adam only: the reference study's head-lr grid
+    lrs: Annotated[tuple[float, ...], ADAM] = Field(default=(1e-2, 1e-3, 1e-4), min_length=1)
+    max_steps: Annotated[int, IDENTITY] = Field(default=600, ge=1)  # lbfgs iterations, adam steps
     eval_every: Annotated[int, ADAM] = Field(default=10, ge=1)
+    # adam only: evaluations without a better validation loss
     patience: Annotated[int, ADAM] = Field(default=10, ge=1)
-    # Asked for; each backbone contributes the ones it offers (its YAML's `variants:`).
-    variants: Annotated[VariantGrid, IDENTITY] = Field(default_factory=VariantGrid)
+    # Asked for, in search order (YAML: a VariantGrid mapping); each backbone contributes the
+    # ones it offers (its YAML's `variants:`).
+    variants: Annotated[tuple[Variant, ...], IDENTITY] = Field(
+        default=(DEFAULT_VARIANT,), min_length=1
+    )
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _grid(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        try:
+            return tuple(VariantGrid.model_validate(v).variants())
+        except ValidationError as err:
+            raise ValueError(
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            ) from None
+
+
+PROBES = Registry(
+    PROBES_DIR,
+    PROBES_DIR_ENV,
+    ProbePreset,
+    label="probe preset",
+    error=ConfigError,
+    unknown_hint=lambda names: (
+        f"Use one of: {', '.join(names)} (or add <name>.yaml to a folder "
+        f"named by ${PROBES_DIR_ENV})."
+    ),
+)
 
 
 def probe_files() -> dict[str, Path]:
-    folders = [PROBES_DIR]
-    for p in os.environ.get(PROBES_DIR_ENV, "").split(os.pathsep):
-        if p and not Path(p).expanduser().is_dir():
-            raise ConfigError(f"${PROBES_DIR_ENV} names {p}, which is not a directory")
-        if p:
-            folders.append(Path(p).expanduser())
-    files: dict[str, Path] = {}
-    for folder in folders:
-        for f in sorted(folder.glob("*.yaml")):
-            if f.stem in files:
-                raise ConfigError(f"probe preset {f.stem!r} is defined twice: {files[f.stem]}, {f}")
-            files[f.stem] = f
-    return files
+    return PROBES.paths()
 
 
 def load_probe_preset(name: str) -> ProbePreset:
-    files = probe_files()
-    if name not in files:
-        raise ConfigError(
-            f"unknown probe preset {name!r}",
-            f"Use one of: {', '.join(sorted(files))} (or add <name>.yaml to a folder named by "
-            f"${PROBES_DIR_ENV}).",
-        )
-    preset = parse_model(ProbePreset, read_yaml(files[name]), str(files[name]))
-    if preset.name != name:
-        raise ConfigError(f"{files[name]}: `name` is {preset.name!r}; name the file {name}.yaml")
-    return preset
+    return PROBES.load(name)

@@ -1,8 +1,8 @@
 """Schema of progbench/configs/training/*.yaml: presets of the streamed PEFT/FFT trainer.
 
 A preset sets any field of progbench.train.options.FinetuneOptions (unset fields keep the
-dataclass defaults) plus per-task batch sizes. The registry (progbench/models/registry.py)
-finds and parses the files; progbench.train.presets.resolve_training turns a preset, a task and
+dataclass defaults) plus per-task batch sizes. `TRAINING_PRESETS` (a config.registry.Registry:
+`configs/training/` plus `$PROGBENCH_TRAINING_DIR`) finds and parses the files; progbench.train.presets.resolve_training turns a preset, a task and
 overrides into FinetuneOptions. See docs/METHODOLOGY.md, "Training presets".
 """
 
@@ -15,6 +15,7 @@ from pydantic import Field, PositiveInt, ValidationInfo, field_validator
 
 from progbench.config.base import StrictModel
 from progbench.config.models import REGISTRY_NAME_PATTERN
+from progbench.config.registry import CONFIGS_DIR, Registry
 
 # Options whose null means something (the strategy's lr, the grid, the backbone's input side,
 # the default cache, automatic workers); every other option needs a value when given.
@@ -94,3 +95,22 @@ class TrainingPreset(TrainingOptions):
     description: str = ""
     # Batch size per task name (a task YAML's `name`, e.g. afc); other tasks get `batch_size`.
     batch_size_by_task: dict[str, PositiveInt] = Field(default_factory=dict)
+
+
+TRAINING_DIR_ENV = "PROGBENCH_TRAINING_DIR"
+TRAINING_PRESETS = Registry(
+    CONFIGS_DIR / "training",
+    TRAINING_DIR_ENV,
+    TrainingPreset,
+    label="training preset",
+    hint="See docs/METHODOLOGY.md (Training presets) and progbench/configs/training/ for examples.",
+)
+
+
+def list_training_presets() -> list[str]:
+    return TRAINING_PRESETS.names()
+
+
+def get_training_preset(name: str) -> TrainingPreset:
+    """One preset, validated (errors name its file), cached by the file's identity."""
+    return TRAINING_PRESETS.load(name)

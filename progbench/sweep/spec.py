@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from progbench.config import parse_model, read_yaml
+from progbench.config.registry import CONFIGS_DIR, Registry
 from progbench.config.sweeps import Family, SweepConfig, TaskEntry
 from progbench.errors import ConfigError, ProgbenchError
 from progbench.models.registry import (
-    CONFIGS_DIR,
     get_backbone_spec,
     get_strategy_spec,
     list_backbones,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from progbench.data.manifest import Task  # pandas: only a prepared task needs it
 
 PRESETS_DIR = CONFIGS_DIR / "sweeps"
+SWEEPS = Registry(PRESETS_DIR, None, SweepConfig, label="sweep preset", error=ConfigError)
 BACKBONE_GROUPS = ("all", "cnn", "fm")
 FAMILIES = ("lp", "peft", "fft")
 
@@ -134,10 +135,10 @@ def resolve_source(source: str | Path) -> Path:
         if not path.is_file():
             raise ConfigError(f"sweep file not found: {path}", "Check the path.")
         return path.resolve()
-    preset = PRESETS_DIR / f"{source}.yaml"
-    if preset.is_file():
-        return preset
-    names = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+    presets = SWEEPS.paths()
+    if str(source) in presets:
+        return presets[str(source)]
+    names = sorted(presets)
     raise ConfigError(
         f"no sweep file or preset named {source!r}",
         f"Give the path of a sweep YAML, or a preset: {', '.join(names)}.",
@@ -178,7 +179,7 @@ def _expand_strategies(source: Path, key: str, names: list[str]) -> list[str]:
 def _check_train(source: Path, key: str, overrides: dict[str, Any]) -> None:
     fields = {f.name for f in dataclasses.fields(FinetuneOptions)} - {"cache_dir"}
     if key == "train" and "preset" in overrides:
-        from progbench.models.registry import get_training_preset
+        from progbench.config.training import get_training_preset
 
         try:
             get_training_preset(str(overrides["preset"]))
@@ -221,7 +222,11 @@ def load_sweep(
         if root is not None
         else (Path.cwd() if path.parent == PRESETS_DIR else path.parent)
     )
-    config: SweepConfig = parse_model(SweepConfig, read_yaml(path), str(path))
+    config: SweepConfig = (
+        SWEEPS.load(path.stem)
+        if path.parent == PRESETS_DIR
+        else parse_model(SweepConfig, read_yaml(path), str(path))
+    )
     backbones = _expand_backbones(path, config.backbones)
     strategies = _expand_strategies(path, "strategies", config.strategies)
     if config.fewshot and config.fewshot.strategies is not None:

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from progbench.config import parse_model
-from progbench.config.training import TrainingOptions
-from progbench.models.registry import get_training_preset, list_training_presets
+from progbench.config.training import TrainingOptions, get_training_preset, list_training_presets
 from progbench.train.options import FinetuneOptions
 
 DEFAULT_PRESET = "default"

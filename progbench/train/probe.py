@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -35,47 +34,24 @@ from safetensors.numpy import load_file, save
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from progbench.config import DEFAULT_VARIANT, Variant
-from progbench.config.keys import IDENTITY, identity_of
-from progbench.config.probes import ADAM
+from progbench.config import Variant
+from progbench.config.keys import identity_of
+from progbench.config.probes import PROBES, ProbePreset
 from progbench.models.params import linear_head_parameters
 
-Solver = Literal["lbfgs", "adam"]
 PROBE_FILE = "probe.safetensors"
 Predictor = Callable[[np.ndarray], np.ndarray]  # raw variant features -> p_pos
 
 
-@dataclass(frozen=True)
-class ProbeConfig:
-    """An LP run's `probe` identity is derived from these declarations (progbench.config.keys)."""
-
-    solver: Annotated[Solver, IDENTITY] = "lbfgs"
-    weight_decays: Annotated[tuple[float, ...], IDENTITY] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    # adam only: the reference study's head-lr grid
-    lrs: Annotated[tuple[float, ...], ADAM] = (1e-2, 1e-3, 1e-4)
-    max_steps: Annotated[int, IDENTITY] = 600  # lbfgs iterations, or adam steps
-    eval_every: Annotated[int, ADAM] = 10
-    # adam only: evaluations without a better validation loss (100 steps)
-    patience: Annotated[int, ADAM] = 10
-    # asked for, in search order; the identity holds their names
-    variants: Annotated[tuple[Variant, ...], IDENTITY] = (DEFAULT_VARIANT,)
+class ProbeConfig(ProbePreset):
+    """A probe preset with its solver's methods (no field of its own): an LP run's `probe`
+    identity is derived from ProbePreset's declarations (progbench.config.keys)."""
 
     @classmethod
     def preset(cls, name: str) -> ProbeConfig:
         """A preset of progbench/configs/probes/ (or $PROGBENCH_PROBES_DIR): `default` (lbfgs
         over wd, cls1), `reference` (Adam over the study's lr grid x wd x its variants)..."""
-        from progbench.config.probes import load_probe_preset
-
-        p = load_probe_preset(name)
-        return cls(
-            solver=p.solver,
-            weight_decays=tuple(p.weight_decays),
-            lrs=tuple(p.lrs),
-            max_steps=p.max_steps,
-            eval_every=p.eval_every,
-            patience=p.patience,
-            variants=tuple(p.variants.variants()),
-        )
+        return PROBES.load_as(name, cls)
 
     @property
     def grid(self) -> list[tuple[float | None, float]]:

@@ -9,16 +9,17 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
-from progbench.config import StrictModel, parse_model, read_yaml
+from progbench.config import StrictModel, parse_model
+from progbench.config.registry import CONFIGS_DIR, Registry
 from progbench.data.prepare.dicomscan import nbia_series_folders
 from progbench.data.prepare.locate import Roots
 from progbench.data.prepare.pipeline import PrepareContext, prepare
 from progbench.data.prepare.schema import ColumnMap, OutputSpec, PrepareSpec, Rules, TableSource
 from progbench.data.prepare.tables import MissingColumnError
 from progbench.data.prepare.write import PrepareResult
-from progbench.errors import PrepareError
+from progbench.errors import ConfigError, PrepareError
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "datasets"
+PRESETS_DIR = CONFIGS_DIR / "datasets"
 DOCS = "docs/DATASETS.md"
 TABLE_HINT = (
     "or describe the release yourself with a column map: `progbench prepare table TABLE IMAGES "
@@ -43,11 +44,12 @@ class DatasetPreset(StrictModel):
 
 
 P = TypeVar("P", bound=DatasetPreset)
+DATASETS = Registry(PRESETS_DIR, None, DatasetPreset, label="dataset preset", error=ConfigError)
 
 
 def load_preset(name: str, model: type[P]) -> P:
-    path = PRESETS_DIR / f"{name}.yaml"
-    return parse_model(model, read_yaml(path), str(path))
+    """A dataset's preset, validated with its adapter's schema (a DatasetPreset subclass)."""
+    return DATASETS.load_as(name, model)
 
 
 def missing_file(
