@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from progbench.commands.app import command
-from progbench.commands.output import console, err_console, print_wide, progress
+from progbench.commands.output import console, err_console, print_wide, staged_progress
 from progbench.commands.render import metrics_table, result_warning_lines, summary_table
 
 ThresholdOpt = Annotated[
@@ -31,19 +31,7 @@ def evaluate_with_progress(cfg: Any, show: bool = True) -> Any:
 
     if not show:
         return evaluate_path(cfg)
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:  # one display per stage (runs, then groups), each its own total
-        current: list[Any] = []  # [stage, its display's stack, its update]
-
-        def update(stage: str, done: int, total: int) -> None:
-            if not current or current[0] != stage:
-                if current:
-                    current[1].close()  # the stage before is over: its last line first
-                inner = stack.enter_context(ExitStack())
-                current[:] = [stage, inner, inner.enter_context(progress(f"evaluating {stage}"))]
-            current[2](done, total)
-
+    with staged_progress("evaluating") as update:  # runs, then groups
         return evaluate_path(cfg, update)
 
 

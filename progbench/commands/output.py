@@ -12,7 +12,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.measure import Measurement
@@ -133,6 +134,22 @@ def progress(description: str) -> Iterator[ProgressFn]:
     finally:
         if task:
             bar.stop()
+
+
+@contextmanager
+def staged_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """`progress` for work in stages (evaluation: runs, then groups), driven by
+    `update(stage, done, total)`: one display per stage, each closed before the next opens."""
+    with ExitStack() as stage_stack:
+        current: list[Any] = []  # [stage, its update]
+
+        def update(stage: str, done: int, total: int) -> None:
+            if not current or current[0] != stage:
+                stage_stack.close()  # the stage before is over: its last line first
+                current[:] = [stage, stage_stack.enter_context(progress(f"{description} {stage}"))]
+            current[1](done, total)
+
+        yield update
 
 
 def lock_notice(text: str) -> None:

@@ -10,7 +10,14 @@ import typer
 
 from progbench.commands.app import command, group
 from progbench.commands.options import split_list
-from progbench.commands.output import ProgressFn, console, err_console, print_wide, progress
+from progbench.commands.output import (
+    ProgressFn,
+    console,
+    err_console,
+    print_wide,
+    progress,
+    staged_progress,
+)
 from progbench.commands.render import long_table, simple_table
 
 if TYPE_CHECKING:  # imported when a command runs, not at startup
@@ -259,8 +266,8 @@ def _finish(sweep: Sweep) -> None:
     from progbench.commands.render import result_warning_lines
     from progbench.sweep.run import finish_sweep
 
-    with progress("evaluating the sweep") as update:
-        report = finish_sweep(sweep, lambda _stage, done, total: update(done, total))
+    with staged_progress("evaluating the sweep:") as update:  # runs, then groups
+        report = finish_sweep(sweep, update)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     for line in result_warning_lines(report.summary):
