@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,6 @@ from typer.testing import CliRunner
 from progbench.accel import resolve_accel, to_input
 from progbench.cache.imagestore import ImageStore, ImageStoreParams, build_image_store
 from progbench.data.fewshot import add_fewshot
-from progbench.data.manifest import Task, load_task
-from progbench.data.splits import Splits, make_splits
 from progbench.errors import ConfigError, NotApplicableError
 from progbench.models.loaders import load_backbone
 from progbench.models.strategies.kinds import HEAD_FILE
@@ -31,29 +29,17 @@ from progbench.train.finetune import STATE_DIR, run_finetune
 from progbench.train.options import FinetuneOptions
 from progbench.train.plan import SplitRequest
 from progbench.train.steps import Steps, epoch_batches
-from tests.helpers.cohorts import write_cohort
+from tests.helpers.cohorts import StreamCohort as Cohort
+from tests.helpers.cohorts import stream_cohort
 
 STORE_SIZE = 32
 # Tiny twins: densenet is the CNN (BatchNorm, conv LoRA/IA3), dinov2 the transformer.
 CNN, VIT = "tiny-densenet", "tiny-dinov2"
 
 
-@dataclass(frozen=True)
-class Cohort:
-    task: Task
-    splits: Splits  # one fold: enough for every check here, and half the time of two
-    cache: Path
-    manifest: Path
-
-
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
-    root = tmp_path_factory.mktemp("ft")
-    manifest = write_cohort(root / "cohort", patients=30, size=40)
-    task = load_task(root / "cohort" / "tasks" / "severity.yaml")
-    splits = make_splits(task, "kfold", folds=2, seed=42)
-    one = splits.model_copy(update={"folds": splits.folds[:1]})
-    return Cohort(task, one, root / "cache", manifest)
+    return stream_cohort(tmp_path_factory.mktemp("ft"))
 
 
 def opts_for(c: Cohort, **kw: Any) -> FinetuneOptions:

@@ -5,7 +5,6 @@ preset names is not applicable, with the reason."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,6 @@ import torch
 import yaml
 
 from progbench.config import StrategySpec, parse_model
-from progbench.data.manifest import Task, load_task
-from progbench.data.splits import Splits, make_splits
 from progbench.errors import ConfigError, RegistryError
 from progbench.models.registry import STRATEGIES_DIR_ENV, get_backbone_spec, list_strategies
 from progbench.models.strategies import resolve
@@ -25,27 +22,15 @@ from progbench.runs import read_run
 from progbench.train.finetune import run_finetune
 from progbench.train.options import FinetuneOptions
 from progbench.train.steps import Steps
-from tests.helpers.cohorts import write_cohort
+from tests.helpers.cohorts import StreamCohort as Cohort
+from tests.helpers.cohorts import stream_cohort
 
 STORE_SIZE = 32
 
 
-@dataclass(frozen=True)
-class Cohort:
-    task: Task
-    splits: Splits
-    cache: Path
-    manifest: Path
-
-
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
-    root = tmp_path_factory.mktemp("peftm")
-    manifest = write_cohort(root / "cohort", patients=30, size=40)
-    task = load_task(root / "cohort" / "tasks" / "severity.yaml")
-    splits = make_splits(task, "kfold", folds=2, seed=42)
-    one = splits.model_copy(update={"folds": splits.folds[:1]})
-    return Cohort(task, one, root / "cache", manifest)
+    return stream_cohort(tmp_path_factory.mktemp("peftm"))
 
 
 def _opts(c: Cohort) -> FinetuneOptions:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+if TYPE_CHECKING:
+    from progbench.data.manifest import Task
+    from progbench.data.splits import Splits
 
 
 def write_cohort(
@@ -58,3 +64,25 @@ def write_cohort(
         "name: tiny-severity\nmanifest: ../manifest.csv\noutcome: severity\npositive: 1\n"
     )
     return root / "manifest.csv"
+
+
+@dataclass(frozen=True)
+class StreamCohort:
+    """A 30-patient cohort for the streamed trainer's tests, with one kfold fold (enough for
+    every check there, and half the time of two)."""
+
+    task: Task
+    splits: Splits
+    cache: Path
+    manifest: Path
+
+
+def stream_cohort(root: Path) -> StreamCohort:
+    from progbench.data.manifest import load_task
+    from progbench.data.splits import make_splits
+
+    manifest = write_cohort(root / "cohort", patients=30, size=40)
+    task = load_task(root / "cohort" / "tasks" / "severity.yaml")
+    splits = make_splits(task, "kfold", folds=2, seed=42)
+    one = splits.model_copy(update={"folds": splits.folds[:1]})
+    return StreamCohort(task, one, root / "cache", manifest)
