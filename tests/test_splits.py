@@ -276,7 +276,7 @@ def test_auto_loco_warns_about_a_training_part_with_few_patients_of_a_class(
     assert scheme_warnings(task, "auto", "loco") == []  # every training part is large enough
     # `train` prints it under the scheme line (its note).
     _, _, note = resolve_splits(small, SplitRequest(), tmp_path / "runs")
-    assert note.splitlines() == ["scheme auto: loco (3 centres)", warning]
+    assert note.splitlines() == ["scheme auto: loco (3 centres)", f"warning: {warning}"]
 
 
 def test_sweep_plan_and_run_say_when_auto_chose_a_thin_loco(tmp_path: Path) -> None:

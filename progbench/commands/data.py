@@ -92,7 +92,7 @@ def splits(
     _refuse_unused(resolved, why, folds, shots, repeats, per_center)
     console.print(f"scheme {why}")
     for warning in scheme_warnings(t, scheme, resolved):
-        console.print(f"[yellow]{warning}[/]", soft_wrap=True, highlight=False)
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True, highlight=False)
     result = make_splits(t, resolved, folds=folds, val_fraction=val_fraction, seed=seed)
     if shots:
         result = add_fewshot(

@@ -353,8 +353,8 @@ def resolve_scheme(task: Task, scheme: str) -> tuple[Scheme, str]:
 
 
 def scheme_warnings(task: Task, asked: str, scheme: str) -> list[str]:
-    """When `auto` chose LOCO: one line per fold whose training part (every other centre) holds
-    fewer than LOCO_FEW_PATIENTS patients of a class, naming the fold and the counts."""
+    """When `auto` chose LOCO: one warning per fold whose training part (every other centre)
+    holds fewer than LOCO_FEW_PATIENTS patients of a class, naming the fold and the counts."""
     if asked != "auto" or scheme != "loco":
         return []
     df = task.manifest.frame
@@ -365,7 +365,7 @@ def scheme_warnings(task: Task, asked: str, scheme: str) -> list[str]:
         neg, pos = class_patients(np.flatnonzero(centres != c), task.labels, groups)
         if min(neg, pos) < LOCO_FEW_PATIENTS:
             out.append(
-                f"warning: scheme auto chose loco, but {_fold_name(i, c)} trains on {neg} "
+                f"scheme auto chose loco, but {_fold_name(i, c)} trains on {neg} "
                 f"negative and {pos} positive patients (fewer than {LOCO_FEW_PATIENTS} of a "
                 "class): its results will be noisy. Pass --scheme kfold to pool the centres, or "
                 "--scheme loco to keep LOCO."

@@ -137,10 +137,7 @@ def _scheme_warnings(sweep: Sweep) -> list[str]:
         if t.task is None or "auto" not in sweep.config.schemes:
             continue
         resolved = resolve_scheme(t.task, "auto")[0]
-        out += [
-            f"task {t.name}: {w.removeprefix('warning: ')}"
-            for w in scheme_warnings(t.task, "auto", resolved)
-        ]
+        out += [f"task {t.name}: {w}" for w in scheme_warnings(t.task, "auto", resolved)]
     return out
 
 

@@ -135,7 +135,7 @@ def resolve_splits(task: Task, req: SplitRequest, runs_root: Path) -> tuple[Spli
     else:
         scheme, note = resolve_scheme(task, req.scheme)
         warnings = scheme_warnings(task, req.scheme, scheme)
-        note = "\n".join([note, *warnings])
+        note = "\n".join([note, *(f"warning: {w}" for w in warnings)])
         path = splits_path(task, req, scheme, runs_root)
         if path.is_file():
             splits = read_splits(path)
